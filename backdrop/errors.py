@@ -1,0 +1,200 @@
+"""What can go wrong talking to the API, arranged by what a caller may do about it.
+
+    BackdropError
+    ├── ConfigError               bad settings (no key, unknown slug); fix and run again
+    ├── ApiError                  the server answered with an error status
+    │   ├── RateLimited           429; retryable (no Retry-After: back off with jitter)
+    │   ├── ServerError           5xx; retryable for requests that are safe to repeat
+    │   │   └── TaskTimeout       500 TaskTimeout on a poll; retryable (poll again)
+    │   ├── AuthError             401 (InvalidApiKey, ...); fatal for the batch
+    │   ├── InvalidParameters     400 InvalidParameters / BadRequest; fatal for the row
+    │   ├── CreditInsufficiency   400; stop creating, let in-flight tasks finish
+    │   ├── InvalidTaskId         400 on a poll: unknown or expired task; fatal for the row
+    │   ├── NotFound              404: unknown route; the message names the feature setting
+    │   └── Forbidden             403 from storage: a signed URL expired or was forged
+    ├── EngineError               HTTP 200 with task_status "error"; fatal for the row, not charged
+    ├── TransportError            no usable answer
+    │   ├── NotSent               connection never made: safe to retry, even a create
+    │   └── OutcomeUnknown        the request may have arrived: retry only if idempotent
+    ├── AmbiguousCreate           a create whose answer was lost: reconcile, never re-create blindly
+    ├── PollDeadlineExceeded      a task still running at the poll deadline: pending_reconcile
+    └── DownloadError             a result that could not be fetched or is not an image
+
+Every error carries `status`, `error_code`, `message` and `request_id` (the `x-request-id`
+header) where they exist, and `retryable` says whether repeating the same request is safe.
+No error message ever contains the API key or a signed URL's query string.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "AmbiguousCreate",
+    "ApiError",
+    "AuthError",
+    "BackdropError",
+    "ConfigError",
+    "CreditInsufficiency",
+    "DownloadError",
+    "EngineError",
+    "Forbidden",
+    "InvalidParameters",
+    "InvalidTaskId",
+    "NotFound",
+    "NotSent",
+    "OutcomeUnknown",
+    "PollDeadlineExceeded",
+    "RateLimited",
+    "ServerError",
+    "TaskTimeout",
+    "TransportError",
+]
+
+
+class BackdropError(Exception):
+    """Base of every error Backdrop raises on purpose."""
+
+    retryable: ClassVar[bool] = False
+    #: short machine code for reports (overridden per instance where the vendor gives one)
+    code: ClassVar[str] = "backdrop_error"
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        status: int | None = None,
+        error_code: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.error_code = error_code
+        self.request_id = request_id
+
+    @property
+    def report_code(self) -> str:
+        """The code a report shows: the vendor's code when it sent one, ours otherwise."""
+        return self.error_code or self.code
+
+    def __str__(self) -> str:
+        bits = [self.message or self.__class__.__name__]
+        if self.status is not None:
+            bits.append(f"http={self.status}")
+        if self.error_code:
+            bits.append(f"code={self.error_code}")
+        if self.request_id:
+            bits.append(f"request_id={self.request_id}")
+        return " ".join(bits)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Prefect pickles failed states; keep the keyword fields across pickling.
+        return (
+            _rebuild,
+            (self.__class__, self.message, self.status, self.error_code, self.request_id, self._extra()),
+        )
+
+    def _extra(self) -> dict[str, Any]:
+        return {}
+
+
+def _rebuild(cls: type[BackdropError], message: str, status: Any, code: Any, rid: Any, extra: dict) -> BackdropError:
+    err = cls.__new__(cls)
+    BackdropError.__init__(err, message, status=status, error_code=code, request_id=rid)
+    err.__dict__.update(extra)
+    return err
+
+
+class ConfigError(BackdropError):
+    code = "config_error"
+
+
+class ApiError(BackdropError):
+    code = "api_error"
+
+
+class RateLimited(ApiError):
+    retryable = True
+    code = "rate_limited"
+
+
+class ServerError(ApiError):
+    retryable = True
+    code = "server_error"
+
+
+class TaskTimeout(ServerError):
+    code = "TaskTimeout"
+
+
+class AuthError(ApiError):
+    code = "InvalidApiKey"
+
+
+class InvalidParameters(ApiError):
+    code = "InvalidParameters"
+
+
+class CreditInsufficiency(ApiError):
+    code = "CreditInsufficiency"
+
+
+class InvalidTaskId(ApiError):
+    code = "InvalidTaskId"
+
+
+class NotFound(ApiError):
+    code = "not_found"
+
+
+class Forbidden(ApiError):
+    code = "forbidden"
+
+
+class EngineError(BackdropError):
+    """The task ran and failed (HTTP 200, task_status "error"). Not charged."""
+
+    code = "engine_error"
+
+    def __init__(self, message: str = "", *, task_id: str | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.task_id = task_id
+
+    def _extra(self) -> dict[str, Any]:
+        return {"task_id": self.task_id}
+
+
+class TransportError(BackdropError):
+    code = "transport_error"
+
+
+class NotSent(TransportError):
+    retryable = True
+    code = "connect_error"
+
+
+class OutcomeUnknown(TransportError):
+    retryable = True  # for idempotent requests only; a create turns it into AmbiguousCreate
+    code = "no_answer"
+
+
+class AmbiguousCreate(BackdropError):
+    """The create request may have reached the server, and no answer came back."""
+
+    code = "ambiguous_create"
+
+
+class PollDeadlineExceeded(BackdropError):
+    code = "poll_deadline"
+
+    def __init__(self, message: str = "", *, task_id: str | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.task_id = task_id
+
+    def _extra(self) -> dict[str, Any]:
+        return {"task_id": self.task_id}
+
+
+class DownloadError(BackdropError):
+    code = "download_error"

@@ -1,0 +1,85 @@
+"""Backdrop's settings: one typed object, read from `BACKDROP_*` environment variables.
+
+The API key is a `SecretStr`: it prints as `**********` and only `api_key_value()` reveals it,
+at the edge where the HTTP header is built.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_API_URL = "https://yce-api-01.makeupar.com"
+
+FeatureSlug = Literal["bg-replace-v2", "bg-replace"]
+FileRoute = Literal["auto", "feature", "universal"]
+
+
+class BackdropSettings(BaseSettings):
+    """Everything the client and the pipeline need to reach the API and pace themselves."""
+
+    model_config = SettingsConfigDict(env_prefix="BACKDROP_", extra="ignore", frozen=True)
+
+    api_url: str = Field(DEFAULT_API_URL, description="Base URL of the API (or of the sandbox).")
+    api_key: SecretStr | None = Field(None, description="API key; never logged or printed.")
+    api_key_block: str | None = Field(
+        None, description="Name of a Prefect Secret block holding the key (used when api_key is unset)."
+    )
+    feature: FeatureSlug = Field(
+        "bg-replace-v2",
+        description="Feature slug in the task routes. 'bg-replace' is the newer published name "
+        "(templates, universal file route).",
+    )
+    file_route: FileRoute = Field(
+        "auto",
+        description="Upload-slot route: 'feature' = POST /s2s/v2.0/file/{feature}, 'universal' = "
+        "POST /s2s/v2.0/file; 'auto' picks 'feature' for bg-replace-v2 and 'universal' for bg-replace.",
+    )
+
+    # Pacing: the vendor's documented limits per key (contract section 9).
+    rate_limit_requests: int = Field(250, ge=1, description="Requests allowed per rolling window.")
+    rate_limit_window_seconds: float = Field(300.0, gt=0, description="Length of the rolling window.")
+    rate_limit_per_second: float = Field(5.0, gt=0, description="Requests allowed per second.")
+
+    # Retries of requests that are safe to repeat (and of 429s, which the server refused).
+    max_retries: int = Field(4, ge=0, le=20)
+    backoff_base_seconds: float = Field(1.0, ge=0)
+    backoff_max_seconds: float = Field(30.0, ge=0)
+
+    connect_timeout_seconds: float = Field(10.0, gt=0)
+    read_timeout_seconds: float = Field(30.0, gt=0)
+
+    # Polling a running task.
+    poll_first_seconds: float = Field(
+        8.0, ge=0, description="Wait before the first poll (a task takes ~10 s)."
+    )
+    poll_interval_seconds: float = Field(2.0, gt=0, description="Interval after the first poll.")
+    poll_max_interval_seconds: float = Field(
+        30.0, gt=0, description="Back-off cap; keep it well inside the vendor's polling window."
+    )
+    poll_deadline_seconds: float = Field(
+        900.0, gt=0, description="After this a still-running task is reported pending_reconcile."
+    )
+
+    max_download_bytes: int = Field(50 * 1024 * 1024, gt=0)
+
+    units_per_task: int = Field(4, ge=0, description="Units the vendor charges per success.")
+    unit_price: float = Field(0.055, ge=0, description="Price of one unit, for cost figures.")
+    currency: str = Field("USD")
+
+    ledger_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of Backdrop's ledger; default SQLite under the output folder.",
+    )
+
+    def api_key_value(self) -> str | None:
+        """The key itself, for the Authorization header only."""
+        return self.api_key.get_secret_value() if self.api_key else None
+
+    @property
+    def upload_route(self) -> Literal["feature", "universal"]:
+        if self.file_route != "auto":
+            return self.file_route
+        return "feature" if self.feature == "bg-replace-v2" else "universal"

@@ -1,0 +1,177 @@
+"""Plain batch bookkeeping for the flow: grouping rows into paid work items, the unit budget, progress.
+
+No Prefect here: the flow composes these with the tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlparse
+
+from backdrop.inputs import MAX_PROMPT_CHARS, InputRow
+from backdrop.outputs import safe_stem
+from backdrop.preflight import InputRejected, PreparedInput
+
+__all__ = [
+    "Budget",
+    "ItemResult",
+    "WorkItem",
+    "check_prompt",
+    "group_rows",
+    "is_public_url",
+    "now_iso",
+    "output_names",
+    "progress_listeners",
+]
+
+InputMode = Literal["upload", "url", "auto"]
+
+#: in-process progress callbacks (the CLI's progress bar); called with (done, total, status)
+progress_listeners: list[Callable[[int, int, str], None]] = []
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def is_public_url(source: str) -> bool:
+    """True for an http(s) URL whose host the vendor could reach (not loopback, private or local)."""
+    parsed = urlparse(source)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        return False
+    host = parsed.hostname
+    if host == "localhost" or host.endswith((".local", ".internal", ".localhost")):
+        return False
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return True
+    return ip.is_global
+
+
+def check_prompt(row: InputRow) -> InputRejected | None:
+    """A row needs a prompt or a template; prompts have a sane length."""
+    if row.template_id:
+        return None
+    if not row.prompt or not row.prompt.strip():
+        return InputRejected("prompt_missing", "the row has neither a prompt nor a template_id")
+    if len(row.prompt) > MAX_PROMPT_CHARS:
+        return InputRejected(
+            "prompt_too_long", f"prompt is {len(row.prompt)} characters (limit {MAX_PROMPT_CHARS})"
+        )
+    return None
+
+
+@dataclass
+class WorkItem:
+    """One paid picture: a unique (image bytes, prompt/template) with every row that asked for it."""
+
+    key: str
+    prepared: PreparedInput
+    source: str
+    task_type: Literal["prompt", "template"]
+    prompt: str | None
+    template_id: str | None
+    rows: list[InputRow] = field(default_factory=list)
+
+    @property
+    def primary(self) -> InputRow:
+        return self.rows[0]
+
+
+@dataclass
+class ItemResult:
+    """How a work item ended; every row of the item is reported from it."""
+
+    status: str
+    stage: str | None = None
+    error_code: str | None = None
+    message: str | None = None
+    http_status: int | None = None
+    task_id: str | None = None
+    request_id: str | None = None
+    attempts: int = 0
+    polls: int = 0
+    started_at: str | None = None
+    finished_at: str | None = None
+    seconds: float | None = None
+    units: int = 0
+    output_path: str | None = None
+    output_sha256: str | None = None
+    width: int | None = None
+    height: int | None = None
+    reused: bool = False
+    note: str | None = None
+
+
+def group_rows(
+    rows: list[InputRow],
+    prepared: dict[str, PreparedInput | InputRejected],
+    key_fn: Callable[[PreparedInput, InputRow, str], str],
+) -> tuple[list[WorkItem], dict[int, InputRejected]]:
+    """Group good rows into work items by content key; return rejected rows by line."""
+    items: dict[str, WorkItem] = {}
+    rejected: dict[int, InputRejected] = {}
+    for row in rows:
+        problem = check_prompt(row)
+        found = prepared.get(row.image_url)
+        if problem is None and isinstance(found, InputRejected):
+            problem = found
+        if problem is not None or found is None:
+            rejected[row.line] = problem or InputRejected("input_missing", "image was not prepared")
+            continue
+        assert isinstance(found, PreparedInput)
+        task_type: Literal["prompt", "template"] = "template" if row.template_id else "prompt"
+        key = key_fn(found, row, task_type)
+        if key not in items:
+            items[key] = WorkItem(
+                key=key, prepared=found, source=row.image_url, task_type=task_type,
+                prompt=row.prompt if task_type == "prompt" else None,
+                template_id=row.template_id if task_type == "template" else None,
+            )
+        items[key].rows.append(row)
+    return list(items.values()), rejected
+
+
+def output_names(rows: list[InputRow], out_dir: Path) -> dict[int, Path]:
+    """A distinct output path per row, from its id; a repeated id gets its line number appended."""
+    seen: set[str] = set()
+    names: dict[int, Path] = {}
+    for row in rows:
+        stem = safe_stem(row.row_id)
+        if stem in seen:
+            stem = f"{stem}-line{row.line}"
+        seen.add(stem)
+        names[row.line] = out_dir / f"{stem}.jpg"
+    return names
+
+
+class Budget:
+    """`max_units` for one run: units are reserved before each create, so concurrency cannot overshoot."""
+
+    def __init__(self, max_units: int | None, units_per_task: int) -> None:
+        self.max_units = max_units
+        self.units_per_task = units_per_task
+        self.reserved = 0
+        self.spent = 0
+        self._lock = asyncio.Lock()
+
+    async def reserve(self) -> bool:
+        async with self._lock:
+            if self.max_units is not None:
+                if self.spent + self.reserved + self.units_per_task > self.max_units:
+                    return False
+            self.reserved += self.units_per_task
+            return True
+
+    async def settle(self, charged: bool) -> None:
+        async with self._lock:
+            self.reserved -= self.units_per_task
+            if charged:
+                self.spent += self.units_per_task

@@ -1,0 +1,229 @@
+"""`backdrop`: run a batch, run the demo, serve the sandbox.
+
+Exit codes: 0 every row succeeded (or a dry run), 1 some rows did not, 2 bad usage or a bad CSV.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+from cyclopts import App
+from rich.console import Console
+from rich.table import Table
+
+app = App(name="backdrop", help="Bulk background changes for product photos (Perfect Corp API, Prefect).")
+console = Console(stderr=True)
+
+SANDBOX_KEY = "sandbox-key"
+
+
+def _quiet_prefect(verbose: bool) -> None:
+    # Set before Prefect is imported: a batch is thousands of task runs, too many INFO lines for a terminal.
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+@contextmanager
+def sandbox_process(time_scale: float) -> Iterator[str]:
+    """Start the sandbox as its own process on a free loopback port; yield its base URL."""
+    with tempfile.TemporaryDirectory() as tmp:
+        ready = Path(tmp) / "url"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "backdrop.sandbox", "--host", "127.0.0.1", "--port", "0",
+             "--time-scale", str(time_scale), "--ready-file", str(ready)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while not (ready.exists() and ready.read_text().strip()):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    err = proc.stderr.read() if proc.stderr else ""
+                    raise RuntimeError(f"the sandbox did not start: {err[-2000:]}")
+                time.sleep(0.05)
+            yield ready.read_text().strip()
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _sandbox_env(url: str, time_scale: float) -> None:
+    """Point the pipeline at the sandbox, with poll timings in the sandbox's (scaled) time."""
+    os.environ["BACKDROP_API_URL"] = url
+    os.environ["BACKDROP_API_KEY"] = SANDBOX_KEY
+    os.environ.pop("BACKDROP_API_KEY_BLOCK", None)
+    for name, vendor_seconds in (("POLL_FIRST_SECONDS", 8.0), ("POLL_INTERVAL_SECONDS", 2.0),
+                                 ("POLL_MAX_INTERVAL_SECONDS", 30.0)):
+        os.environ.setdefault(f"BACKDROP_{name}", str(vendor_seconds / time_scale))
+
+
+def _summary_table(summary: dict[str, Any]) -> Table:
+    table = Table(title="Backdrop batch", show_header=False)
+    for label, key in (("rows", "rows"), ("succeeded", "succeeded"), ("failed", "failed"),
+                       ("skipped", "skipped"), ("pending reconcile", "pending_reconcile"),
+                       ("reused (paid before)", "reused"), ("units charged", "units_charged")):
+        table.add_row(label, str(summary.get(key, 0)))
+    table.add_row("cost", f"{summary.get('cost', 0):.2f} {summary.get('currency', '')}")
+    if summary.get("dry_run"):
+        table.add_row("estimated units", str(summary.get("estimated_units", 0)))
+        table.add_row("estimated cost", f"{summary.get('estimated_cost', 0):.2f} {summary.get('currency', '')}")
+    for code, n in (summary.get("failures_by_code") or {}).items():
+        table.add_row(f"  failed: {code}", str(n))
+    for kind, path in (summary.get("files") or {}).items():
+        table.add_row(kind, path)
+    return table
+
+
+def _run_flow(params: dict[str, Any], *, as_json: bool) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from backdrop import batch
+    from backdrop.errors import BackdropError
+    from backdrop.inputs import CsvError, read_rows
+
+    try:  # a bad CSV fails fast, before Prefect starts
+        read_rows(params["csv"], prompt_override=params.get("prompt"),
+                  template_override=params.get("template_id"))
+    except CsvError as exc:
+        console.print(f"[red]error:[/red] {exc.message}")
+        return 2
+
+    from flows.change_backgrounds import change_backgrounds
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeRemainingColumn(), console=console, disable=as_json)
+    bar = progress.add_task("pictures", total=None)
+
+    def _update(done: int, total: int, _status: str) -> None:
+        progress.update(bar, completed=done, total=total)
+
+    batch.progress_listeners.append(_update)
+    try:
+        with progress:
+            state = asyncio.run(change_backgrounds(**params, return_state=True))
+    finally:
+        batch.progress_listeners.remove(_update)
+    result = state.result(raise_on_failure=False)
+    if isinstance(result, BaseException):
+        console.print(f"[red]error:[/red] {result}")
+        return 2 if isinstance(result, BackdropError) and result.code in ("bad_csv", "config_error") else 1
+    summary: dict[str, Any] = result
+    if as_json:
+        print(json.dumps(summary, default=str))
+    else:
+        console.print(_summary_table(summary))
+    ok = summary["failed"] == 0 and summary["pending_reconcile"] == 0 and (
+        summary["dry_run"] or summary["succeeded"] == summary["rows"])
+    return 0 if ok else 1
+
+
+@app.command
+def run(
+    csv: str,
+    /,
+    *,
+    out: str = "backdrop-output",
+    sandbox: bool = False,
+    time_scale: float = 20.0,
+    prompt: str | None = None,
+    template_id: str | None = None,
+    input_mode: Literal["upload", "url", "auto"] = "upload",
+    concurrency: int = 8,
+    max_units: int | None = None,
+    dry_run: bool = False,
+    feature: Literal["bg-replace-v2", "bg-replace"] | None = None,
+    fit_inputs: bool = False,
+    json_output: bool = False,
+    verbose: bool = False,
+) -> int:
+    """Change the backgrounds of every picture in CSV; write pictures and a report to --out.
+
+    Parameters
+    ----------
+    csv
+        CSV path or URL with columns image_url and prompt (optional: id, template_id, any others).
+    out
+        Output folder for the pictures, report.csv, report.parquet and summary.json.
+    sandbox
+        Start the local sandbox on a free loopback port and run against it (no real API, no cost).
+    time_scale
+        With --sandbox: how much faster than the vendor the sandbox runs.
+    prompt
+        One prompt for every row, replacing the CSV's.
+    template_id
+        One template for every row (feature bg-replace).
+    input_mode
+        upload: send the bytes; url: pass http(s) URLs to the API; auto: URLs the vendor can reach.
+    concurrency
+        Pictures in flight at once.
+    max_units
+        Unit budget for this run; no create may exceed it.
+    dry_run
+        Check every row and estimate units and cost; create nothing.
+    feature
+        Feature slug (default BACKDROP_FEATURE, else bg-replace-v2).
+    fit_inputs
+        Downscale pictures over 4096 px and convert webp/gif/bmp/tiff instead of failing them.
+    json_output
+        Print only the summary, as JSON, on standard output.
+    verbose
+        Show Prefect's INFO logs.
+    """
+    _quiet_prefect(verbose)
+    params = dict(csv=csv, out=out, prompt=prompt, template_id=template_id, input_mode=input_mode,
+                  concurrency=concurrency, max_units=max_units, dry_run=dry_run, feature=feature,
+                  fit_inputs=fit_inputs)
+    if not sandbox:
+        return _run_flow(params, as_json=json_output)
+    with sandbox_process(time_scale) as url:
+        _sandbox_env(url, time_scale)
+        if not json_output:
+            console.print(f"sandbox: {url} (simulated API, no cost)")
+        return _run_flow(params, as_json=json_output)
+
+
+@app.command
+def demo(*, out: str = "demo-output", time_scale: float = 20.0, verbose: bool = False) -> int:
+    """Run the bundled batch of product photos on the sandbox and say where the results are."""
+    csv = resources.files("backdrop") / "demo" / "products.csv"
+    code = run(str(csv), out=out, sandbox=True, time_scale=time_scale, verbose=verbose)
+    out_dir = Path(out).resolve()
+    console.print(f"pictures and report in {out_dir} (report.csv, report.parquet, summary.json)")
+    return code
+
+
+@app.command
+def sandbox(*, host: str = "127.0.0.1", port: int = 8765, time_scale: float = 1.0) -> int:
+    """Serve the sandbox (a local emulator of the API) in the foreground.
+
+    Parameters
+    ----------
+    host
+        Address to bind (keep it on loopback).
+    port
+        Port to listen on (0 picks a free one).
+    time_scale
+        How much faster than the vendor the sandbox runs (1 = real time).
+    """
+    return subprocess.call([sys.executable, "-m", "backdrop.sandbox", "--host", host, "--port", str(port),
+                            "--time-scale", str(time_scale)])
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

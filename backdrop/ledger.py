@@ -1,0 +1,195 @@
+"""Backdrop's durable ledger: what was created, for which picture, and how it ended.
+
+It is the source of truth for "never pay twice": a row is written *before* the create call (`creating`), the
+task id the moment it is known (`created`), and every terminal state after. A crash at any point leaves enough
+to resume: `created` rows are polled by task id, `creating`/`ambiguous` rows are reconciled, never re-created
+blindly. SQLite by default; any SQLAlchemy URL (PostgreSQL included) works the same.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+__all__ = ["Ledger", "LedgerEntry", "default_ledger_url", "TERMINAL", "IN_FLIGHT"]
+
+TERMINAL = frozenset({"succeeded", "failed"})
+#: states where a vendor task may exist that we must not duplicate
+IN_FLIGHT = frozenset({"creating", "created", "ambiguous", "pending_reconcile"})
+
+metadata = MetaData()
+work = Table(
+    "backdrop_work",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("content_key", String(128), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("run_id", String(64)),
+    Column("deployment", String(200)),
+    Column("row_id", Text),
+    Column("image_sha256", String(64)),
+    Column("prompt", Text),
+    Column("template_id", String(200)),
+    Column("file_id", String(200)),
+    Column("task_id", String(200)),
+    Column("request_id", String(64)),
+    Column("units", Integer, nullable=False, default=0),
+    Column("error_code", String(100)),
+    Column("error_message", Text),
+    Column("output_path", Text),
+    Column("output_sha256", String(64)),
+    Column("width", Integer),
+    Column("height", Integer),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("content_key", "attempt", name="uq_backdrop_work_key_attempt"),
+)
+
+_FIELDS = [c.name for c in work.columns]
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    id: int
+    content_key: str
+    attempt: int
+    status: str
+    run_id: str | None
+    deployment: str | None
+    row_id: str | None
+    image_sha256: str | None
+    prompt: str | None
+    template_id: str | None
+    file_id: str | None
+    task_id: str | None
+    request_id: str | None
+    units: int
+    error_code: str | None
+    error_message: str | None
+    output_path: str | None
+    output_sha256: str | None
+    width: int | None
+    height: int | None
+    created_at: datetime
+    updated_at: datetime
+
+
+def default_ledger_url() -> str:
+    """`BACKDROP_LEDGER_URL`, else SQLite in `BACKDROP_HOME` (default ~/.backdrop)."""
+    if url := os.environ.get("BACKDROP_LEDGER_URL"):
+        return url
+    home = Path(os.environ.get("BACKDROP_HOME", "~/.backdrop")).expanduser()
+    home.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{home / 'ledger.db'}"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+_engines: dict[str, Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def _engine(url: str) -> Engine:
+    with _engines_lock:
+        if url not in _engines:
+            if url.startswith("postgresql://"):
+                url_driver = "postgresql+psycopg://" + url[len("postgresql://") :]
+                try:
+                    import psycopg  # noqa: F401
+                except ImportError:
+                    url_driver = url
+            else:
+                url_driver = url
+            engine = create_engine(url_driver, pool_pre_ping=True)
+            if engine.dialect.name == "sqlite":
+
+                @event.listens_for(engine, "connect")
+                def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+                    cur = dbapi_conn.cursor()
+                    cur.execute("PRAGMA journal_mode=WAL")
+                    cur.execute("PRAGMA busy_timeout=30000")
+                    cur.close()
+
+            metadata.create_all(engine)
+            _engines[url] = engine
+        return _engines[url]
+
+
+class Ledger:
+    """Thin, synchronous access to the work table (each call is one short transaction)."""
+
+    def __init__(self, url: str | None = None) -> None:
+        self.url = url or default_ledger_url()
+        self.engine = _engine(self.url)
+
+    def latest(self, content_key: str) -> LedgerEntry | None:
+        """The newest attempt for a picture+prompt, or None if it was never tried."""
+        stmt = (
+            select(work)
+            .where(work.c.content_key == content_key)
+            .order_by(work.c.attempt.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(stmt).mappings().first()
+        return LedgerEntry(**row) if row else None
+
+    def claim(self, content_key: str, attempt: int, **fields: Any) -> bool:
+        """Insert attempt `attempt` in state `creating`. False if another run already holds it."""
+        now = _now()
+        values = {"content_key": content_key, "attempt": attempt, "status": "creating", "units": 0}
+        values.update(fields, created_at=now, updated_at=now)
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(work).values(**values))
+        except IntegrityError:
+            return False
+        return True
+
+    def mark(self, content_key: str, attempt: int, **fields: Any) -> None:
+        """Update one attempt (status, task_id, units, output, error...)."""
+        unknown = set(fields) - set(_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown ledger fields: {sorted(unknown)}")
+        fields["updated_at"] = _now()
+        stmt = (
+            update(work)
+            .where(work.c.content_key == content_key, work.c.attempt == attempt)
+            .values(**fields)
+        )
+        with self.engine.begin() as conn:
+            conn.execute(stmt)
+
+    def entries(self, *, run_id: str | None = None, since: datetime | None = None) -> list[LedgerEntry]:
+        stmt = select(work).order_by(work.c.id)
+        if run_id is not None:
+            stmt = stmt.where(work.c.run_id == run_id)
+        if since is not None:
+            stmt = stmt.where(work.c.updated_at >= since)
+        with self.engine.connect() as conn:
+            return [LedgerEntry(**r) for r in conn.execute(stmt).mappings()]

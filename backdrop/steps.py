@@ -1,0 +1,156 @@
+"""The API steps of one picture as plain async functions; `tasks/` wraps each in a Prefect task.
+
+create is the only step that costs money, and the only one never retried blindly: the ledger holds the
+task id from the moment the vendor gives it, and a create whose answer was lost is `ambiguous`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from backdrop.client import BackdropClient, DownloadedFile, TaskStatus
+from backdrop.errors import AmbiguousCreate, Forbidden, PollDeadlineExceeded
+from backdrop.ledger import Ledger
+from backdrop.settings import BackdropSettings
+
+__all__ = [
+    "CACHE_VERSION",
+    "PollResult",
+    "content_key",
+    "create_task",
+    "download_result",
+    "file_sha256",
+    "upload_input",
+    "wait_for_task",
+]
+
+#: bump to make every cached create/upload miss on purpose (e.g. after the vendor changes the model)
+CACHE_VERSION = "v1"
+
+
+def content_key(
+    *,
+    image_sha256: str,
+    prompt: str | None,
+    template_id: str | None,
+    task_type: str,
+    environment: str,
+) -> str:
+    """The identity of one paid picture: image bytes, prompt or template, feature and account."""
+    parts = [CACHE_VERSION, environment, image_sha256, task_type, prompt or "", template_id or ""]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+async def upload_input(client: BackdropClient, path: Path, content_type: str) -> str:
+    """Request an upload slot and PUT the staged bytes; returns the file id. Free; safe to repeat."""
+    ext = ".png" if content_type == "image/png" else ".jpg"
+    return await client.upload_file(path, content_type=content_type, file_name=f"{path.stem}{ext}")
+
+
+async def create_task(
+    client: BackdropClient,
+    ledger: Ledger,
+    *,
+    key: str,
+    attempt: int,
+    src_file_id: str | None,
+    src_file_url: str | None,
+    prompt: str | None,
+    template_id: str | None,
+    task_type: Literal["prompt", "template"],
+) -> str:
+    """Create the vendor task and record its id in the ledger before returning it.
+
+    Raises AmbiguousCreate (ledger: `ambiguous`) when the answer was lost; any other error means no task
+    was created (ledger: `failed`).
+    """
+    try:
+        created = await client.create_task(
+            src_file_id=src_file_id,
+            src_file_url=src_file_url,
+            prompt=prompt if task_type == "prompt" else None,
+            template_id=template_id if task_type == "template" else None,
+            task_type=task_type,
+        )
+    except AmbiguousCreate as exc:
+        ledger.mark(key, attempt, status="ambiguous", error_code=exc.report_code,
+                    error_message=str(exc)[:500], request_id=exc.request_id)
+        raise
+    except Exception as exc:
+        code = getattr(exc, "report_code", type(exc).__name__)
+        ledger.mark(key, attempt, status="failed", error_code=code, error_message=str(exc)[:500],
+                    request_id=getattr(exc, "request_id", None))
+        raise
+    ledger.mark(key, attempt, status="created", task_id=created.task_id,
+                request_id=created.request_id, file_id=src_file_id)
+    return created.task_id
+
+
+@dataclass(frozen=True)
+class PollResult:
+    """The terminal status of a task and how many polls it took. Small: safe as a Prefect result."""
+
+    status: TaskStatus
+    polls: int
+
+
+async def wait_for_task(
+    client: BackdropClient,
+    task_id: str,
+    settings: BackdropSettings,
+    *,
+    sleep: Callable[[float], Awaitable[None]],
+    now: Callable[[], float] = time.monotonic,
+    first_delay: float | None = None,
+) -> PollResult:
+    """Poll until success or error, backing off to `poll_max_interval_seconds`.
+
+    Raises PollDeadlineExceeded after `poll_deadline_seconds`: the task may still finish and be charged,
+    so the row becomes pending_reconcile, never a re-create.
+    """
+    start = now()
+    delay = settings.poll_first_seconds if first_delay is None else first_delay
+    polls = 0
+    while True:
+        remaining = settings.poll_deadline_seconds - (now() - start)
+        if remaining <= 0:
+            raise PollDeadlineExceeded(
+                f"task still running after {settings.poll_deadline_seconds:.0f} s", task_id=task_id
+            )
+        await sleep(min(delay, remaining))
+        status = await client.get_task(task_id)
+        polls += 1
+        if status.status != "running":
+            return PollResult(status=status, polls=polls)
+        delay = min(max(settings.poll_interval_seconds, delay * 1.5), settings.poll_max_interval_seconds)
+
+
+async def download_result(
+    client: BackdropClient, task_id: str, result_url: str | None, dest: Path, *, renewals: int = 2
+) -> DownloadedFile:
+    """Download the result to `dest` atomically; an expired URL is renewed by polling the task again."""
+    url = result_url
+    for attempt in range(renewals + 1):
+        if url is None:
+            url = (await client.get_task(task_id)).result_url
+        try:
+            return await client.download(url or "", dest)
+        except Forbidden:
+            if attempt == renewals:
+                raise
+            url = None
+    raise AssertionError("unreachable")
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,71 @@
+"""CSV reading: one clear error for a bad file, one row per line for a good one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from backdrop.inputs import CsvError, read_rows
+
+
+def _csv(tmp_path: Path, text: str | bytes, name: str = "in.csv") -> str:
+    path = tmp_path / name
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return str(path)
+
+
+def test_rows_keep_ids_prompts_and_pass_through_columns(tmp_path: Path) -> None:
+    rows, base = read_rows(_csv(tmp_path, "id,image_url,prompt,sku\na1,mug.jpg,white marble,S-1\n"))
+    assert base == tmp_path.resolve()
+    assert [(r.line, r.row_id, r.image_url, r.prompt, r.template_id, r.extra) for r in rows] == [
+        (1, "a1", "mug.jpg", "white marble", None, {"sku": "S-1"})
+    ]
+
+
+def test_missing_id_gets_a_stable_hash_of_image_and_prompt(tmp_path: Path) -> None:
+    text = "image_url,prompt\nmug.jpg,beach\nmug.jpg,beach\nmug.jpg,studio\n"
+    first, _ = read_rows(_csv(tmp_path, text))
+    again, _ = read_rows(_csv(tmp_path, text, "copy.csv"))
+    assert first[0].row_id == first[1].row_id == again[0].row_id
+    assert first[0].row_id != first[2].row_id
+    assert first[0].row_id.startswith("row-")
+
+
+def test_bom_and_quoted_newlines_are_read(tmp_path: Path) -> None:
+    text = '\ufeffid,image_url,prompt\nx,a.jpg,"two\nlines"\n'
+    rows, _ = read_rows(_csv(tmp_path, text.encode("utf-8")))
+    assert rows[0].row_id == "x" and rows[0].prompt == "two\nlines"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "empty"),
+        (b"   \n", "empty"),
+        (b"image_url,prompt\n", "no rows"),
+        (b"url,prompt\na.jpg,x\n", "missing the column 'image_url'"),
+        (b"image_url\na.jpg\n", "needs a 'prompt'"),
+        ("image_url,prompt\nä.jpg,é\n".encode("latin-1"), "not UTF-8"),
+    ],
+)
+def test_bad_csv_fails_with_one_clear_message(tmp_path: Path, content: bytes, message: str) -> None:
+    with pytest.raises(CsvError, match=message):
+        read_rows(_csv(tmp_path, content))
+
+
+def test_missing_file_is_a_csv_error(tmp_path: Path) -> None:
+    with pytest.raises(CsvError, match="not found"):
+        read_rows(str(tmp_path / "nope.csv"))
+
+
+def test_prompt_override_replaces_prompts_and_templates(tmp_path: Path) -> None:
+    rows, _ = read_rows(
+        _csv(tmp_path, "image_url,prompt,template_id\na.jpg,x,studio_white\n"), prompt_override="beach"
+    )
+    assert (rows[0].prompt, rows[0].template_id) == ("beach", None)
+
+
+def test_template_only_csv_needs_no_prompt_column(tmp_path: Path) -> None:
+    rows, _ = read_rows(_csv(tmp_path, "image_url,template_id\na.jpg,studio_white\n"))
+    assert (rows[0].prompt, rows[0].template_id) == (None, "studio_white")

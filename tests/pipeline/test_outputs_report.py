@@ -1,0 +1,67 @@
+"""Output names that cannot escape, the report's shape, formula escaping and the summary."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from backdrop.batch import output_names
+from backdrop.inputs import InputRow
+from backdrop.outputs import output_path, safe_stem
+from backdrop.report import RowOutcome, build_report, summarize, write_report
+
+
+@pytest.mark.parametrize("row_id", ["../../etc/passwd", "/abs/path", "..", ".hidden", "a/b\\c", "", "é"])
+def test_hostile_ids_stay_inside_the_output_folder(tmp_path: Path, row_id: str) -> None:
+    path = output_path(tmp_path, row_id)
+    assert path.parent == tmp_path.resolve()
+    assert not path.name.startswith(".")
+
+
+def test_clean_ids_are_kept_and_changed_ids_do_not_collide() -> None:
+    assert safe_stem("sku-123_A.v2") == "sku-123_A.v2"
+    assert safe_stem("a/b") != safe_stem("a_b")
+
+
+def test_repeated_ids_get_distinct_output_files(tmp_path: Path) -> None:
+    rows = [InputRow(line=i, row_id="same", image_url="a.jpg", prompt="p", template_id=None)
+            for i in (1, 2)]
+    names = output_names(rows, tmp_path)
+    assert names[1] != names[2]
+
+
+def _outcomes() -> list[RowOutcome]:
+    return [
+        RowOutcome(line=2, row_id="b", input="b.jpg", prompt="=HYPERLINK(\"x\")", template_id=None,
+                   status="failed", failed_stage="task", error_code="error_inference",
+                   extra={"sku": "S2"}),
+        RowOutcome(line=1, row_id="a", input="a.jpg", prompt="beach", template_id=None,
+                   status="succeeded", units_charged=4, cost=0.22, extra={"sku": "S1"}),
+    ]
+
+
+def test_report_is_in_input_order_with_pass_through_columns_last() -> None:
+    df = build_report(_outcomes())
+    assert list(df["row_id"]) == ["a", "b"]
+    assert df.columns[-1] == "sku" and list(df["sku"]) == ["S1", "S2"]
+
+
+def test_summary_counts_units_against_failures() -> None:
+    s = summarize(build_report(_outcomes()), unit_price=0.055, currency="USD", units_per_task=4)
+    assert (s["rows"], s["succeeded"], s["failed"], s["units_charged"]) == (2, 1, 1, 4)
+    assert s["rows_failed_not_charged"] == 1
+    assert s["failures_by_code"] == {"error_inference": 1}
+    assert s["cost"] == pytest.approx(0.22)
+
+
+def test_written_csv_escapes_formulas_and_parquet_keeps_values(tmp_path: Path) -> None:
+    df = build_report(_outcomes())
+    files = write_report(df, {"rows": 2}, tmp_path)
+    text = Path(files["csv"]).read_text()
+    assert "'=HYPERLINK" in text
+    assert pd.read_parquet(files["parquet"])["prompt"].iloc[1] == '=HYPERLINK("x")'
+    assert json.loads(Path(files["summary"]).read_text()) == {"rows": 2}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

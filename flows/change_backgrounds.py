@@ -58,24 +58,33 @@ def _run_name() -> str:
 
 @flow(name="change-backgrounds", flow_run_name=_run_name, log_prints=False)
 async def change_backgrounds(
-    csv: Annotated[str, Field(description="CSV location: a path or a URL (columns image_url, prompt; optional id, template_id).")],
-    out: Annotated[str, Field(description="Output folder for pictures and the report.")] = "backdrop-output",
-    prompt: Annotated[str | None, Field(description="A prompt for every row, replacing the CSV's.")] = None,
-    template_id: Annotated[str | None, Field(description="A template for every row (feature bg-replace).")] = None,
-    input_mode: Annotated[
-        Literal["upload", "url", "auto"],
-        Field(description="upload: send the bytes; url: pass http(s) URLs to the API; auto: URLs the vendor can reach."),
-    ] = "upload",
-    concurrency: Annotated[int, Field(ge=1, le=64, description="Pictures in flight at once.")] = 8,
-    max_units: Annotated[int | None, Field(ge=0, description="Unit budget for this run; no create may exceed it.")] = None,
-    dry_run: Annotated[bool, Field(description="Preflight every row and estimate the cost; create nothing.")] = False,
-    feature: Annotated[
-        Literal["bg-replace-v2", "bg-replace"] | None,
-        Field(description="Feature slug (default: BACKDROP_FEATURE)."),
-    ] = None,
-    fit_inputs: Annotated[bool, Field(description="Downscale > 4096 px and convert webp/gif/bmp/tiff instead of failing them.")] = False,
+    csv: str,
+    out: str = "backdrop-output",
+    prompt: str | None = None,
+    template_id: str | None = None,
+    input_mode: Literal["upload", "url", "auto"] = "upload",
+    concurrency: Annotated[int, Field(ge=1, le=64)] = 8,
+    max_units: Annotated[int | None, Field(ge=0)] = None,
+    dry_run: bool = False,
+    feature: Literal["bg-replace-v2", "bg-replace"] | None = None,
+    fit_inputs: bool = False,
 ) -> Any:
-    """Change the background of every picture in a CSV and report what it cost."""
+    """Change the background of every picture in a CSV and report what it cost.
+
+    Args:
+        csv: CSV location, a path or a URL. Columns image_url (http(s) URL or a path relative to the
+            CSV's folder) and prompt; optional id and template_id; other columns pass through to the report.
+        out: Output folder for the pictures, report.csv, report.parquet and summary.json.
+        prompt: One prompt for every row, replacing the CSV's prompts.
+        template_id: One template for every row (feature bg-replace).
+        input_mode: upload sends the bytes; url passes http(s) URLs straight to the API; auto passes
+            URLs the vendor can reach and uploads the rest.
+        concurrency: Pictures in flight at once (the rate limiter paces requests whatever this is).
+        max_units: Unit budget for this run; no task is created that could push the run over it.
+        dry_run: Check every row and estimate units and cost, creating nothing.
+        feature: Feature slug; empty means the BACKDROP_FEATURE setting (default bg-replace-v2).
+        fit_inputs: Downscale pictures over 4096 px and convert webp/gif/bmp/tiff instead of failing them.
+    """
     logger = get_run_logger()
     settings = settings_for(feature)  # fails fast, and clearly, without a key
     feature_slug = settings.feature

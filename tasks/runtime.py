@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import threading
+from urllib.parse import urlparse
 
 from pydantic import SecretStr
 
@@ -53,8 +54,12 @@ def settings_for(feature: str | None = None) -> BackdropSettings:
 
 
 def environment_id(settings: BackdropSettings) -> str:
-    """A short, non-reversible id of (API URL, key, feature): cache keys differ per account and server."""
-    raw = f"{settings.api_url.rstrip('/')}\n{settings.api_key_value()}\n{settings.feature}"
+    """A short, non-reversible id of (API host, key, feature): cache keys differ per account and server.
+
+    The port is left out on purpose: a sandbox restarted on another free port is the same account.
+    """
+    host = urlparse(settings.api_url).hostname or settings.api_url
+    raw = f"{host}\n{settings.api_key_value()}\n{settings.feature}"
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 

@@ -1,0 +1,139 @@
+"""Turn HTTP answers and transport failures into the error tree of `backdrop.errors`.
+
+Messages never carry the API key or a signed URL's query string: every text that may come from
+the outside goes through `scrub`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx
+
+from backdrop.errors import (
+    ApiError,
+    AuthError,
+    BackdropError,
+    CreditInsufficiency,
+    Forbidden,
+    InvalidParameters,
+    InvalidTaskId,
+    NotFound,
+    NotSent,
+    OutcomeUnknown,
+    RateLimited,
+    ServerError,
+    TaskTimeout,
+    TransportError,
+)
+
+FEATURE_SLUGS = ("bg-replace", "bg-replace-v2")
+
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+_URL_QUERY = re.compile(r"(?P<base>[a-zA-Z][a-zA-Z0-9+.-]*://[^\s?#\"'<>]*)\?[^\s\"'<>]*")
+_MAX_MESSAGE = 300
+
+
+def scrub(text: str, secret: str | None = None) -> str:
+    """Drop query strings from URLs in `text` and mask `secret` wherever it appears."""
+    if secret:
+        text = text.replace(secret, "***")
+    return _URL_QUERY.sub(lambda m: m.group("base") + "?…", text)
+
+
+def safe_url(url: httpx.URL | str) -> str:
+    """The URL without its query string (a signed URL's signature lives there)."""
+    u = httpx.URL(str(url))
+    return str(u.copy_with(query=None, fragment=None))
+
+
+def _body_fields(response: httpx.Response) -> tuple[str | None, str | None]:
+    """(message, error_code) from a flat vendor error body; tolerant of any other body."""
+    try:
+        body: Any = response.json()
+    except ValueError:
+        text = response.text.strip()
+        # Storage (S3-style) answers with XML or text; keep it short and only if it is short.
+        return (text[:_MAX_MESSAGE] if text and len(text) <= _MAX_MESSAGE else None), None
+    if not isinstance(body, dict):
+        return None, None
+    message = body.get("error")
+    if not isinstance(message, str) or not message.strip():
+        detail = body.get("message", body.get("detail"))
+        message = detail if isinstance(detail, str) else None
+    code = body.get("error_code")
+    return (message.strip() if message else None), (str(code) if code else None)
+
+
+def error_from_response(
+    response: httpx.Response,
+    *,
+    secret: str | None = None,
+    feature: str | None = None,
+) -> ApiError:
+    """Map an error response. `feature` is set when the path is a feature route, so a 404 there
+    can say which setting to fix."""
+    status = response.status_code
+    message, code = _body_fields(response)
+    request_id = response.headers.get("x-request-id")
+    where = f"{response.request.method} {safe_url(response.request.url)}"
+    text = scrub(message, secret) if message else None
+    lowered = (text or "").strip().rstrip(".").lower()
+
+    cls: type[ApiError]
+    if status == 400:
+        if code == "CreditInsufficiency":
+            cls = CreditInsufficiency
+        elif code == "InvalidTaskId" or lowered == "invalid task id":
+            cls = InvalidTaskId
+        else:  # InvalidParameters, BadRequest, OperationInvalid, ...: fatal for the row
+            cls = InvalidParameters
+    elif status == 401:
+        cls = AuthError
+    elif status == 403:
+        cls = Forbidden
+    elif status == 404:
+        cls = NotFound
+        if feature is not None:
+            hint = (
+                f"the API has no route for feature {feature!r}; set BACKDROP_FEATURE to "
+                f"{' or '.join(FEATURE_SLUGS)}"
+            )
+            text = f"{hint} (server said: {text})" if text else hint
+    elif status == 429:
+        cls = RateLimited
+    elif status == 500 and (code == "TaskTimeout" or lowered == "task execution timed out"):
+        cls = TaskTimeout
+    elif status >= 500:
+        cls = ServerError
+    else:
+        cls = ApiError
+    full = f"{text or response.reason_phrase or 'error'} ({where})"
+    return cls(full, status=status, error_code=code, request_id=request_id)
+
+
+def error_from_transport(
+    exc: httpx.TransportError, request: httpx.Request | None = None, *, secret: str | None = None
+) -> TransportError:
+    """ConnectError/ConnectTimeout/PoolTimeout never reached the server; anything else may have."""
+    where = ""
+    if request is not None:
+        where = f" ({request.method} {safe_url(request.url)})"
+    detail = scrub(str(exc), secret) or "no detail"
+    cls: type[TransportError] = NotSent if isinstance(exc, _NOT_SENT) else OutcomeUnknown
+    return cls(f"{type(exc).__name__}: {detail}{where}")
+
+
+def unexpected_body(response: httpx.Response, what: str) -> ServerError:
+    """A 2xx whose body is not the documented envelope (a proxy page, a truncated body...)."""
+    where = f"{response.request.method} {safe_url(response.request.url)}"
+    return ServerError(
+        f"unexpected response body: {what} ({where})",
+        status=response.status_code,
+        request_id=response.headers.get("x-request-id"),
+    )
+
+
+def describe(err: BackdropError) -> str:
+    return f"{type(err).__name__}: {err}"

@@ -1,0 +1,85 @@
+"""The one retry loop: pace, send, map the failure, decide by type, back off with full jitter."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import httpx
+
+from backdrop.client._errors import describe, error_from_transport
+from backdrop.client._http import Policy, backoff_delay, should_retry
+from backdrop.client.limiter import RateLimiter
+from backdrop.client.models import ClientStats
+from backdrop.errors import AmbiguousCreate, BackdropError, OutcomeUnknown, RateLimited, ServerError
+from backdrop.settings import BackdropSettings
+
+T = TypeVar("T")
+
+
+class Retrier:
+    def __init__(
+        self,
+        settings: BackdropSettings,
+        *,
+        limiter: RateLimiter,
+        stats: ClientStats,
+        sleep: Callable[[float], Awaitable[None]],
+        rng: random.Random,
+        secret: str | None,
+    ) -> None:
+        self._settings = settings
+        self._limiter = limiter
+        self._stats = stats
+        self._sleep = sleep
+        self._rng = rng
+        self._secret = secret
+
+    def delay(self, retry: int) -> float:
+        s = self._settings
+        return backoff_delay(
+            retry, base=s.backoff_base_seconds, cap=s.backoff_max_seconds, rng=self._rng
+        )
+
+    async def run(
+        self, route: str, policy: Policy, attempt: Callable[[], Awaitable[T]], *, paced: bool = True
+    ) -> T:
+        """Run `attempt` until it returns or fails for good. `paced` attempts (API routes) first
+        await the limiter; storage attempts do not."""
+        retry = 0
+        while True:
+            if paced:
+                await self._limiter.acquire()
+            self._stats.count_request(route)
+            try:
+                return await attempt()
+            except httpx.TransportError as exc:
+                self._stats.bump("transport_errors")
+                err: BackdropError = error_from_transport(
+                    exc, _request_of(exc), secret=self._secret
+                )
+                err.__cause__ = exc
+            except BackdropError as exc:
+                err = exc
+            if isinstance(err, RateLimited):
+                self._stats.bump("http_429")
+            if policy is Policy.CREATE and isinstance(err, (OutcomeUnknown, ServerError)):
+                raise AmbiguousCreate(
+                    "the create request may have reached the server and no usable answer came "
+                    f"back; reconcile before creating again ({describe(err)})",
+                    status=err.status,
+                    request_id=err.request_id,
+                ) from err
+            if retry >= self._settings.max_retries or not should_retry(err, policy):
+                raise err
+            retry += 1
+            self._stats.bump("retries")
+            await self._sleep(self.delay(retry))
+
+
+def _request_of(exc: httpx.TransportError) -> httpx.Request | None:
+    try:
+        return exc.request
+    except RuntimeError:
+        return None

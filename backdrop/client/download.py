@@ -1,0 +1,115 @@
+"""Stream a result picture to disk atomically, capped, hashed, sniffed and measured.
+
+The bytes go to `<dest>.part`, are fsynced, checked to be a JPEG/PNG/WebP that Pillow can read,
+and only then renamed onto `dest`. Any failure removes the partial file, so `dest` is either
+absent or a complete picture.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+from pathlib import Path
+
+import httpx
+from PIL import Image, UnidentifiedImageError
+
+from backdrop.client._errors import error_from_response, safe_url
+from backdrop.client._http import USER_AGENT
+from backdrop.client.models import DownloadedFile, ImageFormat
+from backdrop.errors import DownloadError
+
+_HEAD = 16
+
+
+def sniff_format(head: bytes) -> ImageFormat | None:
+    """The image format from its magic bytes (servers may say `binary/octet-stream`)."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+def part_path(dest: Path) -> Path:
+    return dest.with_suffix(dest.suffix + ".part")
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    with Image.open(path) as img:  # reads the header only
+        return img.size
+
+
+def _fsync_dir(directory: Path) -> None:
+    # Makes the rename durable on POSIX; not possible (nor needed) everywhere.
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+async def download_once(
+    http: httpx.AsyncClient, url: str, dest: Path, *, max_bytes: int
+) -> DownloadedFile:
+    """One attempt. Raises ApiError subclasses for error statuses (403 → Forbidden),
+    DownloadError for a too-big or non-image body, httpx transport errors as they come."""
+    if not url.startswith(("http://", "https://")):
+        raise DownloadError("no usable result URL (expected http:// or https://)")
+    where = safe_url(url)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = part_path(dest)
+    digest = hashlib.sha256()
+    size = 0
+    head = b""
+    done = False
+    try:
+        headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+        async with http.stream("GET", url, headers=headers, follow_redirects=True) as resp:
+            if not resp.is_success:
+                await resp.aread()
+                raise error_from_response(resp)
+            declared = resp.headers.get("content-length")
+            if declared and declared.isdigit() and int(declared) > max_bytes:
+                raise DownloadError(
+                    f"result is {int(declared)} bytes, over the {max_bytes}-byte cap ({where})",
+                    status=resp.status_code,
+                    request_id=resp.headers.get("x-request-id"),
+                )
+            with open(part, "wb") as fh:
+                async for chunk in resp.aiter_bytes():
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise DownloadError(
+                            f"result passed the {max_bytes}-byte cap while streaming ({where})",
+                            status=resp.status_code,
+                            request_id=resp.headers.get("x-request-id"),
+                        )
+                    if len(head) < _HEAD:
+                        head += chunk[: _HEAD - len(head)]
+                    digest.update(chunk)
+                    fh.write(chunk)
+                fh.flush()
+                await asyncio.to_thread(os.fsync, fh.fileno())
+        fmt = sniff_format(head)
+        if fmt is None:
+            raise DownloadError(f"result is not a JPEG, PNG or WebP image ({size} bytes, {where})")
+        try:
+            width, height = await asyncio.to_thread(_image_size, part)
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            raise DownloadError(f"result {fmt} image is unreadable: {exc} ({where})") from exc
+        os.replace(part, dest)
+        done = True
+        _fsync_dir(dest.parent)
+    finally:
+        if not done:
+            with contextlib.suppress(FileNotFoundError):
+                part.unlink()
+    return DownloadedFile(
+        path=dest, sha256=digest.hexdigest(), size=size, format=fmt, width=width, height=height
+    )

@@ -1,0 +1,110 @@
+"""Client-side pacing: stay inside the vendor's rolling windows (250 per 300 s and 5 per second).
+
+The limiter is shared by every call in the process. Prefect may run async tasks in worker threads,
+each with its own event loop, so the state is guarded by a `threading.Lock` (never an asyncio
+primitive, which belongs to one loop). A caller computes its wait under the lock, reserves its
+slot there, and sleeps outside it on its own loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol, runtime_checkable
+
+from backdrop.settings import BackdropSettings
+
+__all__ = ["RateLimiter", "SlidingWindowLimiter", "limiter_from_settings", "shared_limiter"]
+
+
+@runtime_checkable
+class RateLimiter(Protocol):
+    async def acquire(self) -> None: ...
+
+
+class SlidingWindowLimiter:
+    """At most `n` acquisitions in any rolling `seconds` window, for every `(n, seconds)` given.
+
+    `SlidingWindowLimiter([(250, 300.0), (5, 1.0)])` paces to the vendor's documented limits.
+    Slots are handed out in order; a cancelled waiter keeps its slot (errs on the slow side).
+    """
+
+    def __init__(
+        self,
+        windows: Sequence[tuple[int, float]],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+    ) -> None:
+        if not windows:
+            raise ValueError("at least one (count, seconds) window is needed")
+        for count, seconds in windows:
+            if count < 1 or seconds <= 0:
+                raise ValueError(f"bad window ({count}, {seconds}): need count >= 1, seconds > 0")
+        self.windows: tuple[tuple[int, float], ...] = tuple((int(n), float(s)) for n, s in windows)
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        # Granted slot times, non-decreasing; only the last max(n) matter to any window.
+        self._slots: deque[float] = deque(maxlen=max(n for n, _ in self.windows))
+
+    def reserve(self) -> float:
+        """Take the next free slot now and return how many seconds to wait until it."""
+        with self._lock:
+            now = self._clock()
+            slot = now
+            for count, seconds in self.windows:
+                if len(self._slots) >= count:
+                    slot = max(slot, self._slots[-count] + seconds)
+            self._slots.append(slot)
+            return slot - now
+
+    async def acquire(self) -> None:
+        wait = self.reserve()
+        if wait > 0:
+            await (self._sleep or asyncio.sleep)(wait)
+
+    def __repr__(self) -> str:
+        return f"SlidingWindowLimiter({list(self.windows)!r})"
+
+
+#: Added to every window: the server counts arrivals, and network jitter can bring two requests
+#: sent exactly one window apart closer together than that.
+JITTER_MARGIN_SECONDS = 0.05
+
+
+def _windows(settings: BackdropSettings) -> tuple[tuple[int, float], ...]:
+    per_second = settings.rate_limit_per_second
+    # A fractional rate r becomes floor(r) requests per floor(r)/r seconds (2.5/s -> 2 per 0.8 s).
+    burst = max(1, math.floor(per_second))
+    return (
+        (settings.rate_limit_requests, settings.rate_limit_window_seconds + JITTER_MARGIN_SECONDS),
+        (burst, burst / per_second + JITTER_MARGIN_SECONDS),
+    )
+
+
+def limiter_from_settings(settings: BackdropSettings) -> SlidingWindowLimiter:
+    """A new limiter with the settings' window and per-second limits (each window a little longer,
+    by `JITTER_MARGIN_SECONDS`)."""
+    return SlidingWindowLimiter(_windows(settings))
+
+
+_shared: dict[tuple[object, ...], SlidingWindowLimiter] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_limiter(settings: BackdropSettings) -> SlidingWindowLimiter:
+    """The process-wide limiter for this API URL, key and limits (the vendor counts per key)."""
+    key_value = settings.api_key_value() or ""
+    fingerprint = hashlib.sha256(key_value.encode()).hexdigest()[:16]
+    key = (settings.api_url.rstrip("/"), fingerprint, _windows(settings))
+    with _shared_lock:
+        limiter = _shared.get(key)
+        if limiter is None:
+            limiter = _shared[key] = SlidingWindowLimiter(key[2])  # type: ignore[arg-type]
+        return limiter

@@ -1,0 +1,39 @@
+"""Serve Backdrop's flows without a work pool: one long-running process that also runs the schedule.
+
+    python deployments/serve.py
+
+Needs a Prefect API (PREFECT_API_URL, or `prefect server start` on this machine). Stopping the process
+pauses the schedule (Prefect's default); a supervisor that restarts it should keep pause_on_shutdown=False.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from prefect import serve
+from prefect.schedules import Cron
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from flows.change_backgrounds import change_backgrounds  # noqa: E402
+
+
+def deployments() -> list:
+    """The same deployments as prefect.yaml, as served deployments."""
+    manual = change_backgrounds.to_deployment(
+        name="manual-served",
+        tags=["backdrop", "manual"],
+        parameters={"csv": "backdrop/demo/products.csv", "out": "backdrop-output"},
+    )
+    nightly = change_backgrounds.to_deployment(
+        name="inbox-nightly-served",
+        tags=["backdrop", "scheduled"],
+        schedules=[Cron("0 2 * * *", timezone="Europe/Paris")],  # every day at 02:00, Paris time
+        parameters={"csv": "inbox/products.csv", "out": "inbox-output", "max_units": 4000},
+    )
+    return [manual, nightly]
+
+
+if __name__ == "__main__":
+    serve(*deployments(), pause_on_shutdown=False)

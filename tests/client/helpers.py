@@ -1,0 +1,111 @@
+"""Helpers for the client's unit tests: httpx.MockTransport fakes (no network), settings, images."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from PIL import Image
+
+from backdrop.client import BackdropClient
+from backdrop.settings import BackdropSettings
+
+API = "https://api.test"
+KEY = "sk-test-4f9a1c2e-very-secret"
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+class NoWait:
+    """A limiter that never waits, counting acquisitions."""
+
+    def __init__(self) -> None:
+        self.acquired = 0
+
+    async def acquire(self) -> None:
+        self.acquired += 1
+
+
+@dataclass
+class SleepRecorder:
+    delays: list[float] = field(default_factory=list)
+
+    async def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+
+
+@dataclass
+class Recorder:
+    """Answers requests from a list of responses/exceptions (or a function) and keeps them."""
+
+    steps: list[httpx.Response | Exception | Handler] = field(default_factory=list)
+    requests: list[httpx.Request] = field(default_factory=list)
+    bodies: list[bytes] = field(default_factory=list)
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        self.bodies.append(request.read())
+        if not self.steps:
+            raise AssertionError(f"unexpected request {request.method} {request.url}")
+        step = self.steps.pop(0) if len(self.steps) > 1 else self.steps[0]
+        if isinstance(step, Exception):
+            raise step
+        if callable(step):
+            return step(request)
+        return step
+
+    @property
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self)
+
+
+def api_json(status: int, body: Any, request_id: str | None = "7301234567890123") -> httpx.Response:
+    headers = {"x-request-id": request_id} if request_id else {}
+    return httpx.Response(status, json=body, headers=headers)
+
+
+def make_settings(**overrides: Any) -> BackdropSettings:
+    fields: dict[str, Any] = {
+        "api_url": API,
+        "api_key": KEY,
+        "feature": "bg-replace",
+        "max_retries": 4,
+        "backoff_base_seconds": 1.0,
+        "backoff_max_seconds": 30.0,
+    }
+    fields.update(overrides)
+    return BackdropSettings(**fields)
+
+
+def make_client(
+    api: Recorder | None = None,
+    storage: Recorder | None = None,
+    *,
+    sleep: SleepRecorder | None = None,
+    limiter: NoWait | None = None,
+    seed: int = 7,
+    **overrides: Any,
+) -> BackdropClient:
+    return BackdropClient(
+        make_settings(**overrides),
+        limiter=limiter or NoWait(),
+        transport=(api or Recorder()).transport,
+        storage_transport=(storage or Recorder()).transport,
+        sleep=sleep or SleepRecorder(),
+        rng=random.Random(seed),
+    )
+
+
+def image_bytes(fmt: str = "JPEG", size: tuple[int, int] = (64, 48)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, (200, 30, 30)).save(out, fmt)
+    return out.getvalue()
+
+
+def body_json(recorder: Recorder, index: int = -1) -> Any:
+    return json.loads(recorder.bodies[index])

@@ -1,0 +1,163 @@
+"""The sliding-window limiter: windows hold under a fake clock, and across threads and loops."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from collections.abc import Sequence
+
+import pytest
+
+from backdrop.client import (
+    BackdropClient,
+    SlidingWindowLimiter,
+    limiter_from_settings,
+    shared_limiter,
+)
+from backdrop.client import limiter as limiter_module
+from tests.client.helpers import make_settings
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def worst_window(times: Sequence[float], seconds: float) -> int:
+    """The most events found in any half-open window (t - seconds, t]."""
+    ordered = sorted(times)
+    best, lo = 0, 0
+    for hi, t in enumerate(ordered):
+        while ordered[lo] <= t - seconds + 1e-9:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
+def test_reserve_hands_out_slots_that_respect_every_window() -> None:
+    clock = FakeClock()
+    limiter = SlidingWindowLimiter([(3, 10.0), (2, 1.0)], clock=clock)
+    waits = [limiter.reserve() for _ in range(6)]
+    # two at once, the third one second later (2/s), then the 10 s window is full until t=10
+    assert waits == [0.0, 0.0, 1.0, 10.0, 10.0, 11.0]
+
+
+def test_acquire_waits_with_the_fake_clock() -> None:
+    clock = FakeClock()
+    limiter = SlidingWindowLimiter([(250, 300.0), (5, 1.0)], clock=clock, sleep=clock.sleep)
+    times = []
+
+    async def run() -> None:
+        for _ in range(260):
+            await limiter.acquire()
+            times.append(clock.now)
+
+    asyncio.run(run())
+    assert worst_window(times, 1.0) == 5
+    assert worst_window(times, 300.0) == 250
+    assert times[:6] == [0.0] * 5 + [1.0]
+    assert times[250] == 300.0  # the 251st waits for the first to leave the 300 s window
+
+
+def test_windows_hold_for_random_arrivals() -> None:
+    rng = random.Random(11)
+    clock = FakeClock()
+    windows = [(7, 2.0), (3, 0.5), (20, 9.0)]
+    limiter = SlidingWindowLimiter(windows, clock=clock)
+    slots = []
+    for _ in range(500):
+        clock.now += rng.choice([0.0, 0.0, 0.01, 0.2, 1.5])
+        slots.append(clock.now + limiter.reserve())
+    assert slots == sorted(slots)  # granted in order
+    for count, seconds in windows:
+        assert worst_window(slots, seconds) <= count
+
+
+def test_threads_with_their_own_event_loops_share_one_limit() -> None:
+    windows = [(4, 0.1), (10, 0.4)]
+    local = threading.local()
+
+    def clock() -> float:
+        local.last = time.monotonic()
+        return local.last
+
+    granted: list[float] = []
+    waits: list[float] = []
+    record_lock = threading.Lock()
+
+    class Recording(SlidingWindowLimiter):
+        def reserve(self) -> float:
+            wait = super().reserve()
+            with record_lock:  # the slot is this thread's clock reading (under the lock) + its wait
+                granted.append(local.last + wait)
+                waits.append(wait)
+            return wait
+
+    limiter = Recording(windows, clock=clock)
+    start = threading.Barrier(5)
+    loops: list[int] = []
+
+    async def worker() -> None:
+        loops.append(id(asyncio.get_running_loop()))
+        for _ in range(6):
+            await limiter.acquire()
+
+    def thread_main() -> None:
+        start.wait()
+        asyncio.run(worker())
+
+    threads = [threading.Thread(target=thread_main) for _ in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(loops)) == 5  # five event loops, one limiter
+    assert len(granted) == 30
+    assert any(w > 0 for w in waits)  # 30 acquisitions cannot all fit in the first window
+    for count, seconds in windows:
+        assert worst_window(granted, seconds) <= count
+
+
+def test_settings_become_windows_with_a_jitter_margin() -> None:
+    m = limiter_module.JITTER_MARGIN_SECONDS
+    assert limiter_from_settings(make_settings()).windows == ((250, 300.0 + m), (5, 1.0 + m))
+    fractional = limiter_from_settings(
+        make_settings(rate_limit_per_second=2.5, rate_limit_requests=10)
+    )
+    assert fractional.windows == ((10, 300.0 + m), (2, 0.8 + m))
+    slow = limiter_from_settings(make_settings(rate_limit_per_second=0.5))
+    assert slow.windows[1] == (1, 2.0 + m)
+
+
+def test_shared_limiter_is_one_per_url_key_and_limits() -> None:
+    a = shared_limiter(make_settings())
+    assert shared_limiter(make_settings()) is a
+    assert shared_limiter(make_settings(api_url="https://api.test/")) is a
+    assert shared_limiter(make_settings(api_key="other-key")) is not a
+    assert shared_limiter(make_settings(api_url="http://127.0.0.1:9")) is not a
+    assert shared_limiter(make_settings(rate_limit_per_second=1.0)) is not a
+    assert not any("sk-test" in repr(k) for k in limiter_module._shared)  # noqa: SLF001
+
+
+def test_client_defaults_to_the_shared_limiter() -> None:
+    settings = make_settings(api_url="https://shared.test")
+
+    async def check() -> None:
+        async with BackdropClient(settings) as one, BackdropClient(settings) as two:
+            assert one._limiter is two._limiter is shared_limiter(settings)  # noqa: SLF001
+
+    asyncio.run(check())
+
+
+@pytest.mark.parametrize("windows", [[], [(0, 1.0)], [(5, 0.0)]])
+def test_bad_windows_are_refused(windows: list[tuple[int, float]]) -> None:
+    with pytest.raises(ValueError):
+        SlidingWindowLimiter(windows)

@@ -1,0 +1,58 @@
+"""Flow tests: one Prefect test server for the session, a fresh result store, and the sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from PIL import Image, ImageDraw
+from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH, temporary_settings
+from prefect.testing.utilities import prefect_test_harness
+
+
+@pytest.fixture(autouse=True, scope="session")
+def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    # The harness swaps the database only; results (the cache) need their own fresh folder too.
+    store = tmp_path_factory.mktemp("prefect-results")
+    with temporary_settings(updates={PREFECT_RESULTS_LOCAL_STORAGE_PATH: store}):
+        with prefect_test_harness(server_startup_timeout=120):
+            yield
+
+
+@pytest.fixture
+def pipeline_env(sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Point the pipeline at this test's sandbox key, with its own ledger and fast polling."""
+    monkeypatch.setenv("BACKDROP_API_URL", sandbox.base_url)
+    monkeypatch.setenv("BACKDROP_API_KEY", sandbox.api_key)
+    monkeypatch.setenv("BACKDROP_HOME", str(tmp_path / "home"))
+    for name, value in (("POLL_FIRST_SECONDS", "0.02"), ("POLL_INTERVAL_SECONDS", "0.02"),
+                        ("POLL_MAX_INTERVAL_SECONDS", "0.1"), ("BACKOFF_BASE_SECONDS", "0.01"),
+                        ("BACKOFF_MAX_SECONDS", "0.05")):
+        monkeypatch.setenv(f"BACKDROP_{name}", value)
+    return sandbox
+
+
+def draw_product(path: Path, colour: tuple[int, int, int], size: tuple[int, int] = (320, 240)) -> Path:
+    img = Image.new("RGB", size, (240, 240, 240))
+    w, h = size
+    ImageDraw.Draw(img).ellipse((w // 4, h // 4, 3 * w // 4, 3 * h // 4), fill=colour)
+    img.save(path, "JPEG", quality=90)
+    return path
+
+
+def write_csv(folder: Path, rows: list[dict[str, str]]) -> Path:
+    path = folder / "batch.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def run_flow(**params: Any) -> tuple[Any, pd.DataFrame]:
+    from flows.change_backgrounds import change_backgrounds
+
+    state = asyncio.run(change_backgrounds(**params, return_state=True))
+    summary = state.result()
+    return state, pd.read_csv(summary["files"]["csv"], dtype={"http_status": "Int64"})

@@ -9,6 +9,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import fsspec
+import httpx
 import pandas as pd
 
 from backdrop.errors import BackdropError
@@ -48,6 +49,13 @@ def _base_dir(location: str) -> Path | None:
 
 
 def _read_bytes(location: str) -> bytes:
+    if urlparse(location).scheme in ("http", "https"):  # fsspec's http needs aiohttp; httpx is here
+        try:
+            resp = httpx.get(location, follow_redirects=True, timeout=60.0)
+            resp.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise CsvError(f"cannot read CSV {location}: {type(exc).__name__}: {exc}") from exc
+        return resp.content
     try:
         with fsspec.open(location, "rb") as fh:
             return fh.read()

@@ -69,3 +69,22 @@ def test_prompt_override_replaces_prompts_and_templates(tmp_path: Path) -> None:
 def test_template_only_csv_needs_no_prompt_column(tmp_path: Path) -> None:
     rows, _ = read_rows(_csv(tmp_path, "image_url,template_id\na.jpg,studio_white\n"))
     assert (rows[0].prompt, rows[0].template_id) == (None, "studio_white")
+
+
+def test_csv_from_a_url_keeps_remote_image_urls(tmp_path: Path) -> None:
+    """A CSV served over HTTP (here by a tiny loopback server) is read; its rows have no local folder."""
+    import http.server
+    import threading
+
+    (tmp_path / "in.csv").write_text("id,image_url,prompt\na,https://example.com/a.jpg,beach\n")
+    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path))  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        rows, base = read_rows(f"http://127.0.0.1:{server.server_port}/in.csv")
+        missing = f"http://127.0.0.1:{server.server_port}/nope.csv"
+        with pytest.raises(CsvError, match="404"):
+            read_rows(missing)
+    finally:
+        server.shutdown()
+    assert base is None and rows[0].image_url == "https://example.com/a.jpg"

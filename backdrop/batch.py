@@ -107,6 +107,7 @@ class ItemResult:
     width: int | None = None
     height: int | None = None
     reused: bool = False
+    possible_duplicate: bool = False
     note: str | None = None
 
 

@@ -49,6 +49,7 @@ work = Table(
     Column("status", String(32), nullable=False),
     Column("run_id", String(64)),
     Column("deployment", String(200)),
+    Column("environment", String(32)),
     Column("row_id", Text),
     Column("image_sha256", String(64)),
     Column("prompt", Text),
@@ -79,6 +80,7 @@ class LedgerEntry:
     status: str
     run_id: str | None
     deployment: str | None
+    environment: str | None
     row_id: str | None
     image_sha256: str | None
     prompt: str | None
@@ -171,6 +173,15 @@ class Ledger:
             return False
         return True
 
+    def attempts(self, content_key: str) -> list[LedgerEntry]:
+        stmt = select(work).where(work.c.content_key == content_key).order_by(work.c.attempt)
+        with self.engine.connect() as conn:
+            return [LedgerEntry(**r) for r in conn.execute(stmt).mappings()]
+
+    def known_task_ids(self) -> set[str]:
+        with self.engine.connect() as conn:
+            return {r[0] for r in conn.execute(select(work.c.task_id).where(work.c.task_id.is_not(None)))}
+
     def mark(self, content_key: str, attempt: int, **fields: Any) -> None:
         """Update one attempt (status, task_id, units, output, error...)."""
         unknown = set(fields) - set(_FIELDS)
@@ -185,10 +196,21 @@ class Ledger:
         with self.engine.begin() as conn:
             conn.execute(stmt)
 
-    def entries(self, *, run_id: str | None = None, since: datetime | None = None) -> list[LedgerEntry]:
+    def entries(
+        self,
+        *,
+        run_id: str | None = None,
+        since: datetime | None = None,
+        environment: str | None = None,
+        statuses: tuple[str, ...] | None = None,
+    ) -> list[LedgerEntry]:
         stmt = select(work).order_by(work.c.id)
         if run_id is not None:
             stmt = stmt.where(work.c.run_id == run_id)
+        if environment is not None:
+            stmt = stmt.where(work.c.environment == environment)
+        if statuses is not None:
+            stmt = stmt.where(work.c.status.in_(statuses))
         if since is not None:
             stmt = stmt.where(work.c.updated_at >= since)
         with self.engine.connect() as conn:

@@ -21,7 +21,7 @@ COLUMNS = [
     "line", "row_id", "input", "prompt", "template_id", "status", "failed_stage", "error_code",
     "error_message", "http_status", "task_id", "request_id", "attempts", "polls", "started_at",
     "finished_at", "seconds", "units_charged", "cost", "output_path", "output_sha256", "width",
-    "height", "input_sha256", "reused", "duplicate_of", "note",
+    "height", "input_sha256", "reused", "duplicate_of", "possible_duplicate", "note",
 ]
 
 
@@ -55,6 +55,7 @@ class RowOutcome:
     input_sha256: str | None = None
     reused: bool = False
     duplicate_of: str | None = None
+    possible_duplicate: bool = False
     note: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -90,6 +91,7 @@ def summarize(
         "skipped": counts.get("skipped", 0),
         "pending_reconcile": counts.get("pending_reconcile", 0),
         "reused": int(df["reused"].sum()) if not df.empty else 0,
+        "possible_duplicates": int(df["possible_duplicate"].sum()) if not df.empty else 0,
         "units_charged": units,
         "rows_charged": int((df["units_charged"] > 0).sum()) if not df.empty else 0,
         "rows_failed_not_charged": int((failed["units_charged"] == 0).sum()) if len(failed) else 0,

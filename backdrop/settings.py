@@ -63,6 +63,20 @@ class BackdropSettings(BaseSettings):
         900.0, gt=0, description="After this a still-running task is reported pending_reconcile."
     )
 
+    reconcile_after_seconds: float = Field(
+        900.0, ge=0,
+        description="A lost create is settled from the credit history once it is this old (any task it made "
+        "has finished by then).",
+    )
+    ambiguous_policy: Literal["wait", "recreate_once"] = Field(
+        "wait",
+        description="What to do with a lost create the credit history cannot settle: keep it pending_reconcile, "
+        "or re-create it once (the report flags a possible duplicate charge).",
+    )
+    reconcile_with_vendor: bool = Field(
+        True, description="After each run, compare the units the vendor charged with the report's."
+    )
+
     max_download_bytes: int = Field(50 * 1024 * 1024, gt=0)
 
     units_per_task: int = Field(4, ge=0, description="Units the vendor charges per success.")

@@ -26,6 +26,13 @@ def summary_markdown(s: dict[str, Any]) -> str:
         f"({s['units_per_task']} per success); **rows failed, not charged:** {s['rows_failed_not_charged']}.",
         f"**Cost:** {s['cost']:.2f} {s['currency']} at {s['unit_price']} {s['currency']} per unit.",
     ]
+    if "vendor_units" in s:
+        diff = s.get("units_difference", 0)
+        verdict = "matches the report" if not diff else f"**differs from the report by {diff:+g} units**"
+        lines.append(f"**Vendor's credit history:** {s['vendor_units']:g} units for this run's tasks; {verdict}.")
+    if s.get("possible_duplicates"):
+        lines.append(f"**Possible duplicate charges:** {s['possible_duplicates']} rows were re-created after a "
+                     "lost create (ambiguous_policy=recreate_once).")
     if s.get("dry_run"):
         lines.append(
             f"**Dry run:** nothing was created. Estimated {s.get('estimated_units', 0)} units, "

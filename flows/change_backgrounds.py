@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -45,6 +46,7 @@ from backdrop.summary_md import failures_table, summary_markdown
 from tasks.create import create_background_task
 from tasks.download import download_result
 from tasks.preflight import preflight_input
+from tasks.reconcile import reconcile_lost_creates, vendor_units_for
 from tasks.runtime import close_clients, environment_id, settings_for
 from tasks.upload import upload_input
 from tasks.wait import wait_for_result
@@ -97,6 +99,12 @@ async def change_backgrounds(
     run_id = str(ctx.flow_run.id) if ctx.flow_run else "local"  # type: ignore[union-attr]
 
     rows, base_dir = read_rows(csv, prompt_override=prompt, template_override=template_id)
+    run_started = datetime.now(UTC)
+    if not dry_run and ledger.entries(environment=env, statuses=("ambiguous", "creating")):
+        settled = await reconcile_lost_creates(feature_slug, ledger_url, env)
+        logger.info("lost creates: %d matched to a charge, %d not created, %d unresolved, %d re-created",
+                    len(settled.matched), len(settled.not_created), len(settled.unresolved),
+                    len(settled.recreate))
     logger.info("%d rows from %s -> %s (feature %s, %s)", len(rows), csv, out_dir, feature_slug,
                 "dry run" if dry_run else f"concurrency {concurrency}")
 
@@ -157,6 +165,7 @@ async def change_backgrounds(
                               message="an earlier create got no answer; reconcile before paying again",
                               attempts=0)
         attempt = entry.attempt + 1 if entry else 1
+        duplicate_risk = bool(entry and entry.error_code == "ambiguous_recreated")
         if dry_run:
             return ItemResult(status="skipped", error_code="dry_run",
                               note=f"would cost {settings.units_per_task} units")
@@ -170,7 +179,7 @@ async def change_backgrounds(
         try:
             trace["stage"] = "upload"
             file_id, file_url = await _source(item)
-            if not ledger.claim(item.key, attempt, run_id=run_id, row_id=item.primary.row_id,
+            if not ledger.claim(item.key, attempt, run_id=run_id, row_id=item.primary.row_id, environment=env,
                                 image_sha256=item.prepared.sha256, prompt=item.prompt,
                                 template_id=item.template_id):
                 return ItemResult(status="pending_reconcile", stage="create", error_code="claimed_elsewhere",
@@ -181,6 +190,10 @@ async def change_backgrounds(
                 item.template_id, item.task_type)
             result = await _finish(item, attempt, task_id, dest, trace, attempts=1)
             charged = result.units > 0
+            if duplicate_risk:
+                result.possible_duplicate = True
+                result.note = "; ".join(filter(None, [result.note, "re-created after a lost create: "
+                                                      "the vendor may have charged twice"]))
             return result
         finally:
             await budget.settle(charged)
@@ -269,6 +282,15 @@ async def change_backgrounds(
         to_pay = sum(1 for _, r in results if r.error_code == "dry_run")
         summary["estimated_units"] = to_pay * settings.units_per_task
         summary["estimated_cost"] = round(to_pay * settings.units_per_task * settings.unit_price, 4)
+    paid_ids = sorted({r.task_id for _, r in results if r.task_id and not r.reused and r.units})
+    if settings.reconcile_with_vendor and paid_ids:
+        since = min([run_started, *(e.created_at.replace(tzinfo=UTC) for e in ledger.entries(run_id=run_id))])
+        vendor = await vendor_units_for(feature_slug, paid_ids, since)
+        summary["vendor_units"] = vendor
+        summary["units_difference"] = vendor - summary["units_charged"]
+        if summary["units_difference"]:
+            logger.warning("the vendor charged %s units for this run's tasks, the report says %s",
+                           vendor, summary["units_charged"])
     summary["files"] = write_report(df, summary, out_dir)
     await acreate_markdown_artifact(summary_markdown(summary), key="backdrop-summary",
                                     description="Backdrop batch summary")
@@ -313,5 +335,6 @@ def _outcomes(rows: list[Any], rejected: dict[int, InputRejected], results: list
                 seconds=res.seconds, units_charged=units, cost=round(units * unit_price, 4),
                 output_path=output, output_sha256=res.output_sha256, width=res.width, height=res.height,
                 input_sha256=item.prepared.sha256, reused=res.reused or dup,
+                possible_duplicate=res.possible_duplicate and not dup,
                 duplicate_of=item.primary.row_id if dup else None, note=res.note, extra=row.extra))
     return out

@@ -74,10 +74,9 @@ class Canvas:
         alpha = np.clip((1 - np.sqrt(nx * nx + ny * ny)) * min(rx, ry) + 0.5, 0, 1)
         self.paint(alpha, self.lit(colour, np.clip(nx, -1, 1), np.clip(ny, -1, 1), **kw))
 
-    def flat(self, colour: Colour, *draws: Draw, grain: float = 0.0, seed: int = 0,
-             opacity: float = 1.0) -> None:
+    def flat(self, colour: Colour, *draws: Draw, grain: float = 0.0, seed: int = 0) -> None:
         """Fill shapes with a colour lit from the top left across their bounding box."""
-        alpha = self.mask(*draws) * opacity
+        alpha = self.mask(*draws)
         rows, cols = np.nonzero(alpha.any(axis=1))[0], np.nonzero(alpha.any(axis=0))[0]
         y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
         t = 0.5 * (self.X - x0) / (x1 - x0) + 0.5 * (self.Y - y0) / (y1 - y0)

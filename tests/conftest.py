@@ -106,8 +106,8 @@ def sandbox(sandbox_server: SandboxServer) -> Iterator[SandboxHandle]:
     limit is off for these keys (every test shares 127.0.0.1); the per-key limit stays on.
     """
     key = f"sandbox-{uuid.uuid4().hex}"
-    admin = httpx.Client(base_url=sandbox_server.base_url, trust_env=False, timeout=10.0, verify=TLS,
-                         headers={"Authorization": f"Bearer {key}"})
+    admin = httpx.Client(base_url=sandbox_server.base_url, trust_env=False, timeout=10.0,
+                         verify=TLS, headers={"Authorization": f"Bearer {key}"})
     handle = SandboxHandle(sandbox_server, key, admin)
     handle.configure(duration_mode="immediate", rate_limit_per_ip=False)
     try:

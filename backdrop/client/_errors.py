@@ -71,13 +71,16 @@ def error_from_response(
     *,
     secret: str | None = None,
     feature: str | None = None,
+    with_url: bool = False,
 ) -> ApiError:
-    """Map an error response. `feature` is set when the path is a feature route, so a 404 there
-    can say which setting to fix."""
+    """Map an error response; `message` is the body's `error` text (else the reason phrase).
+
+    `feature` is set when the path is a feature route, so a 404 there can say which setting to
+    fix. `with_url` appends the URL without its query (for storage, whose bodies say little).
+    """
     status = response.status_code
     message, code = _body_fields(response)
     request_id = response.headers.get("x-request-id")
-    where = f"{response.request.method} {safe_url(response.request.url)}"
     text = scrub(message, secret) if message else None
     lowered = (text or "").strip().rstrip(".").lower()
 
@@ -109,7 +112,9 @@ def error_from_response(
         cls = ServerError
     else:
         cls = ApiError
-    full = f"{text or response.reason_phrase or 'error'} ({where})"
+    full = text or response.reason_phrase or f"HTTP {status}"
+    if with_url:
+        full += f" ({response.request.method} {safe_url(response.request.url)})"
     return cls(full, status=status, error_code=code, request_id=request_id)
 
 

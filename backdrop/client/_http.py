@@ -75,7 +75,7 @@ def api_key_or_raise(settings: BackdropSettings) -> str:
 def check_api_url(settings: BackdropSettings) -> str:
     url = settings.api_url.strip()
     if not url.startswith(("http://", "https://")):
-        raise ConfigError(f"BACKDROP_API_URL must start with http:// or https:// (got {url!r})")
+        raise ConfigError("BACKDROP_API_URL must start with http:// or https://")
     return url.rstrip("/")
 
 

@@ -129,8 +129,9 @@ class BackdropClient:
         envelope: str,
         page_size: int,
         max_pages: int | None = None,
+        stop: Callable[[list[dict[str, Any]]], bool] | None = None,
     ) -> list[dict[str, Any]]:
-        """Follow `next_token` until it is null (or `max_pages`)."""
+        """Follow `next_token` until it is null, `max_pages`, or `stop(page_items)` says enough."""
         items: list[dict[str, Any]] = []
         token: str | None = None
         seen: set[str] = set()
@@ -146,7 +147,7 @@ class BackdropClient:
             page = _parse.page(content, items_key)
             items.extend(page.items)
             token = page.next_token
-            if not token:
+            if not token or (stop is not None and stop(page.items)):
                 break
             if token in seen:
                 raise ServerError(f"pagination of {path} repeats next_token after {pages} pages")
@@ -189,7 +190,7 @@ class BackdropClient:
             request = exact_request(self._storage, slot.method, slot.url, headers, chunks)
             resp = await self._storage.send(request)
             if not resp.is_success:
-                raise error_from_response(resp)
+                raise error_from_response(resp, with_url=True)
 
         await self._retrier.run("put", Policy.IDEMPOTENT, attempt, paced=False)
 
@@ -286,12 +287,23 @@ class BackdropClient:
         return _parse.credit_balance(results, now=datetime.now(timezone.utc))
 
     async def credit_history(
-        self, *, page_size: int = 30, max_pages: int | None = None
+        self, *, page_size: int = 30, max_pages: int | None = None, since: datetime | None = None
     ) -> list[CreditHistoryEntry]:
+        """Credit history, newest first; with `since`, stop paging once entries are older than it."""
+        stop = None
+        if since is not None:
+            since_ms = since.timestamp() * 1000
+
+            def stop(items: list[dict[str, Any]]) -> bool:
+                stamps = [i.get("timestamp") for i in items if isinstance(i.get("timestamp"), int | float)]
+                return bool(stamps) and min(stamps) < since_ms
+
         rows = await self._paged(
-            "history", "/s2s/v1.0/client/credit/history", "history", "result", page_size, max_pages
+            "history", "/s2s/v1.0/client/credit/history", "history", "result", page_size, max_pages,
+            stop,
         )
-        return _parse.each(_parse.history_entry, rows)
+        entries = _parse.each(_parse.history_entry, rows)
+        return [e for e in entries if since is None or e.timestamp >= since]
 
     async def feature_costs(self, *, page_size: int = 20) -> list[FeatureCost]:
         rows = await self._paged(

@@ -73,7 +73,7 @@ async def download_once(
         async with http.stream("GET", url, headers=headers, follow_redirects=True) as resp:
             if not resp.is_success:
                 await resp.aread()
-                raise error_from_response(resp)
+                raise error_from_response(resp, with_url=True)
             declared = resp.headers.get("content-length")
             if declared and declared.isdigit() and int(declared) > max_bytes:
                 raise DownloadError(

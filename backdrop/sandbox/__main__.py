@@ -17,14 +17,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--balance", type=int, help="starting balance of every key")
     parser.add_argument("--ready-file", help="write the base URL here once listening")
     args = parser.parse_args(argv)
-    overrides: dict[str, object] = {}
-    if args.time_scale is not None:
-        overrides["time_scale"] = args.time_scale
-    if args.duration_mode is not None:
-        overrides["duration_mode"] = args.duration_mode
-    if args.balance is not None:
-        overrides["starting_balance"] = args.balance
-    serve(args.host, args.port, SandboxSettings(**overrides), ready_file=args.ready_file)  # type: ignore[arg-type]
+    overrides = {name: value for name, value in (("time_scale", args.time_scale),
+                                                 ("duration_mode", args.duration_mode),
+                                                 ("starting_balance", args.balance))
+                 if value is not None}
+    settings = SandboxSettings.model_validate({**SandboxSettings().model_dump(), **overrides})
+    serve(args.host, args.port, settings, ready_file=args.ready_file)
 
 
 if __name__ == "__main__":

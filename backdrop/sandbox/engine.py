@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import time
 from dataclasses import dataclass
 
@@ -11,6 +12,8 @@ from PIL import Image
 
 from . import imaging
 from .state import KeyState, Task
+
+log = logging.getLogger("backdrop.sandbox")
 
 MAX_BYTES = 10 * 1024 * 1024
 MAX_SIDE = 4096
@@ -110,6 +113,10 @@ def process(st: KeyState, task: Task) -> Finished | None:
             _run(st, task)
         except EngineFailure as fail:
             task.status, task.error, task.error_message = "error", fail.code, fail.detail
+        except Exception as exc:  # noqa: BLE001 - a sandbox bug must end the task, not hang it
+            log.exception("sandbox engine crashed on task %s", task.task_id)
+            task.status, task.error = "error", "unknown_internal_error"
+            task.error_message = f"sandbox engine crashed: {type(exc).__name__}"
         else:
             if st.charge(task, st.config.units_per_task):
                 task.status = "success"

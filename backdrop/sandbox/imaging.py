@@ -48,8 +48,8 @@ _T = [
 TEMPLATES: list[dict[str, str]] = [{"id": i, "title": t, "category_name": c} for i, t, c, _ in _T]
 _TEMPLATE_PROMPTS: dict[str, str] = {i: p for i, _, _, p in _T}
 _DEFAULT_PROMPT = "light grey studio sweep"
-_MATTE_SIDE = 640
-_BACKDROP_SIDE = 1024
+_MATTE_SIDE = 512
+_BACKDROP_SIDE = 800
 
 _COLOURS: dict[str, tuple[int, int, int]] = {
     "white": (244, 244, 241), "black": (24, 24, 26), "red": (196, 36, 42), "blue": (44, 94, 196),
@@ -176,10 +176,14 @@ def _matte(rgb: np.ndarray) -> np.ndarray:
     b = max(2, round(0.02 * min(h, w)))
     border = np.zeros((h, w), dtype=bool)
     border[:b], border[-b:], border[:, :b], border[:, -b:] = True, True, True, True
-    ys, xs = (v[::2] for v in np.nonzero(border))
+    ys, xs = np.nonzero(border)
+    if len(ys) > 4000:
+        ys, xs = ys[::2], xs[::2]
     gy, gx = np.linspace(-1, 1, h, dtype=np.float32), np.linspace(-1, 1, w, dtype=np.float32)
     y, x = gy[ys], gx[xs]
     design = np.stack([np.ones_like(x), x, y, x * y, x * x, y * y], axis=1)
+    if len(ys) < 64:  # too few samples for a surface: a flat background colour
+        design[:, 1:] = 0
     samples = a[ys, xs]
     keep = np.ones(len(ys), dtype=bool)
     for _ in range(3):  # refit without border pixels that belong to a subject touching the edge
@@ -242,7 +246,7 @@ def _parse(text: str) -> _Spec:
 
 def _hash_colour(text: str) -> Rgb:
     d = hashlib.sha256(text.encode()).digest()
-    r, g, b = colorsys.hsv_to_image(d[0] / 255, 0.3 + 0.35 * d[1] / 255, 0.55 + 0.35 * d[2] / 255)
+    r, g, b = colorsys.hsv_to_rgb(d[0] / 255, 0.3 + 0.35 * d[1] / 255, 0.55 + 0.35 * d[2] / 255)
     return r * 255, g * 255, b * 255
 
 

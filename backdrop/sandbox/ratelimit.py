@@ -43,10 +43,10 @@ class Bucket:
 
 def admit(buckets: list[Bucket], *, limit: int, window_s: float, per_second: int,
           second_s: float) -> bool:
-    """Check every bucket and, if all allow, count the request in each (refused ones don't count)."""
+    """Check every bucket; if all allow, count the request in each (refusals count nowhere)."""
     now = time.monotonic()
-    kw = {"limit": limit, "window_s": window_s, "per_second": per_second, "second_s": second_s}
-    if not all(b.would_allow(now=now, **kw) for b in buckets):  # type: ignore[arg-type]
+    if not all(b.would_allow(limit=limit, window_s=window_s, per_second=per_second,
+                             second_s=second_s, now=now) for b in buckets):
         return False
     for b in buckets:
         b.record(now)

@@ -6,12 +6,14 @@ from typing import Any
 
 from fastapi.responses import JSONResponse, Response
 
-INVALID_API_KEY = {"status": 401, "error": "This API key is not recognized.", "error_code": "InvalidApiKey"}
+INVALID_API_KEY = {"status": 401, "error": "This API key is not recognized.",
+                   "error_code": "InvalidApiKey"}
 INVALID_ACCESS_TOKEN = {"status": 401, "error": "Unauthorized", "error_code": "InvalidAccessToken"}
 TOO_MANY_REQUESTS = {"status": 429, "error": "Too many requests"}
 NOT_FOUND = {"status": 404, "error": "Not Found"}
 INVALID_TASK_ID = {"status": 400, "error": "Invalid task ID", "error_code": "InvalidTaskId"}
-INTERNAL = {"status": 500, "error": "unknown_internal_error", "error_code": "unknown_internal_error"}
+INTERNAL = {"status": 500, "error": "unknown_internal_error",
+            "error_code": "unknown_internal_error"}
 
 _GATEWAY_HTML = (
     "<html>\r\n<head><title>{code} {reason}</title></head>\r\n<body>\r\n"

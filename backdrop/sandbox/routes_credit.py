@@ -56,9 +56,11 @@ async def feature_cost(request: Request) -> Response:
     start, size = page_params(request, max_size=20)
     st, base = key_state(request), base_url(request)
     skus = [{"description": "AI Photo Background Change V2.0", "amount": st.config.units_per_task,
-             "unit": "result_image", "proc_unit": 1, "run_task_url": f"{base}/s2s/v2.0/task/bg-replace"}]
+             "unit": "result_image", "proc_unit": 1,
+             "run_task_url": f"{base}/s2s/v2.0/task/bg-replace"}]
     skus += [{"description": d, "amount": a, "unit": u, "proc_unit": 1, "run_task_url": base + p}
              for d, a, u, p in _OTHER_SKUS]
     nxt = start + size
     return responses.json_body({"status": 200, "result": {
-        "next_token": encode_token(nxt) if nxt < len(skus) else None, "skus": skus[start:start + size]}})
+        "next_token": encode_token(nxt) if nxt < len(skus) else None,
+        "skus": skus[start:start + size]}})

@@ -8,7 +8,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from . import ids, responses
-from ._common import Reject, base_url, check_slug, json_object, key_state, missing, registry, wrong_type
+from ._common import (
+    Reject,
+    base_url,
+    check_slug,
+    json_object,
+    key_state,
+    missing,
+    registry,
+    wrong_type,
+)
 from .gate import KEY
 from .state import StoredFile
 
@@ -24,7 +33,8 @@ def _check_item(item: Any) -> dict[str, Any]:
         raise wrong_type(item, "object", "files[]")
     for name, kind in _FIELDS:
         if name not in item:
-            raise Reject(responses.invalid(f"{name} is required but wasn't included in your request."))
+            raise Reject(responses.invalid(
+                f"{name} is required but wasn't included in your request."))
         value = item[name]
         ok = isinstance(value, str) if kind == "string" else (
             isinstance(value, int) and not isinstance(value, bool))
@@ -67,7 +77,8 @@ async def _file_slots(request: Request) -> Response:
         path = f"/_storage/upload/{token}"
         query = ids.signed_query(reg.settings.signing_secret.get_secret_value(), "PUT", path,
                                  cfg.real(cfg.upload_url_ttl_s))
-        headers: Any = {"Content-Length": str(stored.file_size), "Content-Type": stored.content_type}
+        headers: Any = {"Content-Length": str(stored.file_size),
+                        "Content-Type": stored.content_type}
         if cfg.upload_headers_shape == "list":
             headers = [{"name": k, "value": v} for k, v in headers.items()]
         out.append({

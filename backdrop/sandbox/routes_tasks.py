@@ -10,7 +10,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, Response
 
 from . import engine, ids, imaging, markers, responses
-from ._common import Reject, base_url, check_slug, json_object, key_state, missing, registry, wrong_type
+from ._common import (
+    Reject,
+    base_url,
+    check_slug,
+    json_object,
+    key_state,
+    missing,
+    registry,
+    wrong_type,
+)
 from .gate import DROP, KEY, LOSE_IF_CREATED
 from .pages import encode_token, page_params
 from .state import KeyState, Task
@@ -36,7 +45,8 @@ def _draw_duration(st: KeyState, scripted: float | None) -> float:
 def _validate(body: dict[str, Any]) -> dict[str, Any]:
     extra = sorted(set(body) - _TASK_FIELDS)
     if extra:
-        raise Reject(responses.error(400, f"Unexpected parameter: {', '.join(extra)}", "BadRequest"))
+        raise Reject(responses.error(400, f"Unexpected parameter: {', '.join(extra)}",
+                                     "BadRequest"))
     for name in _TASK_FIELDS:
         if name in body and body[name] is not None and not isinstance(body[name], str):
             raise wrong_type(body[name], "string", name)
@@ -54,7 +64,8 @@ def _validate(body: dict[str, Any]) -> dict[str, Any]:
     templates = {t["id"] for t in imaging.TEMPLATES}
     if kind == "template":
         if template_id is None:
-            template_id = _DEFAULT_TEMPLATE if _DEFAULT_TEMPLATE in templates else imaging.TEMPLATES[0]["id"]
+            default = _DEFAULT_TEMPLATE in templates
+            template_id = _DEFAULT_TEMPLATE if default else imaging.TEMPLATES[0]["id"]
         elif template_id not in templates:
             raise Reject(responses.invalid(f"Invalid template_id: {template_id}"))
     else:
@@ -133,9 +144,12 @@ async def create_task(slug: str, request: Request) -> Response:
              and st.rng("engine").random() < cfg.fault_engine_error_rate)
     lost = script.lost or bool(request.scope.get(LOSE_IF_CREATED))
     task = Task(
-        task_id=ids.task_id(), key=st.key, slug=slug, src_file_id=body.get("src_file_id") or None,
-        src_file_url=body.get("src_file_url") or None, file_name=stored.file_name if stored else None,
-        prompt=markers.strip(body.get("prompt")), template_id=body["template_id"], kind=body["type"],
+        task_id=ids.task_id(), key=st.key, slug=slug,
+        src_file_id=body.get("src_file_id") or None,
+        src_file_url=body.get("src_file_url") or None,
+        file_name=stored.file_name if stored else None,
+        prompt=markers.strip(body.get("prompt")),
+        template_id=body["template_id"], kind=body["type"],
         scripted_error=script.error, engine_fault=fault, lost=lost, created=time.time(),
         due=now + cfg.real(duration), last_touch=now, duration_s=duration,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
 import threading
@@ -20,6 +21,9 @@ from .settings import SandboxSettings
 def _bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted sockets inherit this. Without it, uvicorn's separate writes of head and body
+    # meet Nagle + delayed ACK and every answer on a pre-bound socket waits ~40 ms.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, port))
     sock.listen(128)
     return sock
@@ -119,6 +123,11 @@ def serve(host: str = "127.0.0.1", port: int = 8765, settings: SandboxSettings |
             tmp.replace(target)
 
     threading.Thread(target=announce, name="sandbox-announce", daemon=True).start()
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal to the
+    # previous handlers; make those harmless so a stop is a clean exit (status 0).
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: None)
     try:
         server.run(sockets=[sock])
     finally:

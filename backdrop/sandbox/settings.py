@@ -20,7 +20,7 @@ FaultRoute = Literal[
 ALL_FAULT_ROUTES: list[FaultRoute] = [
     "file", "create", "poll", "templates", "delete", "credit", "history", "feature_cost"
 ]
-#: fields that are global to the server or secret: never shown by, nor changed through, the admin API
+#: global or secret fields: never shown by, nor changed through, the admin API
 NOT_PER_KEY = frozenset({"api_keys", "key_pattern", "signing_secret", "webhook_secret"})
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
+import re
 import shutil
 import tempfile
 import threading
@@ -71,7 +72,8 @@ class Task:
     def view(self) -> dict[str, Any]:
         return {
             "task_id": self.task_id, "slug": self.slug, "status": self.status,
-            "created": self.created, "finished": self.finished, "duration_s": self.duration_s, "charged": self.charged,
+            "created": self.created, "finished": self.finished,
+            "duration_s": self.duration_s, "charged": self.charged,
             "polls": self.polls, "prompt": self.prompt, "template_id": self.template_id,
             "type": self.kind, "src_file_id": self.src_file_id, "src_file_url": self.src_file_url,
             "error": self.error, "error_message": self.error_message, "expired": self.expired,
@@ -180,6 +182,7 @@ class Registry:
 
     def __init__(self, settings: SandboxSettings) -> None:
         self.settings = settings
+        self._pattern = re.compile(settings.key_pattern)
         self._tmp = tempfile.TemporaryDirectory(prefix="backdrop-sandbox-")
         self.root = Path(self._tmp.name)
         self.lock = threading.RLock()
@@ -195,9 +198,7 @@ class Registry:
         self._tmp.cleanup()
 
     def key_allowed(self, key: str) -> bool:
-        import re
-
-        return key in self.settings.api_keys or re.fullmatch(self.settings.key_pattern, key) is not None
+        return key in self.settings.api_keys or self._pattern.fullmatch(key) is not None
 
     def state(self, key: str) -> KeyState:
         with self.lock:
@@ -242,7 +243,8 @@ class Registry:
         for st in states:
             ttl = st.config.real(st.config.task_ttl_s)
             with st.lock:
-                old = [t for t in st.tasks.values() if now - t.created > ttl and t.status != "running"]
+                old = [t for t in st.tasks.values()
+                       if now - t.created > ttl and t.status != "running"]
                 for t in old:
                     del st.tasks[t.task_id]
             for t in old:

@@ -84,9 +84,8 @@ async def test_get_task_maps_error_status(
     assert type(err) is expected
     assert err.status == status
     assert err.error_code == code
-    assert err.message.startswith(message)
+    assert err.message == message
     assert err.request_id == "7301234567890123"
-    assert f"GET {'https://api.test'}/s2s/v2.0/task/bg-replace/{TASK}" in err.message
     assert len(api.requests) == 1
 
 
@@ -112,7 +111,7 @@ async def test_404_on_a_credit_route_does_not_blame_the_feature() -> None:
         with pytest.raises(NotFound) as info:
             await client.credit_balance()
     assert "BACKDROP_FEATURE" not in str(info.value)
-    assert info.value.message.startswith("no such route")
+    assert info.value.message == "no such route"
 
 
 async def test_missing_key_is_a_config_error_naming_the_variable() -> None:

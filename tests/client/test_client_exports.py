@@ -53,7 +53,7 @@ def test_method_signatures_match_the_contract_with_the_pipeline() -> None:
         "list_templates": ["self", "page_size"],
         "delete_task": ["self", "task_id"],
         "credit_balance": ["self"],
-        "credit_history": ["self", "page_size", "max_pages"],
+        "credit_history": ["self", "page_size", "max_pages", "since"],
         "feature_costs": ["self", "page_size"],
         "download": ["self", "url", "dest", "max_bytes"],
     }

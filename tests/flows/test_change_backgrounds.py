@@ -135,3 +135,31 @@ def test_running_out_of_credit_stops_new_creates(pipeline_env: Any, tmp_path: Pa
     assert list(df["status"]) == ["succeeded", "succeeded", "failed", "skipped"]
     assert list(df["error_code"].fillna("")) == ["", "", "CreditInsufficiency", "CreditInsufficiency"]
     assert pipeline_env.ledger()["balance"] == 0
+
+
+def test_url_mode_skips_the_upload_and_templates_work(pipeline_env: Any, tmp_path: Path,
+                                                      monkeypatch: Any) -> None:
+    import http.server
+    import threading
+
+    pics = tmp_path / "public"
+    pics.mkdir()
+    draw_product(pics / "a.jpg", (200, 30, 30))
+    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(pics))  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/a.jpg"
+    monkeypatch.setenv("BACKDROP_FEATURE", "bg-replace")
+    rows = [{"id": "p", "image_url": url, "prompt": "beach", "template_id": ""},
+            {"id": "t", "image_url": url, "prompt": "", "template_id": "studio_white"}]
+    try:
+        _, df = run_flow(csv=str(write_csv(tmp_path, rows)), out=str(tmp_path / "out"), input_mode="url")
+    finally:
+        server.shutdown()
+    assert list(df["status"]) == ["succeeded", "succeeded"]
+    paths = [j["path"] for j in pipeline_env.journal()]
+    assert not [p for p in paths if "/file" in p]  # no upload slot asked for
+    tasks = {t["template_id"]: t for t in pipeline_env.tasks()}
+    assert set(tasks) == {None, "studio_white"}
+    task_paths = [p for p in paths if "/task/" in p]
+    assert task_paths and all("/task/bg-replace" in p and "bg-replace-v2" not in p for p in task_paths)

@@ -45,7 +45,8 @@ def pixels(data: bytes) -> np.ndarray:
 def centre(a: np.ndarray, frac: float = 0.1) -> np.ndarray:
     h, w = a.shape[:2]
     dy, dx = int(h * frac / 2), int(w * frac / 2)
-    return a[h // 2 + h // 10 - dy : h // 2 + h // 10 + dy, w // 2 - dx : w // 2 + dx].reshape(-1, 3)
+    cy, cx = h // 2 + h // 10, w // 2
+    return a[cy - dy : cy + dy, cx - dx : cx + dx].reshape(-1, 3)
 
 
 def border(a: np.ndarray, width: int = 8) -> np.ndarray:
@@ -53,11 +54,21 @@ def border(a: np.ndarray, width: int = 8) -> np.ndarray:
                            a[:, :width].reshape(-1, 3), a[:, -width:].reshape(-1, 3)])
 
 
-@pytest.mark.parametrize("size,fmt", [((640, 480), "JPEG"), ((333, 517), "PNG"), ((1024, 1024), "JPEG")])
+@pytest.mark.parametrize(
+    "size,fmt", [((640, 480), "JPEG"), ((333, 517), "PNG"), ((1024, 1024), "JPEG")]
+)
 def test_output_is_a_jpeg_of_the_input_size(size: tuple[int, int], fmt: str) -> None:
     out = compose(photo(size, fmt), prompt="studio grey sweep")
     img = Image.open(io.BytesIO(out))
     assert (img.format, img.size, img.mode) == ("JPEG", size, "RGB")
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 2), (96, 64)])
+def test_a_plain_picture_becomes_all_backdrop(size: tuple[int, int]) -> None:
+    buf = io.BytesIO()
+    Image.new("RGB", size, (128, 128, 128)).save(buf, "JPEG")
+    out = pixels(compose(buf.getvalue(), template_id="studio_white"))
+    assert out.shape == (size[1], size[0], 3) and out.mean() > 200
 
 
 def test_large_input_keeps_its_size() -> None:
@@ -81,7 +92,9 @@ def test_the_subject_survives() -> None:
         assert np.abs(centre(after).mean(axis=0) - PRODUCT).max() < 8
 
 
-@pytest.mark.parametrize("prompt,channel", [("red backdrop", 0), ("green wall", 1), ("navy blue", 2)])
+@pytest.mark.parametrize(
+    "prompt,channel", [("red backdrop", 0), ("green wall", 1), ("navy blue", 2)]
+)
 def test_the_background_takes_the_prompt_colour(prompt: str, channel: int) -> None:
     edge = border(pixels(compose(photo(), prompt=prompt))).mean(axis=0)
     others = [edge[c] for c in range(3) if c != channel]

@@ -62,7 +62,8 @@ def test_upload_headers_list_shape(api: httpx.Client, sandbox: SandboxHandle) ->
     ({"files": [{"content_type": "image/jpeg", "file_size": 5}]},
      "file_name is required but wasn't included in your request."),
     ({"files": "a.jpg"},
-     'files: instance type (string) does not match any allowed primitive type (allowed: ["array"])'),
+     'files: instance type (string) does not match any allowed primitive type '
+     '(allowed: ["array"])'),
     ({"files": []},
      "files: array is too short: must have at least 1 elements but instance has 0 elements"),
     # a size sent as a string is a type error, as in a JSON-schema validator
@@ -94,7 +95,8 @@ def test_file_slot_accepts_exactly_10_mb(api: httpx.Client) -> None:
 
 
 def test_file_slot_rejects_malformed_json(api: httpx.Client) -> None:
-    resp = api.post("/s2s/v2.0/file", content=b"{nope", headers={"content-type": "application/json"})
+    resp = api.post("/s2s/v2.0/file", content=b"{nope",
+                    headers={"content-type": "application/json"})
     assert resp.status_code == 400
     assert resp.json()["error_code"] == "InvalidParameters"
 

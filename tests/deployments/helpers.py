@@ -1,0 +1,195 @@
+"""Real Prefect processes for the deployment tests: the CLI, a server and a worker, as subprocesses.
+
+Nothing here touches this process's environment: every subprocess gets an explicit environment built
+from a copy of `os.environ` without Prefect, Backdrop or proxy variables, plus what the test passes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+_PROXY_VARS = {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"}
+
+
+def prefect_command() -> list[str]:
+    """The `prefect` script beside this interpreter (the project's venv), else `-m prefect`."""
+    script = Path(sys.executable).parent / "prefect"
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "prefect"]
+
+
+def subprocess_env(prefect_home: Path, **extra: str) -> dict[str, str]:
+    """A clean environment for one Prefect subprocess: a throwaway PREFECT_HOME, no analytics."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PREFECT_", "BACKDROP_")) and k.upper() not in _PROXY_VARS}
+    env.update(PREFECT_HOME=str(prefect_home), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PYTHONUNBUFFERED="1", COLUMNS="200", **extra)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def tail(path: Path, chars: int = 3000) -> str:
+    text = path.read_text(errors="replace") if path.exists() else ""
+    return text[-chars:]
+
+
+def run_cli(args: list[str], env: Mapping[str, str], cwd: Path = ROOT,
+            timeout: float = 120.0) -> str:
+    """Run one `prefect ...` command to completion; fail with its output if it exits non-zero."""
+    proc = subprocess.run([*prefect_command(), *args], env=dict(env), cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    output = proc.stdout + proc.stderr
+    command = " ".join(args)
+    assert proc.returncode == 0, f"prefect {command} exited {proc.returncode}:\n{output[-4000:]}"
+    return output
+
+
+@dataclass
+class Background:
+    """A long-running subprocess in its own process group, its output in a log file."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def tail(self, chars: int = 3000) -> str:
+        return f"--- {self.name} (exit code {self.proc.poll()}) ---\n{tail(self.log, chars)}"
+
+
+def start_background(name: str, args: list[str], env: Mapping[str, str], log: Path,
+                     cwd: Path = ROOT) -> Background:
+    with log.open("wb") as sink:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen([*prefect_command(), *args], env=dict(env), cwd=cwd,
+                                stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+    return Background(name, proc, log)
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid` (Linux /proc): flow-run processes may have their own session."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def stop(bg: Background, grace: float = 15.0) -> None:
+    """Terminate the process, its group and all it started; kill what outlives the grace period."""
+    if bg.proc.poll() is not None:
+        return
+    children = _descendants(bg.proc.pid) if Path("/proc").is_dir() else []
+    _signal(bg.proc.pid, children, signal.SIGTERM)
+    try:
+        bg.proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        pass
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline and any(_alive(c) for c in children):
+        time.sleep(0.1)
+    _signal(bg.proc.pid, [c for c in children if _alive(c)], signal.SIGKILL)
+    if bg.proc.poll() is None:
+        bg.proc.wait(timeout=10)
+
+
+def _signal(group: int, pids: list[int], sig: signal.Signals) -> None:
+    for send, target in ((os.killpg, group), *((os.kill, p) for p in pids)):
+        try:
+            send(target, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z")
+
+
+@dataclass
+class PrefectServer:
+    api_url: str
+    home: Path
+    process: Background
+
+
+def _wait_healthy(bg: Background, api_url: str, deadline_s: float) -> bool:
+    """True once /api/health answers; False if the process exits first. Fails on the deadline."""
+    deadline = time.monotonic() + deadline_s
+    with httpx.Client(trust_env=False, timeout=2.0) as http:
+        while time.monotonic() < deadline:
+            if bg.proc.poll() is not None:
+                return False
+            try:
+                if http.get(f"{api_url}/health").status_code == 200:
+                    return True
+            except httpx.TransportError:
+                pass
+            time.sleep(0.25)
+    raise AssertionError(f"Prefect server not healthy after {deadline_s:.0f} s\n{bg.tail()}")
+
+
+@contextmanager
+def prefect_server(home: Path, logs: Path, deadline_s: float = 120.0) -> Iterator[PrefectServer]:
+    """`prefect server start` on 127.0.0.1:<free port>, stopped on exit whatever happened."""
+    env = subprocess_env(home)
+    for attempt in range(3):  # the free port may be taken between our probe and the server's bind
+        port = free_port()
+        args = ["server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-ui"]
+        bg = start_background("prefect server", args, env, logs / f"server-{attempt}.log")
+        api_url = f"http://127.0.0.1:{port}/api"
+        try:
+            healthy = _wait_healthy(bg, api_url, deadline_s)
+        except BaseException:
+            stop(bg)
+            raise
+        if healthy:
+            break
+        if "already in use" not in tail(bg.log):
+            raise AssertionError(f"Prefect server exited before it was healthy\n{bg.tail()}")
+    else:
+        raise AssertionError(f"no free port for the Prefect server after 3 attempts\n{bg.tail()}")
+    try:
+        yield PrefectServer(api_url, home, bg)
+    finally:
+        stop(bg)
+
+
+@contextmanager
+def prefect_worker(server: PrefectServer, pool: str, env: Mapping[str, str],
+                   log: Path) -> Iterator[Background]:
+    """`prefect worker start --pool <pool>` against `server`, with `env` added; stopped on exit."""
+    full = subprocess_env(server.home, PREFECT_API_URL=server.api_url, **env)
+    args = ["worker", "start", "--pool", pool, "--name", "backdrop-e2e"]
+    bg = start_background("prefect worker", args, full, log)
+    try:
+        yield bg
+    finally:
+        stop(bg)

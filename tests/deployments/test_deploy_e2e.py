@@ -1,0 +1,220 @@
+"""prefect.yaml deployed to a real Prefect server, run by a real process worker against the sandbox.
+
+The run starts the way the UI starts it (POST create_flow_run on the deployment) and is judged by
+what a user sees: the final state, report.csv, the pictures, the sandbox's credit ledger, the
+artifacts, and the absence of the API key from everything Prefect stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+import pytest
+from PIL import Image, ImageDraw
+
+from tests.conftest import SandboxHandle
+from tests.deployments.helpers import (
+    ROOT,
+    PrefectServer,
+    prefect_server,
+    prefect_worker,
+    run_cli,
+    subprocess_env,
+)
+
+pytestmark = pytest.mark.prefect_server
+
+POOL = "backdrop-process"
+FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[PrefectServer]:
+    (tmp_path / "logs").mkdir()
+    with prefect_server(tmp_path / "prefect-home", tmp_path / "logs") as srv:
+        yield srv
+
+
+def _draw(path: Path, colour: tuple[int, int, int]) -> None:
+    img = Image.new("RGB", (320, 240), (240, 240, 240))
+    ImageDraw.Draw(img).ellipse((80, 60, 240, 180), fill=colour)
+    img.save(path, "JPEG", quality=90)
+
+
+def _batch(folder: Path) -> Path:
+    """Three rows: two real product pictures and a text file named like a picture."""
+    folder.mkdir()
+    _draw(folder / "red.jpg", (200, 30, 30))
+    _draw(folder / "blue.jpg", (30, 30, 200))
+    (folder / "broken.jpg").write_text("this is not a picture")
+    rows = [{"id": n, "image_url": f"{n}.jpg", "prompt": "white studio backdrop", "sku": f"SKU-{n}"}
+            for n in ("red", "blue", "broken")]
+    path = folder / "photos.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def _deploy(srv: PrefectServer) -> None:
+    env = subprocess_env(srv.home, PREFECT_API_URL=srv.api_url)
+    run_cli(["work-pool", "create", POOL, "--type", "process"], env)
+    out = run_cli(["--no-prompt", "deploy", "--all", "--prefect-file", str(ROOT / "prefect.yaml")],
+                  env)
+    assert "change-backgrounds/manual" in out and "change-backgrounds/inbox-nightly" in out, out
+
+
+def _check_deployments(api: httpx.Client) -> str:
+    """Both deployments are on the server as prefect.yaml says; returns the manual one's id."""
+    deps = {}
+    for name in ("manual", "inbox-nightly"):
+        resp = api.get(f"/deployments/name/change-backgrounds/{name}")
+        assert resp.status_code == 200, resp.text
+        deps[name] = resp.json()
+    for dep in deps.values():
+        assert (dep["work_pool_name"], dep["work_queue_name"]) == (POOL, "default")
+        assert dep["entrypoint"] == "flows/change_backgrounds.py:change_backgrounds"
+        assert dep["pull_steps"] == [
+            {"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}]
+        assert dep["enforce_parameter_schema"] is True
+    nightly = deps["inbox-nightly"]
+    schedules = [(s["schedule"]["cron"], s["schedule"]["timezone"], s["active"])
+                 for s in nightly["schedules"]]
+    assert schedules == [("0 2 * * *", "Europe/Paris", True)]
+    assert nightly["global_concurrency_limit"]["limit"] == 1
+    assert deps["manual"]["schedules"] == []
+    return str(deps["manual"]["id"])
+
+
+def _wait_final(api: httpx.Client, run_id: str, deadline_s: float,
+                diagnose: Callable[[], str]) -> dict[str, Any]:
+    deadline, seen = time.monotonic() + deadline_s, "never read"
+    while time.monotonic() < deadline:
+        try:
+            resp = api.get(f"/flow_runs/{run_id}")
+        except httpx.TransportError as exc:  # a busy SQLite server may drop a poll; next one counts
+            seen = repr(exc)
+        else:
+            if resp.status_code < 500:
+                run: dict[str, Any] = resp.raise_for_status().json()
+                if run["state_type"] in FINAL:
+                    return run
+                seen = f"{run['state_type']}/{run['state_name']}"
+        time.sleep(0.5)
+    raise AssertionError(f"flow run {run_id} not final after {deadline_s:.0f} s ({seen})\n"
+                         f"{diagnose()}")
+
+
+def _run_logs(api: httpx.Client, run_id: str) -> str:
+    resp = api.post("/logs/filter", json={"logs": {"flow_run_id": {"any_": [run_id]}},
+                                          "sort": "TIMESTAMP_ASC"})
+    return "\n".join(f"{r['level']:>2} {r['message']}" for r in resp.raise_for_status().json())
+
+
+def _logs_until(api: httpx.Client, run_id: str, needle: str, deadline_s: float = 20.0) -> str:
+    """The run's logs once `needle` is among them: logs reach the API in batches, maybe late."""
+    deadline = time.monotonic() + deadline_s
+    while needle not in (logs := _run_logs(api, run_id)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return logs
+
+
+def test_the_manual_deployment_runs_on_a_process_worker_against_the_sandbox(
+        server: PrefectServer, sandbox: SandboxHandle, tmp_path: Path) -> None:
+    _deploy(server)
+    csv, out = _batch(tmp_path / "batch"), tmp_path / "out"
+    worker_env = {
+        "BACKDROP_API_URL": sandbox.base_url, "BACKDROP_API_KEY": sandbox.api_key,
+        "BACKDROP_HOME": str(tmp_path / "backdrop-home"),
+        "BACKDROP_POLL_FIRST_SECONDS": "0.05", "BACKDROP_POLL_INTERVAL_SECONDS": "0.05",
+        "BACKDROP_POLL_MAX_INTERVAL_SECONDS": "0.2", "BACKDROP_BACKOFF_BASE_SECONDS": "0.05",
+        "PREFECT_WORKER_QUERY_SECONDS": "1",  # the default 10 s would dominate the test
+    }
+    before = sandbox.ledger()["balance"]
+
+    with prefect_worker(server, POOL, worker_env, tmp_path / "logs" / "worker.log") as worker, \
+            httpx.Client(base_url=server.api_url, trust_env=False, timeout=30.0) as api:
+        manual_id = _check_deployments(api)
+        create = f"/deployments/{manual_id}/create_flow_run"
+
+        # The run form is enforced server-side: an out-of-range value never becomes a run.
+        refused = api.post(create, json={"parameters": {"csv": str(csv), "concurrency": 0}})
+        assert refused.status_code == 409, refused.text
+        assert "Validation failed for field 'concurrency'" in refused.text
+
+        created = api.post(create, json={"parameters": {"csv": str(csv), "out": str(out)}})
+        assert created.status_code == 201, created.text
+        run_id = created.json()["id"]
+
+        def diagnose() -> str:
+            return (f"{worker.tail()}\n{server.process.tail(1500)}\n--- flow run logs ---\n"
+                    f"{_run_logs(api, run_id)[-3000:]}")
+
+        run = _wait_final(api, run_id, 180.0, diagnose)
+        assert (run["state_type"], run["state_name"]) == ("COMPLETED", "Completed with failures"), \
+            diagnose()
+        assert run["state"]["message"] == "1 of 3 rows did not succeed"
+        assert run["name"] == "batch-photos"  # the flow's run-name function ran in the worker
+        assert run["deployment_id"] == manual_id
+        # the caller's values over the deployment's defaults
+        assert run["parameters"] == {"csv": str(csv), "out": str(out), "concurrency": 8}
+        by_run = {"artifacts": {"flow_run_id": {"any_": [run_id]}}}
+        found = api.post("/artifacts/filter", json=by_run)
+        artifacts: list[dict[str, Any]] = found.raise_for_status().json()
+        logs = _logs_until(api, run_id, "done: ")
+        worker_output = worker.log.read_text(errors="replace")
+
+    _check_report_and_pictures(out, tmp_path / "batch")
+    assert before - sandbox.ledger()["balance"] == 8  # two successes at 4 units; bad row is free
+    _check_artifacts(artifacts, str(csv))
+    assert "done: 2 succeeded, 1 failed, 0 skipped, 0 pending; 8 units" in logs
+    stored = {"flow run record": json.dumps(run), "run logs": logs,
+              "artifacts": json.dumps(artifacts), "worker output": worker_output}
+    for where, text in stored.items():
+        assert sandbox.api_key not in text, f"the API key leaked into the {where}"
+
+
+def _check_report_and_pictures(out: Path, inputs: Path) -> None:
+    df = pd.read_csv(out / "report.csv", dtype={"http_status": "Int64"})
+    rec = df.set_index("row_id")
+    assert list(df["row_id"]) == ["red", "blue", "broken"]
+    assert rec["status"].to_dict() == {"red": "succeeded", "blue": "succeeded", "broken": "failed"}
+    assert rec.loc["broken", ["failed_stage", "error_code"]].tolist() == [
+        "preflight", "error_decode_image"]
+    assert rec["units_charged"].to_dict() == {"red": 4, "blue": 4, "broken": 0}
+    assert rec["sku"].to_dict() == {"red": "SKU-red", "blue": "SKU-blue", "broken": "SKU-broken"}
+    for name in ("red", "blue"):
+        picture = Path(rec.at[name, "output_path"])
+        assert picture.parent == out.resolve()
+        data = picture.read_bytes()
+        assert hashlib.sha256(data).hexdigest() == rec.at[name, "output_sha256"]
+        assert data != (inputs / f"{name}.jpg").read_bytes()
+        with Image.open(picture) as im:
+            im.load()
+            assert (im.format, im.size) == ("JPEG", (320, 240))
+    summary = json.loads((out / "summary.json").read_text())
+    counts = [summary[k] for k in ("rows", "succeeded", "failed", "units_charged")]
+    assert counts == [3, 2, 1, 8]
+    assert pd.read_parquet(out / "report.parquet")["row_id"].tolist() == ["red", "blue", "broken"]
+
+
+def _check_artifacts(artifacts: list[dict[str, Any]], csv: str) -> None:
+    by_key = {a["key"]: a for a in artifacts}
+    assert {"backdrop-summary", "backdrop-failures", "backdrop-progress"} <= set(by_key), by_key
+    summary = by_key["backdrop-summary"]
+    assert summary["type"] == "markdown"
+    for line in (f"# Backdrop batch: {csv}", "| 3 | 2 | 1 | 0 | 0 | 0 |",
+                 "**Units charged:** 8 on 2 rows", "| `error_decode_image` | 1 |"):
+        assert line in summary["data"], summary["data"]
+    failures = by_key["backdrop-failures"]
+    assert failures["type"] == "table"
+    table = json.loads(failures["data"]) if isinstance(failures["data"], str) else failures["data"]
+    assert [(r["row_id"], r["failed_stage"], r["error_code"]) for r in table] == [
+        ("broken", "preflight", "error_decode_image")]
+    progress = by_key["backdrop-progress"]
+    assert (progress["type"], progress["data"]) == ("progress", 100)

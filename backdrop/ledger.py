@@ -58,6 +58,7 @@ work = Table(
     Column("task_id", String(200)),
     Column("request_id", String(64)),
     Column("units", Integer, nullable=False, default=0),
+    Column("charged_run_id", String(64)),
     Column("error_code", String(100)),
     Column("error_message", Text),
     Column("output_path", Text),
@@ -89,6 +90,7 @@ class LedgerEntry:
     task_id: str | None
     request_id: str | None
     units: int
+    charged_run_id: str | None
     error_code: str | None
     error_message: str | None
     output_path: str | None
@@ -181,6 +183,17 @@ class Ledger:
     def known_task_ids(self) -> set[str]:
         with self.engine.connect() as conn:
             return {r[0] for r in conn.execute(select(work.c.task_id).where(work.c.task_id.is_not(None)))}
+
+    def record_charge(self, content_key: str, attempt: int, units: int, run_id: str) -> bool:
+        """Record the vendor's charge for one attempt, once: True for the one run that records it."""
+        stmt = (
+            update(work)
+            .where(work.c.content_key == content_key, work.c.attempt == attempt,
+                   work.c.charged_run_id.is_(None))
+            .values(units=units, charged_run_id=run_id, updated_at=_now())
+        )
+        with self.engine.begin() as conn:
+            return conn.execute(stmt).rowcount == 1
 
     def mark(self, content_key: str, attempt: int, **fields: Any) -> None:
         """Update one attempt (status, task_id, units, output, error...)."""

@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import io
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,7 +127,7 @@ def _check(data: bytes, fit_inputs: bool) -> tuple[bytes, str, int, int, str | N
     except Image.DecompressionBombError as exc:
         raise InputRejected("decompression_bomb", str(exc)) from exc
     except (OSError, SyntaxError, ValueError) as exc:
-        msg = str(exc)
+        msg = re.sub(r"<_io\.BytesIO object at 0x[0-9a-f]+>", "the data", str(exc))  # reproducible
         code = "input_truncated" if "truncated" in msg.lower() else "error_decode_image"
         raise InputRejected(code, f"not a readable image: {msg[:200]}") from exc
 

@@ -30,6 +30,7 @@ def deployments() -> list:
         name="inbox-nightly-served",
         tags=["backdrop", "scheduled"],
         schedules=[Cron("0 2 * * *", timezone="Europe/Paris")],  # every day at 02:00, Paris time
+        concurrency_limit=1,  # never two nightly runs at once
         parameters={"csv": "inbox/products.csv", "out": "inbox-output", "max_units": 4000},
     )
     return [manual, nightly]

@@ -142,6 +142,9 @@ async def change_backgrounds(
                 result = await _process(item, trace)
             except BackdropError as exc:  # the row boundary: any domain error becomes this row's outcome
                 result = _failure(exc, stage=trace["stage"])
+            except Exception as exc:  # noqa: BLE001 - the one broad catch: no row may sink the batch
+                logger.exception("row %s: unexpected error at %s", item.primary.row_id, trace["stage"])
+                result = _unexpected(item, exc, trace["stage"])
             result.started_at, result.finished_at = started, batch.now_iso()
             result.seconds = round(time.monotonic() - t0, 3)
         done += 1
@@ -160,6 +163,8 @@ async def change_backgrounds(
                 return reused
         if entry and entry.task_id and entry.status in ("created", "pending_reconcile", "succeeded"):
             return await _finish(item, entry.attempt, entry.task_id, dest, trace, attempts=0, first_delay=0.0)
+        if entry and entry.status == "creating" and _fresh(entry):
+            return await _follow(item, entry.attempt, dest, trace)  # another run is creating it now
         if entry and entry.status in ("creating", "ambiguous"):
             return ItemResult(status="pending_reconcile", stage="create", error_code="ambiguous_create",
                               message="an earlier create got no answer; reconcile before paying again",
@@ -182,8 +187,7 @@ async def change_backgrounds(
             if not ledger.claim(item.key, attempt, run_id=run_id, row_id=item.primary.row_id, environment=env,
                                 image_sha256=item.prepared.sha256, prompt=item.prompt,
                                 template_id=item.template_id):
-                return ItemResult(status="pending_reconcile", stage="create", error_code="claimed_elsewhere",
-                                  message="another run is creating this picture right now")
+                return await _follow(item, attempt, dest, trace)
             trace["stage"] = "create"
             task_id = await create_background_task(
                 item.key, attempt, feature_slug, ledger_url, file_id, file_url, item.prompt,
@@ -197,6 +201,25 @@ async def change_backgrounds(
             return result
         finally:
             await budget.settle(charged)
+
+    def _fresh(entry: Any) -> bool:
+        """A `creating` row younger than any create call can last belongs to a run that is alive."""
+        age = (datetime.now(UTC) - entry.updated_at.replace(tzinfo=UTC)).total_seconds()
+        return age < 2 * (settings.connect_timeout_seconds + settings.read_timeout_seconds)
+
+    async def _follow(item: WorkItem, attempt: int, dest: Path, trace: dict[str, str]) -> ItemResult:
+        """Another run holds this picture's create: wait for its task id and poll that task."""
+        deadline = time.monotonic() + settings.poll_deadline_seconds
+        while time.monotonic() < deadline:
+            other = ledger.latest(item.key)
+            if other and other.task_id:
+                return await _finish(item, other.attempt, other.task_id, dest, trace, attempts=0,
+                                     first_delay=0.0)
+            if other is None or other.status not in ("creating",) or other.attempt != attempt:
+                break
+            await asyncio.sleep(0.2)
+        return ItemResult(status="pending_reconcile", stage="create", error_code="claimed_elsewhere",
+                          message="another run is creating this picture and has no task id yet")
 
     async def _source(item: WorkItem) -> tuple[str | None, str | None]:
         p = item.prepared
@@ -228,9 +251,10 @@ async def change_backgrounds(
             res = _failure(err, stage="task")
             res.task_id, res.polls, res.attempts = task_id, polled.polls, attempts
             return res
-        units = settings.units_per_task
+        # The vendor charged at success, whatever follows; exactly one run's report carries the charge.
+        charged_here = ledger.record_charge(item.key, attempt, settings.units_per_task, run_id)
+        units = settings.units_per_task if charged_here else 0
         trace["stage"] = "download"
-        ledger.mark(item.key, attempt, units=units)  # the vendor charged at success, whatever follows
         try:
             got = await download_result(task_id, st.result_url, str(dest), feature_slug)
         except BackdropError as exc:
@@ -243,7 +267,8 @@ async def change_backgrounds(
         return ItemResult(status="succeeded", task_id=task_id, request_id=st.request_id,
                           attempts=attempts, polls=polled.polls, units=units,
                           output_path=str(got.path), output_sha256=got.sha256, width=got.width,
-                          height=got.height, note=item.prepared.note)
+                          height=got.height, note=item.prepared.note if charged_here else
+                          "paid for by another run of Backdrop (its report counts the units)")
 
     def _reuse(entry: Any, dest: Path) -> ItemResult | None:
         src = Path(entry.output_path) if entry.output_path else None
@@ -255,6 +280,14 @@ async def change_backgrounds(
                           output_path=str(dest), output_sha256=entry.output_sha256,
                           width=entry.width, height=entry.height,
                           note="already done in an earlier run; nothing paid")
+
+    def _unexpected(item: WorkItem, exc: Exception, stage: str) -> ItemResult:
+        """An error that is not the API's (e.g. Prefect's own API failed): the ledger decides the status."""
+        entry = ledger.latest(item.key)
+        in_flight = entry is not None and entry.status in ("creating", "created", "ambiguous")
+        return ItemResult(status="pending_reconcile" if in_flight else "failed", stage=stage,
+                          error_code="internal_error", message=f"{type(exc).__name__}: {str(exc)[:300]}",
+                          task_id=entry.task_id if entry else None)
 
     def _failure(exc: BackdropError, *, stage: str) -> ItemResult:
         if isinstance(exc, CreditInsufficiency):

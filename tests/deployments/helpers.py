@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,20 +81,30 @@ def start_background(name: str, args: list[str], env: Mapping[str, str], log: Pa
     return Background(name, proc, log)
 
 
-def _descendants(pid: int) -> list[int]:
-    """Every process below `pid` (Linux /proc): flow-run processes may have their own session."""
+def _identity(pid: int) -> tuple[int, int] | None:
+    """(pid, start time) from /proc, so a recycled pid is never mistaken for our process."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] == "Z" else (pid, int(fields[19]))
+
+
+def _descendants(pid: int) -> list[tuple[int, int]]:
+    """All live processes below `pid` (via /proc); a flow-run process may have its own session."""
     parents: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
+        except (OSError, IndexError):
             continue
         parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
     found, todo = [], [pid]
     while todo:
         for child in parents.get(todo.pop(), []):
-            found.append(child)
             todo.append(child)
+            if (ident := _identity(child)) is not None:
+                found.append(ident)
     return found
 
 
@@ -103,34 +113,29 @@ def stop(bg: Background, grace: float = 15.0) -> None:
     if bg.proc.poll() is not None:
         return
     children = _descendants(bg.proc.pid) if Path("/proc").is_dir() else []
-    _signal(bg.proc.pid, children, signal.SIGTERM)
+    _signal(bg, children, signal.SIGTERM)
     try:
         bg.proc.wait(timeout=grace)
     except subprocess.TimeoutExpired:
         pass
     deadline = time.monotonic() + 5.0
-    while time.monotonic() < deadline and any(_alive(c) for c in children):
+    while time.monotonic() < deadline and any(_identity(p) == (p, t) for p, t in children):
         time.sleep(0.1)
-    _signal(bg.proc.pid, [c for c in children if _alive(c)], signal.SIGKILL)
+    _signal(bg, children, signal.SIGKILL)
+    bg.proc.wait(timeout=10)
+
+
+def _signal(bg: Background, children: list[tuple[int, int]], sig: signal.Signals) -> None:
+    """Signal our group while its leader is unreaped, and each child still the one we saw."""
+    targets: list[tuple[Callable[[int, int], None], int]] = []
     if bg.proc.poll() is None:
-        bg.proc.wait(timeout=10)
-
-
-def _signal(group: int, pids: list[int], sig: signal.Signals) -> None:
-    for send, target in ((os.killpg, group), *((os.kill, p) for p in pids)):
+        targets.append((os.killpg, bg.proc.pid))
+    targets += [(os.kill, pid) for pid, started in children if _identity(pid) == (pid, started)]
+    for send, target in targets:
         try:
             send(target, sig)
         except (ProcessLookupError, PermissionError):
             pass
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z")
 
 
 @dataclass

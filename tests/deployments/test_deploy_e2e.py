@@ -11,12 +11,15 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pandas as pd
 import pytest
+import sqlalchemy
 from PIL import Image, ImageDraw
 
 from tests.conftest import SandboxHandle
@@ -34,11 +37,21 @@ pytestmark = pytest.mark.prefect_server
 POOL = "backdrop-process"
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
+# Prefect 3.8.8's scheduler bulk-inserts run dicts that carry a "state" key. FlowRun.state is a
+# hybrid property, and SQLAlchemy 2.1 refuses a hybrid without a bulk_dml setter in a bulk INSERT:
+# the server schedules no run at all. Pinning sqlalchemy<2.1 should turn this xfail into a pass.
+SCHEDULER_BROKEN = tuple(int(p) for p in sqlalchemy.__version__.split(".")[:2]) >= (2, 1)
+BULK_DML_ERROR = "Can't evaluate bulk DML statement"
+PARIS = ZoneInfo("Europe/Paris")
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[PrefectServer]:
-    (tmp_path / "logs").mkdir()
-    with prefect_server(tmp_path / "prefect-home", tmp_path / "logs") as srv:
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
+    """A real server with the work pool and every deployment of prefect.yaml on it."""
+    base = tmp_path_factory.mktemp("prefect")
+    (base / "logs").mkdir()
+    with prefect_server(base / "prefect-home", base / "logs") as srv:
+        _deploy(srv)
         yield srv
 
 
@@ -126,7 +139,6 @@ def _logs_until(api: httpx.Client, run_id: str, needle: str, deadline_s: float =
 
 def test_the_manual_deployment_runs_on_a_process_worker_against_the_sandbox(
         server: PrefectServer, sandbox: SandboxHandle, tmp_path: Path) -> None:
-    _deploy(server)
     csv, out = _batch(tmp_path / "batch"), tmp_path / "out"
     worker_env = {
         "BACKDROP_API_URL": sandbox.base_url, "BACKDROP_API_KEY": sandbox.api_key,
@@ -137,7 +149,7 @@ def test_the_manual_deployment_runs_on_a_process_worker_against_the_sandbox(
     }
     before = sandbox.ledger()["balance"]
 
-    with prefect_worker(server, POOL, worker_env, tmp_path / "logs" / "worker.log") as worker, \
+    with prefect_worker(server, POOL, worker_env, tmp_path / "worker.log") as worker, \
             httpx.Client(base_url=server.api_url, trust_env=False, timeout=30.0) as api:
         manual_id = _check_deployments(api)
         create = f"/deployments/{manual_id}/create_flow_run"
@@ -218,3 +230,22 @@ def _check_artifacts(artifacts: list[dict[str, Any]], csv: str) -> None:
         ("broken", "preflight", "error_decode_image")]
     progress = by_key["backdrop-progress"]
     assert (progress["type"], progress["data"]) == ("progress", 100)
+
+
+@pytest.mark.xfail(SCHEDULER_BROKEN, strict=True, raises=AssertionError,
+                   reason="prefect 3.8.8's scheduler cannot insert runs with SQLAlchemy >= 2.1")
+def test_the_server_schedules_the_nightly_runs_at_two_in_paris(server: PrefectServer) -> None:
+    with httpx.Client(base_url=server.api_url, trust_env=False, timeout=30.0) as api:
+        nightly = api.get("/deployments/name/change-backgrounds/inbox-nightly").raise_for_status()
+        query = {"flow_runs": {"deployment_id": {"any_": [nightly.json()["id"]]}}}
+        deadline, runs = time.monotonic() + 30.0, []
+        while not runs and time.monotonic() < deadline:
+            # the scheduler visits a new deployment within seconds; its failure is only in its log
+            assert BULK_DML_ERROR not in server.process.tail(50_000), server.process.tail()
+            runs = api.post("/flow_runs/filter", json=query).raise_for_status().json()
+            time.sleep(0.5)
+    assert runs, f"no run scheduled for inbox-nightly\n{server.process.tail()}"
+    for run in runs:
+        start = datetime.fromisoformat(run["expected_start_time"]).astimezone(PARIS)
+        assert (run["state_type"], start.hour, start.minute) == ("SCHEDULED", 2, 0)
+        assert run["parameters"]["max_units"] == 4000

@@ -23,6 +23,7 @@ from prefect.artifacts import (
     aupdate_progress_artifact,
 )
 from prefect.context import get_run_context
+from prefect.runtime import deployment as runtime_deployment
 from prefect.states import Completed
 from pydantic import Field
 
@@ -97,6 +98,7 @@ async def change_backgrounds(
     ledger = Ledger(ledger_url)
     ctx = get_run_context()
     run_id = str(ctx.flow_run.id) if ctx.flow_run else "local"  # type: ignore[union-attr]
+    deployment_name = runtime_deployment.name  # None for a local run
 
     rows, base_dir = read_rows(csv, prompt_override=prompt, template_override=template_id)
     run_started = datetime.now(UTC)
@@ -185,6 +187,7 @@ async def change_backgrounds(
             trace["stage"] = "upload"
             file_id, file_url = await _source(item)
             if not ledger.claim(item.key, attempt, run_id=run_id, row_id=item.primary.row_id, environment=env,
+                                deployment=deployment_name,
                                 image_sha256=item.prepared.sha256, prompt=item.prompt,
                                 template_id=item.template_id):
                 return await _follow(item, attempt, dest, trace)
@@ -300,6 +303,7 @@ async def change_backgrounds(
                           request_id=exc.request_id, attempts=1 if stage != "upload" else 0)
 
     batch_sem = asyncio.Semaphore(concurrency)
+
     try:
         results = await asyncio.gather(*(_one(i) for i in items))
     finally:

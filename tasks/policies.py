@@ -8,7 +8,6 @@ concurrent calls for the same picture run the body once.
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 from typing import Any
 
@@ -19,23 +18,10 @@ from prefect.transactions import IsolationLevel
 from backdrop.errors import BackdropError
 from backdrop.steps import CACHE_VERSION
 
-__all__ = ["CREATE_POLICY", "UPLOAD_POLICY", "CACHE_TTL", "retry_if_transient", "lock_manager"]
+__all__ = ["CREATE_POLICY", "UPLOAD_POLICY", "CACHE_TTL", "retry_if_transient"]
 
 #: shorter than the vendor's task and file retention (24 h by the bundle, 30 days by the docs page)
 CACHE_TTL = timedelta(hours=20)
-
-
-def lock_manager() -> Any:
-    """In-process locks by default; Redis (BACKDROP_REDIS_URL) when several processes share a cache."""
-    url = os.environ.get("BACKDROP_REDIS_URL")
-    if url:
-        from prefect_redis.locking import RedisLockManager  # optional dependency
-        from redis import Redis
-
-        kw = Redis.from_url(url).connection_pool.connection_kwargs
-        return RedisLockManager(host=kw.get("host", "localhost"), port=kw.get("port", 6379),
-                                db=kw.get("db", 0), password=kw.get("password"))
-    return MemoryLockManager()
 
 
 def _upload_key(_ctx: Any, params: dict[str, Any]) -> str:
@@ -47,8 +33,10 @@ def _create_key(_ctx: Any, params: dict[str, Any]) -> str:
 
 
 UPLOAD_POLICY = CacheKeyFnPolicy(cache_key_fn=_upload_key)
+#: In-process locking only. Across processes and hosts the ledger's claim is the guard: Prefect 3.8.8's async
+#: transactions release a prefect-redis lock with the sync call, which never frees it (async tasks deadlock).
 CREATE_POLICY = CacheKeyFnPolicy(cache_key_fn=_create_key).configure(
-    isolation_level=IsolationLevel.SERIALIZABLE, lock_manager=lock_manager()
+    isolation_level=IsolationLevel.SERIALIZABLE, lock_manager=MemoryLockManager()
 )
 
 

@@ -115,3 +115,57 @@ def sandbox(sandbox_server: SandboxServer) -> Iterator[SandboxHandle]:
     finally:
         admin.post("/_sandbox/reset")
         admin.close()
+
+
+# --- tests that need a real service -------------------------------------------------------------
+# They skip, with a reason that says how to enable them, on a machine without the service; CI sets
+# BACKDROP_REQUIRE_SERVICES=1 (see .ci/run), which turns any such skip into a failure.
+_SERVICE_MARKERS = ("postgres", "redis", "chromium", "prefect_server")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    required = os.environ.get("BACKDROP_REQUIRE_SERVICES") == "1"
+    if required and report.skipped and any(item.get_closest_marker(m) for m in _SERVICE_MARKERS):
+        report.outcome = "failed"
+        report.longrepr = f"skipped, but BACKDROP_REQUIRE_SERVICES=1 requires it to run: {report.longrepr}"
+
+
+def postgres_url() -> str:
+    """The PostgreSQL test database, or skip with how to enable it."""
+    url = os.environ.get("BACKDROP_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("set BACKDROP_TEST_POSTGRES_URL=postgresql://postgres@127.0.0.1:5432/test to run")
+    return url
+
+
+def redis_url() -> str:
+    """The Redis test server, or skip with how to enable it."""
+    url = os.environ.get("BACKDROP_TEST_REDIS_URL")
+    if not url:
+        pytest.skip("set BACKDROP_TEST_REDIS_URL=redis://127.0.0.1:6379/0 to run")
+    return url
+
+
+@pytest.fixture(scope="session")
+def postgres_db() -> Iterator[str]:
+    """A fresh database on the test PostgreSQL server for this session, dropped afterwards."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    base = make_url(postgres_url())
+    name = f"backdrop_test_{uuid.uuid4().hex[:12]}"
+    admin_dsn = base.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        from backdrop import ledger as _ledger
+
+        for url in [u for u in _ledger._engines if name in u]:
+            _ledger._engines.pop(url).dispose()
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

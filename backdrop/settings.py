@@ -63,6 +63,30 @@ class BackdropSettings(BaseSettings):
         900.0, gt=0, description="After this a still-running task is reported pending_reconcile."
     )
 
+    poll_strategy: Literal["adaptive", "fixed"] = Field(
+        "adaptive",
+        description="adaptive: time each first poll from the task durations seen so far in the run (seeded "
+        "by poll_first_seconds), then back off; fixed: poll every poll_interval_seconds from the start, "
+        "as the vendor's sample code does.",
+    )
+    poll_quantile: float = Field(
+        0.9, gt=0, lt=1, description="adaptive: first poll at this quantile of the observed task durations."
+    )
+    webhook_listen: str | None = Field(
+        None,
+        description="host:port where Backdrop receives the vendor's webhooks during a run (e.g. 0.0.0.0:8900); "
+        "unset = no webhooks, polling only.",
+    )
+    webhook_secret: SecretStr | None = Field(None, description="The endpoint's whsec_... signing secret.")
+    webhook_safety_poll_seconds: float = Field(
+        60.0, gt=0, description="With webhooks: poll anyway when no delivery came this long after create."
+    )
+    limiter_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of a database that paces every process and host sharing the key "
+        "(PostgreSQL across hosts); unset = pacing within this process only.",
+    )
+
     reconcile_after_seconds: float = Field(
         900.0, ge=0,
         description="A lost create is settled from the credit history once it is this old (any task it made "
@@ -85,7 +109,19 @@ class BackdropSettings(BaseSettings):
 
     ledger_url: str | None = Field(
         None,
-        description="SQLAlchemy URL of Backdrop's ledger; default SQLite under the output folder.",
+        description="SQLAlchemy URL of Backdrop's ledger; default SQLite in BACKDROP_HOME (~/.backdrop).",
+    )
+
+    # Cost reporting (flows/cost_report.py, `backdrop cost`).
+    budget_units: int | None = Field(
+        None, ge=0, description="Units allowed per budget period; unset means no budget."
+    )
+    budget_period: Literal["month", "week", "day"] = Field(
+        "month", description="Budget period, in UTC: calendar month, ISO week (from Monday), or day."
+    )
+    budget_warn_at: float = Field(
+        0.8, gt=0,
+        description="Share of the budget, used so far or projected at the period's end, that raises the alarm.",
     )
 
     def api_key_value(self) -> str | None:

@@ -16,6 +16,7 @@ from typing import Literal
 from backdrop.client import BackdropClient, DownloadedFile, TaskStatus
 from backdrop.errors import AmbiguousCreate, Forbidden, PollDeadlineExceeded
 from backdrop.ledger import Ledger
+from backdrop.polling import PollPlanner
 from backdrop.settings import BackdropSettings
 
 __all__ = [
@@ -107,14 +108,18 @@ async def wait_for_task(
     sleep: Callable[[float], Awaitable[None]],
     now: Callable[[], float] = time.monotonic,
     first_delay: float | None = None,
+    planner: PollPlanner | None = None,
 ) -> PollResult:
-    """Poll until success or error, backing off to `poll_max_interval_seconds`.
+    """Poll until success or error, on the planner's schedule (see `backdrop.polling`).
 
+    `first_delay` overrides the planner's first wait (0 to poll at once, e.g. when resuming).
     Raises PollDeadlineExceeded after `poll_deadline_seconds`: the task may still finish and be charged,
     so the row becomes pending_reconcile, never a re-create.
     """
+    planner = planner or PollPlanner(settings)
+    learn = first_delay is None
+    delay = planner.first_delay() if first_delay is None else first_delay
     start = now()
-    delay = settings.poll_first_seconds if first_delay is None else first_delay
     polls = 0
     while True:
         remaining = settings.poll_deadline_seconds - (now() - start)
@@ -125,9 +130,11 @@ async def wait_for_task(
         await sleep(min(delay, remaining))
         status = await client.get_task(task_id)
         polls += 1
+        if learn and polls == 1:
+            planner.observe_first_poll(done=status.status != "running")
         if status.status != "running":
             return PollResult(status=status, polls=polls)
-        delay = min(max(settings.poll_interval_seconds, delay * 1.5), settings.poll_max_interval_seconds)
+        delay = planner.next_delay(delay)
 
 
 async def download_result(

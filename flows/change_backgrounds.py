@@ -48,7 +48,7 @@ from tasks.create import create_background_task
 from tasks.download import download_result
 from tasks.preflight import preflight_input
 from tasks.reconcile import reconcile_lost_creates, vendor_units_for
-from tasks.runtime import close_clients, environment_id, settings_for
+from tasks.runtime import client_stats, close_clients, environment_id, forget_planner, settings_for
 from tasks.upload import upload_input
 from tasks.wait import wait_for_result
 
@@ -240,7 +240,7 @@ async def change_backgrounds(
                       *, attempts: int, first_delay: float | None = None) -> ItemResult:
         trace["stage"] = "poll"
         try:
-            polled = await wait_for_result(task_id, feature_slug, first_delay)
+            polled = await wait_for_result(task_id, feature_slug, run_id, first_delay)
         except (PollDeadlineExceeded, InvalidTaskId) as exc:
             ledger.mark(item.key, attempt, status="pending_reconcile", error_code=exc.report_code)
             return ItemResult(status="pending_reconcile", stage="poll", error_code=exc.report_code,
@@ -306,8 +306,10 @@ async def change_backgrounds(
 
     try:
         results = await asyncio.gather(*(_one(i) for i in items))
+        traffic = client_stats()
     finally:
         await close_clients()
+        planner = forget_planner(run_id)
 
     outcomes = _outcomes(rows, rejected, results, names, settings.unit_price)
     df = build_report(outcomes)
@@ -315,6 +317,20 @@ async def change_backgrounds(
                         units_per_task=settings.units_per_task)
     summary.update(csv=csv, out=str(out_dir), feature=feature_slug, dry_run=dry_run, run_id=run_id,
                    unique_pictures=len(items))
+    paid = sum(1 for _, r in results if r.status == "succeeded" and not r.reused and r.task_id)
+    requests_total = sum(traffic["requests"].values())  # type: ignore[union-attr]
+    latencies = df.loc[(df["status"] == "succeeded") & ~df["reused"].astype(bool), "seconds"].dropna()
+    summary.update(
+        requests_by_route=traffic["requests"], requests_total=requests_total,
+        api_requests_per_picture=round(_api_requests(traffic) / paid, 3) if paid else None,
+        http_429=traffic["http_429"], retries=traffic["retries"],
+        transport_errors=traffic["transport_errors"],
+        latency_p50_seconds=round(float(latencies.quantile(0.5)), 3) if len(latencies) else None,
+        latency_p95_seconds=round(float(latencies.quantile(0.95)), 3) if len(latencies) else None,
+        first_poll_seconds=round(planner.first_delay(), 3) if planner else None,
+        done_at_first_poll=(round(planner.done_at_first / planner.first_polls, 3)
+                            if planner and planner.first_polls else None),
+    )
     if dry_run:
         to_pay = sum(1 for _, r in results if r.error_code == "dry_run")
         summary["estimated_units"] = to_pay * settings.units_per_task
@@ -342,6 +358,11 @@ async def change_backgrounds(
         return Completed(name="Completed with failures", data=summary,
                          message=f"{bad} of {summary['rows']} rows did not succeed")
     return summary
+
+
+def _api_requests(traffic: dict[str, Any]) -> int:
+    """API requests spent on pictures: uploads, creates and polls (not the end-of-run credit check)."""
+    return sum(int(traffic["requests"].get(r, 0)) for r in ("file", "create", "poll"))
 
 
 def _outcomes(rows: list[Any], rejected: dict[int, InputRejected], results: list[tuple[WorkItem, ItemResult]],

@@ -16,13 +16,15 @@ from pydantic import SecretStr
 
 from backdrop.client import BackdropClient
 from backdrop.errors import ConfigError
+from backdrop.polling import PollPlanner
 from backdrop.settings import BackdropSettings
 
-__all__ = ["settings_for", "client_for", "close_clients", "environment_id"]
+__all__ = ["settings_for", "client_for", "close_clients", "environment_id", "planner_for", "client_stats"]
 
 _lock = threading.Lock()
 _clients: dict[tuple[int, int, str], BackdropClient] = {}
 _secret_cache: dict[str, str] = {}
+_planners: dict[str, PollPlanner] = {}
 
 
 def _key_from_block(name: str) -> str:
@@ -72,6 +74,34 @@ def client_for(settings: BackdropSettings) -> BackdropClient:
             client = BackdropClient(settings)
             _clients[key] = client
         return client
+
+
+def planner_for(run_key: str, settings: BackdropSettings) -> PollPlanner:
+    """One poll planner per flow run: what one task learns about durations times the next one's poll."""
+    with _lock:
+        if run_key not in _planners:
+            _planners[run_key] = PollPlanner(settings)
+        return _planners[run_key]
+
+
+def forget_planner(run_key: str) -> PollPlanner | None:
+    with _lock:
+        return _planners.pop(run_key, None)
+
+
+def client_stats() -> dict[str, object]:
+    """Requests by route, 429s, retries and transport errors of the running loop's clients, summed."""
+    loop_id = id(asyncio.get_running_loop())
+    total: dict[str, object] = {"requests": {}, "http_429": 0, "retries": 0, "transport_errors": 0}
+    with _lock:
+        mine = [c for k, c in _clients.items() if k[1] == loop_id]
+    for client in mine:
+        snap = client.stats.snapshot()
+        for route, n in snap["requests"].items():  # type: ignore[union-attr]
+            total["requests"][route] = total["requests"].get(route, 0) + n  # type: ignore[index,union-attr]
+        for name in ("http_429", "retries", "transport_errors"):
+            total[name] = int(total[name]) + int(snap[name])  # type: ignore[call-overload]
+    return total
 
 
 async def close_clients() -> None:

@@ -9,7 +9,7 @@ from prefect.cache_policies import NO_CACHE
 
 from backdrop import steps
 from tasks.policies import retry_if_transient
-from tasks.runtime import client_for, settings_for
+from tasks.runtime import client_for, planner_for, settings_for
 
 
 @task(
@@ -20,9 +20,12 @@ from tasks.runtime import client_for, settings_for
     retry_condition_fn=retry_if_transient,
     task_run_name="wait-{task_id:.12}",
 )
-async def wait_for_result(task_id: str, feature: str, first_delay: float | None = None) -> steps.PollResult:
+async def wait_for_result(
+    task_id: str, feature: str, run_key: str, first_delay: float | None = None
+) -> steps.PollResult:
     """Poll `task_id` until success or error; raises PollDeadlineExceeded at the poll deadline."""
     settings = settings_for(feature)
     return await steps.wait_for_task(
-        client_for(settings), task_id, settings, sleep=asyncio.sleep, first_delay=first_delay
+        client_for(settings), task_id, settings, sleep=asyncio.sleep, first_delay=first_delay,
+        planner=planner_for(run_key, settings),
     )

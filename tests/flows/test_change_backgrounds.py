@@ -35,6 +35,10 @@ def test_every_row_succeeds_is_paid_once_and_lands_on_disk(pipeline_env: Any, tm
     assert (tmp_path / "out" / "report.parquet").exists()
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert (summary["succeeded"], summary["units_charged"]) == (3, 12)
+    # the fewest requests a picture can take with an upload: file slot, create, one poll
+    assert (summary["api_requests_per_picture"], summary["http_429"]) == (3.0, 0)
+    assert summary["requests_by_route"]["put"] == summary["requests_by_route"]["download"] == 3
+    assert summary["vendor_units"] == 12 and summary["units_difference"] == 0
 
 
 def test_each_failure_class_gets_its_code_and_costs_nothing(pipeline_env: Any, tmp_path: Path) -> None:

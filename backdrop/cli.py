@@ -200,7 +200,8 @@ def demo(*, out: str = "demo-output", time_scale: float = 20.0, verbose: bool = 
     csv = resources.files("backdrop") / "demo" / "products.csv"
     code = run(str(csv), out=out, sandbox=True, time_scale=time_scale, verbose=verbose)
     out_dir = Path(out).resolve()
-    console.print(f"pictures and report in {out_dir} (report.csv, report.parquet, summary.json)")
+    console.print(f"pictures and report in {out_dir}: open {out_dir / 'gallery.html'} to look at them "
+                  "(also report.csv, report.parquet, summary.json, contact-sheet.png)")
     return code
 
 
@@ -219,6 +220,100 @@ def sandbox(*, host: str = "127.0.0.1", port: int = 8765, time_scale: float = 1.
     """
     return subprocess.call([sys.executable, "-m", "backdrop.sandbox", "--host", host, "--port", str(port),
                             "--time-scale", str(time_scale)])
+
+
+def _cost_tables(summary: dict[str, Any]) -> list[Table]:
+    cur, t = summary["currency"], summary["totals"]
+    head = Table(title=f"Backdrop cost {summary['since']} to {summary['until']} (UTC, last day excluded)",
+                 show_header=False)
+    for key in ("created", "succeeded", "failed", "pending", "units"):
+        head.add_row({"succeeded": "succeeded (charged)", "failed": "failed (not charged)"}.get(key, key),
+                     str(t[key]))
+    head.add_row("cost", f"{t['cost']:.2f} {cur}")
+    if (recon := summary.get("reconciliation")) is not None:
+        head.add_row("vendor units", f"{recon['vendor_units']:g}")
+    if summary.get("balance") is not None:
+        head.add_row("balance now", f"{summary['balance']:g} units")
+    if (budget := summary.get("budget")) is not None:
+        head.add_row("budget", f"{'[red]OVER[/red] ' if budget['alert'] else ''}{budget['used_units']} "
+                               f"of {budget['budget_units']} units this {budget['period']} "
+                               f"({budget['share']:.0%}), projected {budget['projected_units']:g} "
+                               f"({budget['projected_share']:.0%})")
+    tables = [head]
+    counts = ["created", "succeeded", "failed", "pending", "units", "cost"]
+    for title, key, rows in (("Per day", "day", [r for r in summary["daily"] if r["created"] or r["units"]]),
+                             ("Per deployment", "deployment", summary["deployments"]),
+                             ("Per run", "run_id", summary["runs"][:25])):
+        table = Table(title=title)
+        for col in (key, *counts):
+            table.add_column(col, justify="left" if col == key else "right")
+        for r in rows:
+            table.add_row(str(r[key]), *(f"{r[c]:g}" if isinstance(r[c], float) else str(r[c])
+                                         for c in counts))
+        tables.append(table)
+    if recon:
+        for title, rows in (
+                ("Charged by the vendor, unknown to the ledger", recon["unknown_to_ledger"]),
+                ("Charged in the ledger, absent from the vendor's history", recon["missing_at_vendor"])):
+            if rows:
+                table = Table(title=title)
+                for col in rows[0]:
+                    table.add_column(col)
+                for r in rows:
+                    table.add_row(*(str(v) for v in r.values()))
+                tables.append(table)
+    return tables
+
+
+@app.command
+def cost(*, since: str | None = None, until: str | None = None, out: str = "cost-output",
+         json_output: bool = False, verbose: bool = False) -> int:
+    """Report units and cost over a period from the ledger and the vendor's credit history; check the budget.
+
+    Exit codes: 0 within budget (or no budget), 1 over the budget's alarm threshold, 2 bad usage or an error.
+
+    Parameters
+    ----------
+    since
+        First day, YYYY-MM-DD (UTC); default the start of the budget period (BACKDROP_BUDGET_PERIOD).
+    until
+        Day after the last, YYYY-MM-DD (UTC, excluded); default tomorrow.
+    out
+        Folder for the FOCUS and daily tables (CSV, Parquet), the chart (PNG) and cost_summary.json.
+    json_output
+        Print only the summary, as JSON, on standard output.
+    verbose
+        Show Prefect's INFO logs.
+    """
+    from datetime import date
+
+    try:
+        first, after = (date.fromisoformat(d) if d else None for d in (since, until))
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
+    if first and after and after <= first:
+        console.print("[red]error:[/red] --until must be after --since")
+        return 2
+    _quiet_prefect(verbose)
+    from flows.cost_report import cost_report
+
+    state = asyncio.run(cost_report(since=first, until=after, out=out, return_state=True))
+    result = state.result(raise_on_failure=False)
+    if isinstance(result, BaseException):
+        console.print(f"[red]error:[/red] {result}")
+        return 2
+    summary: dict[str, Any] = result
+    if json_output:
+        print(json.dumps(summary, default=str))
+    else:
+        for table in _cost_tables(summary):
+            console.print(table)
+        for kind, path in summary["files"].items():
+            console.print(f"{kind}: {path}", soft_wrap=True, highlight=False)
+        if summary["over_budget"]:
+            console.print(f"[red]over budget:[/red] {state.message}")
+    return 1 if summary["over_budget"] else 0
 
 
 def main() -> None:

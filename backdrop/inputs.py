@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 from dataclasses import dataclass, field
@@ -67,6 +68,18 @@ def _read_bytes(location: str) -> bytes:
         raise CsvError(f"cannot read CSV {location}: {type(exc).__name__}: {exc}") from exc
 
 
+def _check_ragged(text: str) -> None:
+    """A line with more fields than the header would shift every column (pandas makes the first an index)."""
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, [])
+    for number, fields in enumerate(reader, start=1):
+        if len(fields) > len(header):
+            raise CsvError(
+                f"data line {number} has {len(fields)} fields but the header has {len(header)}: "
+                "quote values that contain commas"
+            )
+
+
 def _row_id(image_url: str, prompt: str | None, template_id: str | None) -> str:
     digest = hashlib.sha256(f"{image_url}\n{prompt or ''}\n{template_id or ''}".encode()).hexdigest()
     return f"row-{digest[:12]}"
@@ -89,8 +102,10 @@ def read_rows(
         raise CsvError(
             f"CSV is not UTF-8 (byte {exc.start}): save it as UTF-8 and run again: {location}"
         ) from exc
+    _check_ragged(text)
     try:
-        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True)
+        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True,
+                         index_col=False)
     except pd.errors.EmptyDataError as exc:
         raise CsvError(f"CSV has no header line: {location}") from exc
     except pd.errors.ParserError as exc:

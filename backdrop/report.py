@@ -12,7 +12,8 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["RowOutcome", "STATUSES", "build_report", "summarize", "write_report", "escape_formula"]
+__all__ = ["RowOutcome", "STATUSES", "build_report", "summarize", "write_report", "write_summary",
+           "escape_formula"]
 
 STATUSES = ("succeeded", "failed", "skipped", "pending_reconcile")
 
@@ -135,7 +136,12 @@ def write_report(df: pd.DataFrame, summary: dict[str, Any], out_dir: Path) -> di
     safe = df.map(escape_formula) if not df.empty else df
     _atomic_write(paths["csv"], lambda p: safe.to_csv(p, index=False))
     _atomic_write(paths["parquet"], lambda p: df.to_parquet(p, index=False))
-    _atomic_write(
-        paths["summary"], lambda p: Path(p).write_text(json.dumps(summary, indent=2, default=str))
-    )
+    write_summary(summary, out_dir)
     return {k: str(v) for k, v in paths.items()}
+
+
+def write_summary(summary: dict[str, Any], out_dir: Path) -> Path:
+    """Write summary.json into `out_dir` atomically."""
+    path = out_dir / "summary.json"
+    _atomic_write(path, lambda p: Path(p).write_text(json.dumps(summary, indent=2, default=str)))
+    return path

@@ -42,6 +42,10 @@ class BackdropSettings(BaseSettings):
     rate_limit_requests: int = Field(250, ge=1, description="Requests allowed per rolling window.")
     rate_limit_window_seconds: float = Field(300.0, gt=0, description="Length of the rolling window.")
     rate_limit_per_second: float = Field(5.0, gt=0, description="Requests allowed per second.")
+    rate_limit_short_window_seconds: float = Field(
+        1.0, gt=0, description="The window the per-second limit is counted over (1 s at the vendor; "
+        "shorter against a sandbox that runs faster than real time)."
+    )
 
     # Retries of requests that are safe to repeat (and of 429s, which the server refused).
     max_retries: int = Field(4, ge=0, le=20)

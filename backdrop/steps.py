@@ -17,6 +17,7 @@ from backdrop.client import BackdropClient, DownloadedFile, TaskStatus
 from backdrop.errors import AmbiguousCreate, Forbidden, PollDeadlineExceeded
 from backdrop.ledger import Ledger
 from backdrop.polling import PollPlanner
+from backdrop.webhooks import WebhookReceiver
 from backdrop.settings import BackdropSettings
 
 __all__ = [
@@ -109,14 +110,22 @@ async def wait_for_task(
     now: Callable[[], float] = time.monotonic,
     first_delay: float | None = None,
     planner: PollPlanner | None = None,
+    receiver: WebhookReceiver | None = None,
 ) -> PollResult:
     """Poll until success or error, on the planner's schedule (see `backdrop.polling`).
+
+    With a webhook `receiver`, wait for the vendor's delivery first and then poll once.
 
     `first_delay` overrides the planner's first wait (0 to poll at once, e.g. when resuming).
     Raises PollDeadlineExceeded after `poll_deadline_seconds`: the task may still finish and be charged,
     so the row becomes pending_reconcile, never a re-create.
     """
     planner = planner or PollPlanner(settings)
+    if receiver is not None and first_delay is None:
+        # The delivery only says the task ended (no result URL, no error code): one poll fetches them.
+        # No delivery within the safety window (lost, or sent elsewhere): poll as usual from here.
+        await receiver.wait(task_id, settings.webhook_safety_poll_seconds)
+        first_delay = 0.0
     learn = first_delay is None
     delay = planner.first_delay() if first_delay is None else first_delay
     start = now()

@@ -17,6 +17,7 @@ from prefect.schedules import Cron
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from flows.change_backgrounds import change_backgrounds  # noqa: E402
+from flows.cost_report import cost_report  # noqa: E402
 
 
 def deployments() -> list:
@@ -33,7 +34,14 @@ def deployments() -> list:
         concurrency_limit=1,  # never two nightly runs at once
         parameters={"csv": "inbox/products.csv", "out": "inbox-output", "max_units": 4000},
     )
-    return [manual, nightly]
+    cost = cost_report.to_deployment(
+        name="cost-daily-served",
+        tags=["backdrop", "scheduled", "cost"],
+        parameters={"out": "cost-output"},
+        schedules=[Cron("30 6 * * *", timezone="Europe/Paris")],  # every day at 06:30, Paris time
+        concurrency_limit=1,
+    )
+    return [manual, nightly, cost]
 
 
 if __name__ == "__main__":

@@ -38,17 +38,26 @@ from backdrop.errors import (
     InvalidTaskId,
     PollDeadlineExceeded,
 )
+from backdrop.gallery import write_gallery
 from backdrop.inputs import read_rows
 from backdrop.ledger import Ledger, default_ledger_url
 from backdrop.outputs import copy_atomic
 from backdrop.preflight import InputRejected, PreparedInput
-from backdrop.report import RowOutcome, build_report, summarize, write_report
+from backdrop.report import RowOutcome, build_report, summarize, write_report, write_summary
 from backdrop.summary_md import failures_table, summary_markdown
+from backdrop.webhooks import WebhookReceiver
 from tasks.create import create_background_task
 from tasks.download import download_result
 from tasks.preflight import preflight_input
 from tasks.reconcile import reconcile_lost_creates, vendor_units_for
-from tasks.runtime import client_stats, close_clients, environment_id, forget_planner, settings_for
+from tasks.runtime import (
+    client_stats,
+    close_clients,
+    environment_id,
+    forget_planner,
+    set_receiver,
+    settings_for,
+)
 from tasks.upload import upload_input
 from tasks.wait import wait_for_result
 
@@ -304,12 +313,22 @@ async def change_backgrounds(
 
     batch_sem = asyncio.Semaphore(concurrency)
 
+    hooks = WebhookReceiver.from_settings(settings) if not dry_run else None
+    if hooks is not None:
+        await asyncio.to_thread(hooks.start)
+        set_receiver(hooks)
+        logger.info("receiving webhooks at %s", hooks.url)
+    processing_started = time.monotonic()
     try:
         results = await asyncio.gather(*(_one(i) for i in items))
+        processing_seconds = time.monotonic() - processing_started
         traffic = client_stats()
     finally:
         await close_clients()
         planner = forget_planner(run_id)
+        if hooks is not None:
+            set_receiver(None)
+            await asyncio.to_thread(hooks.stop)
 
     outcomes = _outcomes(rows, rejected, results, names, settings.unit_price)
     df = build_report(outcomes)
@@ -321,6 +340,7 @@ async def change_backgrounds(
     requests_total = sum(traffic["requests"].values())  # type: ignore[union-attr]
     latencies = df.loc[(df["status"] == "succeeded") & ~df["reused"].astype(bool), "seconds"].dropna()
     summary.update(
+        processing_seconds=round(processing_seconds, 3),
         requests_by_route=traffic["requests"], requests_total=requests_total,
         api_requests_per_picture=round(_api_requests(traffic) / paid, 3) if paid else None,
         http_429=traffic["http_429"], retries=traffic["retries"],
@@ -330,6 +350,7 @@ async def change_backgrounds(
         first_poll_seconds=round(planner.first_delay(), 3) if planner else None,
         done_at_first_poll=(round(planner.done_at_first / planner.first_polls, 3)
                             if planner and planner.first_polls else None),
+        webhooks=hooks.counters() if hooks is not None else None,
     )
     if dry_run:
         to_pay = sum(1 for _, r in results if r.error_code == "dry_run")
@@ -345,6 +366,9 @@ async def change_backgrounds(
             logger.warning("the vendor charged %s units for this run's tasks, the report says %s",
                            vendor, summary["units_charged"])
     summary["files"] = write_report(df, summary, out_dir)
+    gallery = await asyncio.to_thread(write_gallery, df, summary, out_dir)  # Pillow work, off the loop
+    summary["files"].update(gallery.as_dict())
+    write_summary(summary, out_dir)  # again, now listing the gallery too
     await acreate_markdown_artifact(summary_markdown(summary), key="backdrop-summary",
                                     description="Backdrop batch summary")
     failed_rows = failures_table(df)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import threading
-from urllib.parse import urlparse
 
 from pydantic import SecretStr
 
@@ -18,8 +17,10 @@ from backdrop.client import BackdropClient
 from backdrop.errors import ConfigError
 from backdrop.polling import PollPlanner
 from backdrop.settings import BackdropSettings
+from backdrop.webhooks import WebhookReceiver
 
-__all__ = ["settings_for", "client_for", "close_clients", "environment_id", "planner_for", "client_stats"]
+__all__ = ["settings_for", "client_for", "close_clients", "environment_id", "planner_for", "client_stats",
+           "set_receiver", "receiver"]
 
 _lock = threading.Lock()
 _clients: dict[tuple[int, int, str], BackdropClient] = {}
@@ -56,12 +57,12 @@ def settings_for(feature: str | None = None) -> BackdropSettings:
 
 
 def environment_id(settings: BackdropSettings) -> str:
-    """A short, non-reversible id of (API host, key, feature): cache keys differ per account and server.
+    """A short, non-reversible id of (API URL, key, feature): cache keys differ per account and server.
 
-    The port is left out on purpose: a sandbox restarted on another free port is the same account.
+    The whole URL counts, port included: a sandbox restarted on another port is a new server that knows
+    none of the old one's tasks, so nothing created there may be reused here.
     """
-    host = urlparse(settings.api_url).hostname or settings.api_url
-    raw = f"{host}\n{settings.api_key_value()}\n{settings.feature}"
+    raw = f"{settings.api_url.rstrip('/')}\n{settings.api_key_value()}\n{settings.feature}"
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
@@ -74,6 +75,19 @@ def client_for(settings: BackdropSettings) -> BackdropClient:
             client = BackdropClient(settings)
             _clients[key] = client
         return client
+
+
+_receiver: WebhookReceiver | None = None
+
+
+def set_receiver(receiver: WebhookReceiver | None) -> None:
+    """The process's webhook receiver (started by the flow), or None to poll only."""
+    global _receiver
+    _receiver = receiver
+
+
+def receiver() -> WebhookReceiver | None:
+    return _receiver
 
 
 def planner_for(run_key: str, settings: BackdropSettings) -> PollPlanner:

@@ -9,7 +9,7 @@ from prefect.cache_policies import NO_CACHE
 
 from backdrop import steps
 from tasks.policies import retry_if_transient
-from tasks.runtime import client_for, planner_for, settings_for
+from tasks.runtime import client_for, planner_for, receiver, settings_for
 
 
 @task(
@@ -27,5 +27,5 @@ async def wait_for_result(
     settings = settings_for(feature)
     return await steps.wait_for_task(
         client_for(settings), task_id, settings, sleep=asyncio.sleep, first_delay=first_delay,
-        planner=planner_for(run_key, settings),
+        planner=planner_for(run_key, settings), receiver=receiver(),
     )

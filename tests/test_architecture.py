@@ -11,7 +11,10 @@ ROOT = Path(__file__).resolve().parents[1]
 PIPELINE = [*sorted((ROOT / "backdrop" / "client").glob("*.py")), *sorted((ROOT / "tasks").glob("*.py")),
             *sorted((ROOT / "flows").glob("*.py")),
             *[ROOT / "backdrop" / f"{m}.py" for m in ("steps", "batch", "ledger", "inputs", "preflight",
-                                                      "report", "outputs", "settings", "errors")]]
+                                                      "report", "outputs", "settings", "errors", "polling",
+                                                      "reconcile", "webhooks", "summary_md", "gallery",
+                                                      "gallery_cards", "gallery_html", "gallery_sheet",
+                                                      "cost")]]
 
 
 def _imports(path: Path) -> set[str]:

@@ -29,7 +29,8 @@ from backdrop.client._http import (
 )
 from backdrop.client._retry import Retrier
 from backdrop.client.download import download_once
-from backdrop.client.limiter import RateLimiter, shared_limiter
+from backdrop.client.db_limiter import limiter_for
+from backdrop.client.limiter import RateLimiter
 from backdrop.client.models import (
     ClientStats,
     CreatedTask,
@@ -64,7 +65,7 @@ class BackdropClient:
     ) -> None:
         self.settings = settings
         self._key = api_key_or_raise(settings)
-        self._limiter: RateLimiter = limiter if limiter is not None else shared_limiter(settings)
+        self._limiter: RateLimiter = limiter if limiter is not None else limiter_for(settings)
         self._api = build_api_client(settings, self._key, transport)
         self._storage = build_storage_client(settings, storage_transport)
         self.stats = ClientStats()

@@ -17,6 +17,8 @@ SPEC: dict[str, Any] = yaml.safe_load((ROOT / "prefect.yaml").read_text())
 DEPLOYMENTS: list[dict[str, Any]] = SPEC["deployments"]
 NAMES = [d["name"] for d in DEPLOYMENTS]
 Flows = dict[str, Flow[Any, Any]]
+FLOW_NAMES = {"flows/change_backgrounds.py:change_backgrounds": "change-backgrounds",
+              "flows/cost_report.py:cost_report": "cost-report"}
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +37,7 @@ def _by_name(name: str) -> dict[str, Any]:
 
 
 def test_the_file_declares_the_manual_and_nightly_deployments() -> None:
-    assert NAMES == ["manual", "inbox-nightly"]
+    assert NAMES == ["manual", "inbox-nightly", "cost-daily"]
     assert SPEC["prefect-version"] == "3.8.8"
     assert "pull" not in SPEC  # the worker runs from the folder `prefect deploy` ran in
 
@@ -45,7 +47,7 @@ def test_entrypoint_loads_and_accepts_the_default_parameters(name: str, flows: F
     dep = _by_name(name)
     assert (ROOT / dep["entrypoint"].split(":")[0]).is_file()
     flow = flows[dep["entrypoint"]]
-    assert flow.name == "change-backgrounds"
+    assert flow.name == FLOW_NAMES[dep["entrypoint"]]
     validated = flow.validate_parameters(dep["parameters"])
     assert {k: validated[k] for k in dep["parameters"]} == dep["parameters"]
 
@@ -99,10 +101,10 @@ def _serve_module() -> Any:
 def test_serve_builds_the_same_deployments_with_a_served_suffix(flows: Flows) -> None:
     served = {d.name: d for d in _serve_module().deployments()}
     assert sorted(served) == sorted(f"{n}-served" for n in NAMES)
-    flow = flows[_by_name("manual")["entrypoint"]]
     for name in NAMES:
         dep, twin = _by_name(name), served[f"{name}-served"]
-        assert (twin.flow_name, twin.tags) == ("change-backgrounds", dep["tags"])
+        flow = flows[dep["entrypoint"]]
+        assert (twin.flow_name, twin.tags) == (FLOW_NAMES[dep["entrypoint"]], dep["tags"])
         # the same effective parameters once the flow's defaults are filled in
         assert flow.validate_parameters(twin.parameters) == flow.validate_parameters(
             dep["parameters"])

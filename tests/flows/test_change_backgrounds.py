@@ -167,3 +167,25 @@ def test_url_mode_skips_the_upload_and_templates_work(pipeline_env: Any, tmp_pat
     assert set(tasks) == {None, "studio_white"}
     task_paths = [p for p in paths if "/task/" in p]
     assert task_paths and all("/task/bg-replace" in p and "bg-replace-v2" not in p for p in task_paths)
+
+
+def test_webhook_mode_polls_each_task_once(pipeline_env: Any, tmp_path: Path, monkeypatch: Any) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("BACKDROP_WEBHOOK_LISTEN", f"127.0.0.1:{port}")
+    monkeypatch.setenv("BACKDROP_WEBHOOK_SECRET", pipeline_env.webhook_secret)
+    monkeypatch.setenv("BACKDROP_POLL_FIRST_SECONDS", "5")  # polling alone would wait 5 s per task
+    pipeline_env.configure(webhook_urls=[f"http://127.0.0.1:{port}/webhooks/perfectcorp"],
+                           duration_mode="fixed", duration_median_s=0.5)
+    for i in range(3):
+        draw_product(tmp_path / f"{i}.jpg", (60 * i, 100, 30))
+    rows = [{"id": str(i), "image_url": f"{i}.jpg", "prompt": "beach"} for i in range(3)]
+    state, df = run_flow(csv=str(write_csv(tmp_path, rows)), out=str(tmp_path / "out"))
+    assert list(df["status"]) == ["succeeded"] * 3
+    assert list(df["polls"]) == [1, 1, 1]
+    summary = state.result()
+    assert summary["webhooks"]["verified"] == 3 and summary["webhooks"]["rejected"] == 0
+    assert summary["done_at_first_poll"] is None  # every poll came after a delivery, none on the timer

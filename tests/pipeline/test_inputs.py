@@ -46,6 +46,7 @@ def test_bom_and_quoted_newlines_are_read(tmp_path: Path) -> None:
         (b"image_url,prompt\n", "no rows"),
         (b"url,prompt\na.jpg,x\n", "missing the column 'image_url'"),
         (b"image_url\na.jpg\n", "needs a 'prompt'"),
+        (b"id,image_url,prompt\na,a.jpg,white marble, soft light\nb,b.jpg,x\n", "line 1 has 4 fields"),
         ("image_url,prompt\nä.jpg,é\n".encode("latin-1"), "not UTF-8"),
     ],
 )

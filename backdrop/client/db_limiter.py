@@ -1,0 +1,293 @@
+"""Pacing shared by every process and host that uses one API key, through a database.
+
+`DatabaseLimiter` keeps the granted slots in a table, `backdrop_rate_slots(key_id, slot_at)`. One
+acquisition is one short transaction, serialised per key: PostgreSQL takes
+`pg_advisory_xact_lock(<namespace>, hashtext(key_id))`, SQLite opens with `BEGIN IMMEDIATE`. Inside
+it the limiter drops slots too old to matter, finds the earliest time at which every window has
+room (slots granted to others may lie in the future: reserve-ahead, as in `SlidingWindowLimiter`),
+inserts that slot and commits; it then sleeps until the slot outside the transaction, so nothing
+polls and nobody holds a lock while waiting.
+
+Slots are wall-clock times (`time.time()`) because they are compared across hosts. Clock skew
+between hosts shifts their requests by the skew: keep hosts on NTP (the windows carry
+`JITTER_MARGIN_SECONDS` of slack, about what NTP keeps clocks within). Old slots are kept
+`SKEW_GRACE_SECONDS` beyond the longest window so that a host whose clock runs ahead does not
+delete slots a host running behind still counts.
+
+Durability is traded for speed: SQLite runs `synchronous=NORMAL` (WAL) and PostgreSQL sessions
+`synchronous_commit=off`, so a crash of the database host may forget the last few slots (at worst a
+429, which the client retries) while an acquisition costs no disk flush. Visibility between
+transactions, which the windows rely on, is unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Double,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    literal_column,
+    select,
+)
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import DBAPIError
+
+from backdrop.client.limiter import RateLimiter, _windows, shared_limiter
+from backdrop.errors import ConfigError
+from backdrop.settings import BackdropSettings
+
+__all__ = ["DatabaseLimiter", "SKEW_GRACE_SECONDS", "key_fingerprint", "limiter_for"]
+
+#: Slots are deleted only once this much older than the longest window (see the module docstring).
+SKEW_GRACE_SECONDS = 60.0
+#: First key of the two-key advisory lock, so our locks never collide with another application's.
+_LOCK_NAMESPACE = 0x0BAC_D409
+#: A database that failed is tried this many times (pauses in seconds) before the error is raised.
+_RETRY_PAUSES = (0.05, 0.25)
+
+metadata = MetaData()
+slots = Table(
+    "backdrop_rate_slots",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key_id", String(200), nullable=False),
+    Column("slot_at", Double, nullable=False),
+    Index("ix_backdrop_rate_slots_key_slot", "key_id", "slot_at"),
+)
+
+_engines: dict[str, Engine] = {}
+_engines_lock = threading.Lock()
+#: One transaction at a time per (url, key) in a process: waiters queue here, not on the database.
+_key_locks: dict[tuple[str, str], threading.Lock] = {}
+_key_locks_lock = threading.Lock()
+
+
+def _driver_url(url: str) -> str:
+    """`postgresql://` means psycopg 3 here (SQLAlchemy's default would be psycopg2)."""
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+def _sqlite_hooks(engine: Engine) -> None:
+    """WAL, a busy timeout, and `BEGIN IMMEDIATE` so each transaction takes the write lock first."""
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # let SQLAlchemy's "begin" below issue BEGIN itself
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")  # durability: see the module docstring
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _postgres_hooks(engine: Engine) -> None:
+    """Commits without waiting for the WAL flush (see the module docstring)."""
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        with dbapi_conn.cursor() as cur:
+            cur.execute("SET synchronous_commit = off")
+        dbapi_conn.commit()
+
+
+def _serialise(conn: Connection, key: str) -> None:
+    """Hold the per-key lock until the transaction ends (SQLite already holds the write lock)."""
+    if conn.dialect.name == "postgresql":
+        # a statement of its own: in READ COMMITTED the next statement's snapshot is taken after
+        # the lock is granted, so it sees every slot the previous holder committed
+        conn.execute(select(func.pg_advisory_xact_lock(_LOCK_NAMESPACE, func.hashtext(key))))
+
+
+def _engine(url: str) -> Engine:
+    """The engine for `url`, created once per process with the slots table in place."""
+    with _engines_lock:
+        engine = _engines.get(url)
+        if engine is None:
+            # no pre-ping: a dropped connection fails the transaction, which is tried again
+            engine = create_engine(_driver_url(url))
+            if engine.dialect.name == "sqlite":
+                _sqlite_hooks(engine)
+            elif engine.dialect.name == "postgresql":
+                _postgres_hooks(engine)
+            try:
+                with engine.begin() as conn:
+                    # processes starting together would race on CREATE TABLE
+                    _serialise(conn, "__create__")
+                    metadata.create_all(conn)
+            except BaseException:
+                engine.dispose()
+                raise
+            _engines[url] = engine
+        return engine
+
+
+def _key_lock(url: str, key_id: str) -> threading.Lock:
+    with _key_locks_lock:
+        return _key_locks.setdefault((url, key_id), threading.Lock())
+
+
+def _redacted(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL is shown as its scheme only
+        return url.split(":", 1)[0] + "://..."
+
+
+class DatabaseLimiter:
+    """At most `n` acquisitions in any rolling `seconds` window, for every `(n, seconds)` given,
+    counted over every process and host using the same database `url` and `key_id`.
+
+    `last_slot` is the wall-clock time of the slot this instance granted last (for tests and
+    logs). A cancelled waiter keeps its slot, as with `SlidingWindowLimiter`. Raises `ConfigError`
+    when the database cannot be used.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        key_id: str,
+        windows: Sequence[tuple[int, float]],
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if not windows:
+            raise ValueError("at least one (count, seconds) window is needed")
+        for count, seconds in windows:
+            if count < 1 or seconds <= 0:
+                raise ValueError(f"bad window ({count}, {seconds}): need count >= 1, seconds > 0")
+        if not key_id:
+            raise ValueError("key_id must not be empty")
+        self.url = url
+        self.key_id = key_id
+        self.windows: tuple[tuple[int, float], ...] = tuple((int(n), float(s)) for n, s in windows)
+        self._clock = clock
+        self._sleep = sleep
+        self.last_slot: float | None = None
+        self._longest = max(s for _, s in self.windows)
+        key = bindparam("key")
+        self._delete = delete(slots).where(
+            slots.c.key_id == key, slots.c.slot_at < bindparam("stale")
+        )
+        # per window, the count-th latest slot that can still share a window with a slot taken
+        # now; one row in one round trip, each an index range scan of at most `count` entries
+        self._kth = select(*(
+            select(slots.c.slot_at)
+            .where(slots.c.key_id == key, slots.c.slot_at > bindparam(f"since{i}"))
+            .order_by(slots.c.slot_at.desc())
+            # constants, not parameters: PostgreSQL plans a prepared OFFSET $n poorly
+            .offset(literal_column(str(count - 1), Integer))
+            .limit(literal_column("1", Integer))
+            .scalar_subquery()
+            for i, (count, _) in enumerate(self.windows)
+        ))
+        self._insert = insert(slots).inline()
+
+    def take_slot(self) -> float:
+        """Take the next free slot in the database; returns its wall-clock time (blocking I/O)."""
+        engine = self._engine_or_raise()
+        with _key_lock(self.url, self.key_id):
+            tries = 0
+            while True:
+                try:
+                    return self._take_slot_once(engine)
+                except DBAPIError as exc:
+                    if tries == len(_RETRY_PAUSES) or not _transient(exc):
+                        message = f"the limiter database {_failure(self.url, exc)}"
+                        raise ConfigError(message) from exc
+                    time.sleep(_RETRY_PAUSES[tries])
+                    tries += 1
+
+    def _take_slot_once(self, engine: Engine) -> float:
+        params: dict[str, Any] = {"key": self.key_id}
+        with engine.begin() as conn:
+            _serialise(conn, self.key_id)
+            now = self._clock()
+            params["stale"] = now - self._longest - SKEW_GRACE_SECONDS
+            params.update({f"since{i}": now - s for i, (_, s) in enumerate(self.windows)})
+            conn.execute(self._delete, params)
+            found = conn.execute(self._kth, params).one()
+            slot = now
+            for (_, seconds), kth in zip(self.windows, found, strict=True):
+                # at most count-1 slots lie after (slot - seconds): the window ending at any
+                # later slot holds at most count, even when other hosts' slots are out of order
+                if kth is not None:
+                    slot = max(slot, kth + seconds)
+            conn.execute(self._insert, {"key_id": self.key_id, "slot_at": slot})
+        return slot
+
+    def _engine_or_raise(self) -> Engine:
+        try:
+            return _engine(self.url)
+        except DBAPIError as exc:
+            message = f"cannot open the limiter database {_failure(self.url, exc)}"
+            raise ConfigError(message) from exc
+
+    async def acquire(self) -> None:
+        slot = await asyncio.to_thread(self.take_slot)
+        self.last_slot = slot
+        wait = slot - self._clock()
+        if wait > 0:
+            await self._sleep(wait)
+
+    def __repr__(self) -> str:
+        return (
+            f"DatabaseLimiter({_redacted(self.url)!r}, key_id={self.key_id!r}, "
+            f"windows={list(self.windows)!r})"
+        )
+
+
+def _failure(url: str, exc: DBAPIError) -> str:
+    """`<url without password>: <driver error>`, for error messages."""
+    return f"{_redacted(url)}: {type(exc.orig).__name__}: {str(exc.orig).strip()[:200]}"
+
+
+def _transient(exc: DBAPIError) -> bool:
+    """A dropped connection or a lock timeout may pass; a bad URL or schema will not."""
+    return exc.connection_invalidated or "locked" in str(exc.orig).lower()
+
+
+def key_fingerprint(settings: BackdropSettings) -> str:
+    """A stable id for (API URL, API key) that does not reveal the key."""
+    material = f"{settings.api_url.rstrip('/')}\n{settings.api_key_value() or ''}"
+    return hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
+_shared: dict[tuple[object, ...], DatabaseLimiter] = {}
+_shared_lock = threading.Lock()
+
+
+def limiter_for(settings: BackdropSettings) -> RateLimiter:
+    """The limiter a client should use: a `DatabaseLimiter` on `settings.limiter_url` when it is
+    set (one per URL, key and limits in the process), else the in-process `shared_limiter`."""
+    if not settings.limiter_url:
+        return shared_limiter(settings)
+    key = (settings.limiter_url, key_fingerprint(settings), _windows(settings))
+    with _shared_lock:
+        limiter = _shared.get(key)
+        if limiter is None:
+            limiter = _shared[key] = DatabaseLimiter(settings.limiter_url, key[1], key[2])
+        return limiter

@@ -1,0 +1,79 @@
+"""What people look at after a batch: `gallery.html` and `contact-sheet.png` in the output folder.
+
+    write_gallery(df, summary, out_dir)
+      -> out_dir/.backdrop/thumbs/<content sha256>-240.jpg   one small JPEG per distinct picture
+      -> out_dir/gallery.html                                 every row, filters, no network needed
+      -> out_dir/contact-sheet.png                            up to 60 before/after pairs
+
+Thumbnails are files referenced by relative paths rather than data URIs: the page stays small
+(a 2,000-row batch would otherwise be a ~40 MB HTML file the browser must parse before it shows
+anything), rows past the first screen load lazily, identical pictures share one file, a re-run
+reuses them, and the contact sheet is drawn from the same files. Copying the output folder keeps
+the page working, since every path is relative to it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from backdrop.gallery_cards import build_cards
+from backdrop.gallery_html import render_html
+from backdrop.gallery_sheet import render_contact_sheet
+
+__all__ = ["GalleryFiles", "write_gallery"]
+
+
+@dataclass(frozen=True)
+class GalleryFiles:
+    """Where the gallery was written, and how much of the batch the contact sheet shows."""
+
+    html: Path
+    contact_sheet: Path
+    pairs_shown: int
+    pairs_left_out: int
+
+    def as_dict(self) -> dict[str, str]:
+        """Paths as strings, keyed like `write_report`'s result (for summary["files"])."""
+        return {"gallery": str(self.html), "contact_sheet": str(self.contact_sheet)}
+
+
+def _atomic_path(dest: Path) -> Path:
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
+    os.close(fd)
+    return Path(tmp)
+
+
+def write_gallery(df: pd.DataFrame, summary: dict[str, Any], out_dir: Path) -> GalleryFiles:
+    """Write `gallery.html` and `contact-sheet.png` for a report into `out_dir`, atomically.
+
+    Args:
+        df: The report (`backdrop.report.build_report`, or `report.parquet` read back).
+        summary: The run summary (`backdrop.report.summarize` plus the flow's keys; `csv` is used
+            to find local input pictures that were not staged).
+        out_dir: The batch's output folder; the pages refer to pictures relative to it.
+
+    Returns:
+        The paths written and how many rows the contact sheet shows and leaves out.
+    """
+    out_dir = Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cards = list(build_cards(df, out_dir, str(summary.get("csv") or "")))
+    html_path, sheet_path = out_dir / "gallery.html", out_dir / "contact-sheet.png"
+    tmp_html, tmp_sheet = _atomic_path(html_path), _atomic_path(sheet_path)
+    try:
+        tmp_html.write_text(render_html(cards, summary, out_dir), encoding="utf-8")
+        shown, left_out = render_contact_sheet(cards, summary, tmp_sheet)
+        for tmp in (tmp_html, tmp_sheet):
+            tmp.chmod(0o644)  # mkstemp makes 0600; the pages are for people to open and share
+        os.replace(tmp_html, html_path)
+        os.replace(tmp_sheet, sheet_path)
+    finally:
+        tmp_html.unlink(missing_ok=True)
+        tmp_sheet.unlink(missing_ok=True)
+    return GalleryFiles(html_path, sheet_path, shown, left_out)

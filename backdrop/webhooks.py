@@ -1,0 +1,401 @@
+"""Receive the vendor's Standard Webhooks deliveries during a run, so a waiting task needs no poll.
+
+`verify` checks one delivery (HMAC-SHA256 over `{webhook-id}.{webhook-timestamp}.{body}`, keyed
+with the base64 secret after `whsec_`; any of several space-separated `v1,<b64>` signatures may
+match; the timestamp must lie within ±tolerance of now). `ReplayGuard` remembers ids already acted
+on: the vendor retries with the same `webhook-id`. `WebhookReceiver` serves
+`POST /webhooks/perfectcorp` on uvicorn in a background thread and lets any thread or event loop
+`await wait(task_id, timeout)` for the terminal status.
+
+Answers: 204 for a verified delivery acted on, 200 for a verified replay (acknowledged, not acted
+on again, so the vendor stops retrying), 400 for a rejected one (bad or missing signature, stale
+timestamp, malformed body), 404/405/413 for a wrong path, method or an oversized body. The secret
+and the signatures are never logged nor put in an error message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import logging
+import re
+import socket
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import uvicorn
+
+from backdrop.errors import BackdropError, ConfigError
+from backdrop.settings import BackdropSettings
+
+__all__ = ["WEBHOOK_PATH", "ReplayGuard", "WebhookEvent", "WebhookReceiver", "WebhookRejected",
+           "decode_secret", "verify"]
+
+WEBHOOK_PATH = "/webhooks/perfectcorp"
+TERMINAL = frozenset({"success", "error"})
+MAX_BODY = 64 * 1024
+_TIMESTAMP = re.compile(r"^[0-9]{1,15}$")
+log = logging.getLogger("backdrop.webhooks")
+
+
+class WebhookRejected(BackdropError):
+    """A delivery that is not authentic, fresh, or a task notification; `reason` says which."""
+
+    code = "webhook_rejected"
+
+    def __init__(self, reason: str = "", **kw: Any) -> None:
+        super().__init__(reason, **kw)
+
+    @property
+    def reason(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    """One verified delivery: its `webhook-id`, signed timestamp and the task's terminal state."""
+
+    id: str
+    timestamp: int
+    task_id: str
+    task_status: str
+    created_at: int
+
+
+def decode_secret(secret: str) -> bytes:
+    """The HMAC key of a `whsec_<base64>` secret (prefix optional); ConfigError if unusable."""
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError("the webhook secret is not whsec_<base64>") from None
+    if not key:
+        raise ConfigError("the webhook secret is empty")
+    return key
+
+
+def verify(secret: str, headers: Mapping[str, str], body: bytes, *, tolerance_s: float = 300,
+           now: float | None = None) -> WebhookEvent:
+    """Check one delivery per the Standard Webhooks spec and parse it; raise WebhookRejected."""
+    return _verify(decode_secret(secret), headers, body, tolerance_s, now)
+
+
+def _verify(key: bytes, headers: Mapping[str, str], body: bytes, tolerance_s: float,
+            now: float | None) -> WebhookEvent:
+    lower = {k.lower(): v for k, v in headers.items()}
+    msg_id, stamp, sigs = (lower.get(h, "").strip()
+                           for h in ("webhook-id", "webhook-timestamp", "webhook-signature"))
+    for name, value in (("webhook-id", msg_id), ("webhook-timestamp", stamp),
+                        ("webhook-signature", sigs)):
+        if not value:
+            raise WebhookRejected(f"missing header {name}")
+    if not _TIMESTAMP.match(stamp):
+        raise WebhookRejected("webhook-timestamp is not Unix seconds")
+    timestamp = int(stamp)
+    current = time.time() if now is None else now
+    if timestamp < current - tolerance_s:
+        raise WebhookRejected("timestamp too old")
+    if timestamp > current + tolerance_s:
+        raise WebhookRejected("timestamp too far in the future")
+    signed = f"{msg_id}.{stamp}.".encode() + body
+    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest())
+    matched = False
+    for entry in sigs.split():
+        version, _, sig = entry.partition(",")
+        # every entry is compared, in constant time each, so the answer time says nothing useful
+        matched |= version == "v1" and hmac.compare_digest(expected, sig.encode("utf-8", "replace"))
+    if not matched:
+        raise WebhookRejected("no valid v1 signature")
+    return _parse(msg_id, timestamp, body)
+
+
+def _parse(msg_id: str, timestamp: int, body: bytes) -> WebhookEvent:
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        raise WebhookRejected("body is not JSON") from None
+    data = payload.get("data") if isinstance(payload, dict) else None
+    created = payload.get("created_at") if isinstance(payload, dict) else None
+    task_id = data.get("task_id") if isinstance(data, dict) else None
+    status = data.get("task_status") if isinstance(data, dict) else None
+    if not (isinstance(task_id, str) and task_id and isinstance(status, str) and status):
+        raise WebhookRejected("body lacks data.task_id or data.task_status")
+    if isinstance(created, bool) or not isinstance(created, (int, float)):
+        raise WebhookRejected("body lacks a numeric created_at")
+    return WebhookEvent(msg_id, timestamp, task_id, status, int(created))
+
+
+class ReplayGuard:
+    """Ids acted on within `ttl_s` (at most `max_ids`, oldest forgotten first); thread-safe.
+
+    Keep `ttl_s` longer than the vendor's retry span, not only the signature tolerance: a retry is
+    re-signed with a fresh timestamp, so only this memory stops it being acted on twice.
+    """
+
+    def __init__(self, ttl_s: float = 86400.0, *, max_ids: int = 100_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl_s = ttl_s
+        self.max_ids = max_ids
+        self._clock = clock
+        self._expires: OrderedDict[str, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def admit(self, msg_id: str) -> bool:
+        """True the first time `msg_id` is seen (act on it), False for a replay."""
+        now = self._clock()
+        with self._lock:
+            while self._expires and next(iter(self._expires.values())) <= now:
+                self._expires.popitem(last=False)
+            if msg_id in self._expires:
+                return False
+            self._expires[msg_id] = now + self.ttl_s
+            while len(self._expires) > self.max_ids:
+                self._expires.popitem(last=False)
+            return True
+
+    def __len__(self) -> int:
+        return len(self._expires)
+
+
+@dataclass
+class _Waiter:
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[str]
+    status: str | None = None  # set under the receiver's lock by the delivering thread
+
+
+def _resolve(future: asyncio.Future[str], status: str) -> None:
+    if not future.done():
+        future.set_result(status)
+
+
+@dataclass
+class _Counters:
+    deliveries: int = 0
+    verified: int = 0
+    rejected: int = 0
+    replays: int = 0
+    ignored: int = 0  # verified, but not a terminal status
+
+    def snapshot(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+def _split_listen(listen: str) -> tuple[str, int]:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"webhook listen address {listen!r} is not host:port")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+@dataclass(eq=False)
+class WebhookReceiver:
+    """Serve `POST /webhooks/perfectcorp` in a background thread and record terminal states.
+
+    Use as a context manager. Statuses that arrive before anyone waits are kept (at most
+    `max_pending`, oldest dropped) and forgotten once a `wait` collects them. `ack_failures` is a
+    test hook: that many verified deliveries are acted on, then answered 500 (a lost answer).
+    """
+
+    secret: str = field(repr=False)
+    listen: str = "127.0.0.1:0"
+    tolerance_s: float = 300.0
+    max_pending: int = 10_000
+    replay_guard: ReplayGuard = field(default_factory=ReplayGuard, repr=False)
+    ack_failures: int = 0
+
+    def __post_init__(self) -> None:
+        self._key = decode_secret(self.secret)
+        self._host, self._port = _split_listen(self.listen)
+        self._lock = threading.Lock()
+        self._pending: OrderedDict[str, str] = OrderedDict()
+        self._waiters: dict[str, list[_Waiter]] = {}
+        self._counters = _Counters()
+        self._sock: socket.socket | None = None
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def from_settings(cls, settings: BackdropSettings) -> WebhookReceiver | None:
+        """The receiver the settings ask for, or None when `webhook_listen` is unset."""
+        if not settings.webhook_listen:
+            return None
+        if settings.webhook_secret is None:
+            raise ConfigError("BACKDROP_WEBHOOK_LISTEN is set but BACKDROP_WEBHOOK_SECRET is not")
+        return cls(settings.webhook_secret.get_secret_value(), settings.webhook_listen)
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The endpoint's local URL (a wildcard bind is shown as loopback)."""
+        if self._sock is None:
+            raise RuntimeError("the webhook receiver is not running")
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(self._host, self._host)
+        port = int(self._sock.getsockname()[1])
+        netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return f"http://{netloc}{WEBHOOK_PATH}"
+
+    def start(self, timeout_s: float = 10.0) -> WebhookReceiver:
+        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # inherited by accepted sockets; without it each answer waits ~40 ms (Nagle + delayed ACK)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((self._host, self._port))
+        sock.listen(128)
+        self._sock = sock
+        config = uvicorn.Config(self._app, interface="asgi3", log_level="warning", access_log=False,
+                                lifespan="off", timeout_graceful_shutdown=2)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
+                                        name="backdrop-webhooks", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"webhook receiver did not start on {self.listen}")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self._sock is not None:
+            self._sock.close()
+        self._server = self._thread = self._sock = None
+
+    def __enter__(self) -> WebhookReceiver:
+        return self.start() if self._thread is None else self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    # ---- waiting -----------------------------------------------------------------------------
+
+    def counters(self) -> dict[str, int]:
+        """deliveries, verified, rejected, replays, ignored (since start)."""
+        with self._lock:
+            return self._counters.snapshot()
+
+    async def wait(self, task_id: str, timeout: float) -> str | None:
+        """`"success"`/`"error"` once a verified delivery for `task_id` came; None at the timeout.
+
+        Safe from any thread and event loop: the shared state is behind a threading lock, and the
+        delivering thread wakes this call's own future on its own loop.
+        """
+        loop = asyncio.get_running_loop()
+        waiter = _Waiter(loop, loop.create_future())
+        with self._lock:
+            status = self._pending.pop(task_id, None)
+            if status is not None or timeout <= 0:
+                return status
+            self._waiters.setdefault(task_id, []).append(waiter)
+        try:
+            await asyncio.wait_for(waiter.future, timeout)
+        except TimeoutError:
+            pass
+        except asyncio.CancelledError:
+            self._unregister(task_id, waiter, keep_status=True)
+            raise
+        self._unregister(task_id, waiter, keep_status=False)
+        return waiter.status  # set under the lock even if the wake-up lost the race to the timeout
+
+    def _unregister(self, task_id: str, waiter: _Waiter, *, keep_status: bool) -> None:
+        with self._lock:
+            waiters = self._waiters.get(task_id, [])
+            if waiter in waiters:
+                waiters.remove(waiter)
+                if not waiters:
+                    del self._waiters[task_id]
+            elif keep_status and waiter.status is not None:
+                # a cancelled wait leaves a status that came meanwhile for the next wait
+                self._pending[task_id] = waiter.status
+
+    def _record(self, event: WebhookEvent) -> None:
+        with self._lock:
+            waiters = self._waiters.pop(event.task_id, [])
+            for waiter in waiters:
+                waiter.status = event.task_status
+                try:
+                    waiter.loop.call_soon_threadsafe(_resolve, waiter.future, event.task_status)
+                except RuntimeError:  # that loop is closed: its waiter is gone
+                    pass
+            if not waiters:
+                self._pending[event.task_id] = event.task_status
+                self._pending.move_to_end(event.task_id)
+                while len(self._pending) > self.max_pending:
+                    self._pending.popitem(last=False)
+
+    # ---- HTTP --------------------------------------------------------------------------------
+
+    def _handle(self, headers: Mapping[str, str], body: bytes) -> int:
+        """The status code for one delivery to the endpoint (after path and method checks)."""
+        with self._lock:
+            self._counters.deliveries += 1
+        try:
+            event = _verify(self._key, headers, body, self.tolerance_s, None)
+        except WebhookRejected as exc:
+            with self._lock:
+                self._counters.rejected += 1
+            log.warning("webhook rejected: %s", exc.reason)
+            return 400
+        fresh = self.replay_guard.admit(event.id)
+        with self._lock:
+            self._counters.verified += 1
+            self._counters.replays += not fresh
+            self._counters.ignored += fresh and event.task_status not in TERMINAL
+        if fresh and event.task_status in TERMINAL:
+            self._record(event)
+        if fresh and self.ack_failures > 0:
+            self.ack_failures -= 1
+            return 500
+        return 204 if fresh else 200
+
+    async def _app(self, scope: dict[str, Any], receive: Callable[[], Any],
+                   send: Callable[[dict[str, Any]], Any]) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] != WEBHOOK_PATH:
+            status = 404
+        elif scope["method"] != "POST":
+            status = 405
+        else:
+            body = await _read_body(receive)
+            if body is None:
+                status = 413
+            else:
+                headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+                status = self._handle(headers, body)
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
+
+
+async def _read_body(receive: Callable[[], Any]) -> bytes | None:
+    """The request body, or None once it exceeds MAX_BODY (a task notification is ~100 bytes)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b"".join(chunks)
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)

@@ -1,0 +1,145 @@
+"""Shared plumbing for the benches: a sandbox and a Prefect server as subprocesses, pictures, batch runs.
+
+Everything listens on 127.0.0.1 only and is stopped when the bench ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+from PIL import Image, ImageDraw
+
+BIN = Path(sys.executable).parent
+RUNNER = Path(__file__).with_name("_run_batch.py")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(check: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            if check():
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not come up in {timeout:.0f} s")
+
+
+@contextlib.contextmanager
+def sandbox(time_scale: float, *, webhook_secret: str | None = None) -> Iterator[str]:
+    """`python -m backdrop.sandbox` on a free port; yields its base URL."""
+    env = dict(os.environ)
+    if webhook_secret:
+        env["BACKDROP_SANDBOX_WEBHOOK_SECRET"] = webhook_secret
+    with tempfile.TemporaryDirectory() as tmp:
+        ready = Path(tmp) / "url"
+        proc = subprocess.Popen([sys.executable, "-m", "backdrop.sandbox", "--port", "0", "--time-scale",
+                                 str(time_scale), "--ready-file", str(ready)], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_until(lambda: ready.read_text().strip(), 30, "the sandbox")
+            yield ready.read_text().strip()
+        finally:
+            proc.terminate()
+            proc.wait(15)
+
+
+@contextlib.contextmanager
+def prefect_server(home: Path) -> Iterator[str]:
+    """A real `prefect server start` (SQLite in `home`); yields PREFECT_API_URL."""
+    port = free_port()
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_LOGGING_LEVEL": "WARNING"}
+    env.pop("PREFECT_API_URL", None)
+    proc = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port",
+                             str(port), "--no-ui"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/api"
+    try:
+        wait_until(lambda: httpx.get(f"{url}/health", timeout=2).status_code == 200, 120, "Prefect")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def configure(base_url: str, key: str, **fields: Any) -> None:
+    resp = httpx.patch(f"{base_url}/_sandbox/config", json=fields,
+                       headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    resp.raise_for_status()
+
+
+def admin(base_url: str, key: str, path: str) -> Any:
+    resp = httpx.get(f"{base_url}/_sandbox/{path}", headers={"Authorization": f"Bearer {key}"}, timeout=60)
+    resp.raise_for_status()
+    return resp.json()
+
+
+def draw_pictures(folder: Path, n: int, seed: int = 1, size: int = 256) -> list[str]:
+    """`n` distinct small product-like pictures (JPEG) in `folder`; returns their file names."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    names = []
+    for i in range(n):
+        img = Image.new("RGB", (size, size), (238, 238, 236))
+        colour = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
+        box = [rng.randrange(20, 80), rng.randrange(20, 80), rng.randrange(170, 236), rng.randrange(170, 236)]
+        (ImageDraw.Draw(img).ellipse if i % 2 else ImageDraw.Draw(img).rectangle)(box, fill=colour)
+        name = f"p{i:05d}.jpg"
+        img.save(folder / name, "JPEG", quality=80)
+        names.append(name)
+    return names
+
+
+def write_csv(path: Path, images: list[str], prompt: str = "white marble, soft light") -> Path:
+    lines = ["id,image_url,prompt"] + [f'r{i:05d},{img},"{prompt}"' for i, img in enumerate(images)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def scaled_env(api_url: str, key: str, time_scale: float, **extra: str) -> dict[str, str]:
+    """Backdrop's settings for a sandbox running `time_scale` times faster than the vendor."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BACKDROP_")}
+    env.update(
+        BACKDROP_API_URL=api_url, BACKDROP_API_KEY=key,
+        BACKDROP_RATE_LIMIT_WINDOW_SECONDS=str(300 / time_scale),
+        BACKDROP_RATE_LIMIT_PER_SECOND=str(5 * time_scale),
+        BACKDROP_RATE_LIMIT_SHORT_WINDOW_SECONDS=str(1 / time_scale),
+        BACKDROP_POLL_FIRST_SECONDS=str(8 / time_scale), BACKDROP_POLL_INTERVAL_SECONDS=str(2 / time_scale),
+        BACKDROP_POLL_MAX_INTERVAL_SECONDS=str(30 / time_scale),
+        BACKDROP_POLL_DEADLINE_SECONDS=str(900 / time_scale),
+        BACKDROP_BACKOFF_BASE_SECONDS=str(1 / time_scale), BACKDROP_BACKOFF_MAX_SECONDS=str(30 / time_scale),
+        PREFECT_LOGGING_LEVEL="WARNING",
+    )
+    env.update(extra)
+    return env
+
+
+def run_batch(csv: Path, out: Path, env: dict[str, str], *args: str) -> dict[str, Any]:
+    """Run `backdrop run` in a child process; returns its summary plus the child's CPU and peak RSS."""
+    proc = subprocess.run([sys.executable, str(RUNNER), "run", str(csv), "--out", str(out),
+                           "--json-output", *args], env=env, capture_output=True, text=True)
+    usage = json.loads(proc.stderr.strip().splitlines()[-1])
+    summary = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.stdout.strip() else {}
+    if not summary:
+        raise RuntimeError(f"batch failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
+    return {**summary, **usage, "exit_code": proc.returncode}

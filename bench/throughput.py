@@ -1,0 +1,152 @@
+"""Throughput at the vendor's limit, measured on the sandbox with the real limits scaled in time.
+
+    .venv/bin/python bench/throughput.py [--rows 1000] [--time-scale 20] [--modes upload,url,...]
+
+One key allows 250 requests per rolling 300 s. A picture takes at least 3 requests with an upload (file slot,
+create, one poll) and 2 with a public URL, so the limit is 1,000 pictures an hour with uploads and 1,500 with
+URLs. The sandbox runs `time_scale` times faster than the vendor (durations, rate-limit windows), and Backdrop's
+pacing and polling settings are scaled the same way, so figures are reported in vendor time.
+
+Modes: upload, url, webhook, vendor_sample (fixed 2 s polls, as the vendor's sample code), two_workers (two
+processes, one shared limiter in a database); then the peak RSS of a 10,000-row run and a re-run of a finished
+batch. The last line is one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import http.server
+import json
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from _harness import configure, draw_pictures, free_port, prefect_server, run_batch, sandbox, scaled_env
+from _harness import write_csv
+
+LIMIT_PER_HOUR = {"upload": 1000.0, "url": 1500.0}
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(os.urandom(24)).decode()
+
+
+def _figures(mode: str, res: dict[str, Any], time_scale: float, rows: int, limit: float) -> dict[str, Any]:
+    done = res["succeeded"]
+    vendor_seconds = res["processing_seconds"] * time_scale
+    per_hour = done / vendor_seconds * 3600 if vendor_seconds else 0.0
+    by_route = {k: round(v / done, 3) for k, v in res["requests_by_route"].items() if v and done}
+    fig = {
+        "rows": rows, "succeeded": done, "pictures_per_hour": round(per_hour, 1),
+        "ratio_to_limit": round(per_hour / limit, 3), "requests_per_picture": res["api_requests_per_picture"],
+        "requests_per_picture_by_route": by_route, "http_429": res["http_429"],
+        "p50_seconds": round((res["latency_p50_seconds"] or 0) * time_scale, 2),
+        "p95_seconds": round((res["latency_p95_seconds"] or 0) * time_scale, 2),
+        "cpu_ms_per_row": round(1000 * res["cpu_seconds"] / rows, 2), "peak_rss_mb": round(res["peak_rss_mb"], 1),
+        "first_poll_vendor_seconds": round((res.get("first_poll_seconds") or 0) * time_scale, 2),
+        "done_at_first_poll": res.get("done_at_first_poll"),
+    }
+    if res.get("failures_by_code") or res.get("skipped"):
+        print(f"{mode}: failures {res.get('failures_by_code')}, skipped {res.get('skipped')}, "
+              f"pending {res.get('pending_reconcile')}", flush=True)
+    print(f"{mode:14s} {fig['pictures_per_hour']:7.1f} pictures/h = {fig['ratio_to_limit']:.2f} of the limit; "
+          f"{fig['requests_per_picture']} requests/picture {by_route}; 429s {fig['http_429']}; "
+          f"p50/p95 {fig['p50_seconds']}/{fig['p95_seconds']} s; {fig['cpu_ms_per_row']} CPU ms/row; "
+          f"peak RSS {fig['peak_rss_mb']} MB; first poll at {fig['first_poll_vendor_seconds']} s "
+          f"({fig['done_at_first_poll']} done by then)", flush=True)
+    return fig
+
+
+def _static_server(folder: Path) -> tuple[http.server.ThreadingHTTPServer, int]:
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a: Any, **kw: Any) -> None:
+            super().__init__(*a, directory=str(folder), **kw)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, server.server_port
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=1000)
+    ap.add_argument("--vendor-rows", type=int, default=300, help="rows for the slow vendor_sample mode")
+    ap.add_argument("--rss-rows", type=int, default=10000)
+    ap.add_argument("--time-scale", type=float, default=20.0)
+    ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--modes", default="upload,url,webhook,vendor_sample,two_workers,rss,rerun")
+    args = ap.parse_args()
+    modes = args.modes.split(",")
+    s = args.time_scale
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="backdrop-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        pics = tmp / "pictures"
+        n = max(args.rows, args.rss_rows if "rss" in modes else 0)
+        t0 = time.monotonic()
+        names = draw_pictures(pics, n)
+        print(f"drew {n} pictures in {time.monotonic() - t0:.0f} s", flush=True)
+        static, port = _static_server(pics)
+        with prefect_server(tmp / "prefect") as api_url, sandbox(s, webhook_secret=WEBHOOK_SECRET) as base:
+            common = {"PREFECT_API_URL": api_url, "PREFECT_HOME": str(tmp / "prefect-client")}
+
+            def env_for(key: str, home: str, **extra: str) -> dict[str, str]:
+                return scaled_env(base, key, s, BACKDROP_HOME=str(tmp / home), **common, **extra)
+
+            def batch(mode: str, rows: int, csv_rows: list[str], *flags: str, **extra: str) -> dict[str, Any]:
+                key = f"sandbox-bench-{mode}"
+                configure(base, key, duration_mode="lognormal", **extra.pop("_sandbox", {}))  # type: ignore[arg-type]
+                csv = write_csv(pics / f"{mode}.csv", csv_rows[:rows])  # paths are relative to the CSV
+                return run_batch(csv, tmp / f"out-{mode}", env_for(key, f"home-{mode}", **extra),
+                                 "--concurrency", str(args.concurrency), *flags)
+
+            if "upload" in modes:
+                res = batch("upload", args.rows, names, "--input-mode", "upload")
+                results["upload"] = _figures("upload", res, s, args.rows, LIMIT_PER_HOUR["upload"])
+            if "url" in modes:
+                urls = [f"http://127.0.0.1:{port}/{name}" for name in names]
+                res = batch("url", args.rows, urls, "--input-mode", "url")
+                results["url"] = _figures("url", res, s, args.rows, LIMIT_PER_HOUR["url"])
+            if "vendor_sample" in modes:
+                res = batch("vendor_sample", args.vendor_rows, names, "--input-mode", "upload",
+                            BACKDROP_POLL_STRATEGY="fixed")
+                results["vendor_sample"] = _figures("vendor_sample", res, s, args.vendor_rows,
+                                                    LIMIT_PER_HOUR["upload"])
+            if "webhook" in modes:
+                hook_port = free_port()
+                res = batch("webhook", args.rows, names, "--input-mode", "upload",
+                            _sandbox={"webhook_urls": [f"http://127.0.0.1:{hook_port}/webhooks/perfectcorp"]},
+                            BACKDROP_WEBHOOK_LISTEN=f"127.0.0.1:{hook_port}",
+                            BACKDROP_WEBHOOK_SECRET=WEBHOOK_SECRET)
+                results["webhook"] = _figures("webhook", res, s, args.rows, LIMIT_PER_HOUR["upload"])
+            if "rerun" in modes and "upload" in modes:
+                t0 = time.monotonic()
+                res = run_batch(pics / "upload.csv", tmp / "out-upload-again",
+                                env_for("sandbox-bench-upload", "home-upload"), "--concurrency",
+                                str(args.concurrency))
+                results["rerun_seconds"] = round(time.monotonic() - t0, 1)
+                results["rerun_creates"] = res["requests_by_route"].get("create", 0)
+                print(f"re-run of the finished {args.rows}-row batch: {results['rerun_seconds']} s wall, "
+                      f"{results['rerun_creates']} creates, {res['reused']} rows reused", flush=True)
+            if "rss" in modes:
+                key = "sandbox-bench-rss"
+                configure(base, key, duration_mode="immediate", rate_limit_enabled=False)
+                csv = write_csv(pics / "rss.csv", names[: args.rss_rows])
+                env = env_for(key, "home-rss", BACKDROP_RATE_LIMIT_REQUESTS="1000000",
+                              BACKDROP_RATE_LIMIT_PER_SECOND="100000")
+                t0 = time.monotonic()
+                res = run_batch(csv, tmp / "out-rss", env, "--concurrency", str(args.concurrency))
+                results["rss_mb_10k"] = round(res["peak_rss_mb"], 1)
+                print(f"{args.rss_rows} rows without rate limits: peak RSS {results['rss_mb_10k']} MB, "
+                      f"{res['succeeded']} succeeded in {time.monotonic() - t0:.0f} s wall, "
+                      f"{1000 * res['cpu_seconds'] / args.rss_rows:.1f} CPU ms/row", flush=True)
+        static.shutdown()
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""The cost report flow: what Backdrop spent over a period, checked against the vendor's credit history.
+
+    read balance + credit history (task) -> ledger totals per day / run / deployment, FOCUS rows, budget
+    -> files (CSV, Parquet, PNG, JSON) -> markdown artifact `backdrop-cost` -> Completed, or "Over budget"
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import acreate_markdown_artifact
+from prefect.context import get_run_context
+from prefect.states import Completed
+
+from backdrop import cost
+from backdrop.ledger import Ledger, default_ledger_url
+from backdrop.settings import BackdropSettings
+from tasks.credits import read_credits
+from tasks.runtime import close_clients, environment_id, settings_for
+
+
+def _run_name() -> str:
+    params = get_run_context().flow_run.parameters  # type: ignore[union-attr]
+    return f"cost-{params.get('since') or 'period-start'}-to-{params.get('until') or 'today'}"
+
+
+def _account_environments(settings: BackdropSettings) -> set[str]:
+    """The ledger environment ids of this account (host and key), whatever the feature slug."""
+    features = ("bg-replace-v2", "bg-replace")
+    return {environment_id(settings.model_copy(update={"feature": f})) for f in features}
+
+
+@flow(name="cost-report", flow_run_name=_run_name, log_prints=False)
+async def cost_report(since: date | None = None, until: date | None = None, out: str = "cost-output") -> Any:
+    """Report units and cost per day, run and deployment, reconcile them with the vendor, check the budget.
+
+    Args:
+        since: First day (UTC) of the period; empty means the start of the current budget period
+            (BACKDROP_BUDGET_PERIOD: month, week or day).
+        until: Day (UTC) after the period's last; empty means tomorrow, so today is included.
+        out: Folder for cost_focus/daily/runs/deployments (.csv, .parquet), cost_units_per_day.png and
+            cost_summary.json.
+
+    Returns:
+        The summary (totals, tables, reconciliation, budget, file paths). When the budget's share used or
+        projected reaches BACKDROP_BUDGET_WARN_AT, the run ends Completed, named "Over budget".
+    """
+    logger = get_run_logger()
+    settings = settings_for()
+    now = datetime.now(UTC)
+    today = now.date()
+    since = since or cost.budget_window(today, settings.budget_period)[0]
+    until = until or today + timedelta(days=1)
+    if until <= since:
+        raise ValueError(f"until ({until}) must be after since ({since})")
+    try:
+        credits = await read_credits(cost.day_start(since) - cost.CLOCK_SLACK)
+    finally:
+        await close_clients()
+    ledger = Ledger(settings.ledger_url or default_ledger_url())
+    report = cost.build_cost_report(ledger, since, until, settings,
+                                    environments=_account_environments(settings),
+                                    history=credits.history, balance=credits.balance, now=now)
+    files = cost.write_cost_files(report, Path(out).expanduser().resolve())
+    await acreate_markdown_artifact(cost.cost_markdown(report, files), key="backdrop-cost",
+                                    description=f"Backdrop cost, {since} to {until}")
+    summary = report.summary(files)
+    t, recon = report.totals, report.reconciliation
+    logger.info("%s to %s: %d created, %d charged, %d units, %.2f %s", since, until, t["created"],
+                t["succeeded"], t["units"], t["cost"], report.currency)
+    if recon and (recon.unknown_to_ledger or recon.missing_at_vendor):
+        logger.warning("credit history and ledger differ: %d vendor charges unknown to the ledger, %d ledger "
+                       "charges not in the vendor's history", len(recon.unknown_to_ledger),
+                       len(recon.missing_at_vendor))
+    if report.budget and report.budget.alert:
+        logger.warning("Backdrop over budget: %s", report.budget.message())
+        return Completed(name="Over budget", message=report.budget.message(), data=summary)
+    return summary

@@ -1,0 +1,86 @@
+"""The database limiter on a real PostgreSQL: the same slots as in process, and several processes
+on one key never exceeding a window (advisory locks, not SQLite's write lock, serialise them)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import random
+import threading
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import text
+
+from backdrop.client import SlidingWindowLimiter
+from backdrop.client.db_limiter import DatabaseLimiter
+from tests.client.test_db_limiter import FakeClock, check_processes, stored_slots, worst_window
+
+module = importlib.import_module("backdrop.client.db_limiter")
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture(scope="module")
+def pg_url(postgres_db: str) -> Iterator[str]:
+    yield postgres_db
+    for url in [u for u in module._engines if u == postgres_db]:  # noqa: SLF001
+        module._engines.pop(url).dispose()  # noqa: SLF001
+
+
+def test_the_same_slots_as_the_in_process_limiter(pg_url: str) -> None:
+    rng = random.Random(5)
+    windows = [(7, 2.0), (3, 0.5), (20, 9.0)]
+    clock = FakeClock(start=1_795_000_000.0)  # wall-clock sized: floats must survive the trip
+    in_process = SlidingWindowLimiter(windows, clock=clock)
+    key = f"fake-{uuid.uuid4().hex[:8]}"
+    database = DatabaseLimiter(pg_url, key, windows, clock=clock)
+    for _ in range(120):
+        clock.now += rng.choice([0.0, 0.0, 0.01, 0.2, 1.5])
+        assert database.take_slot() == clock.now + in_process.reserve()
+    for count, seconds in windows:
+        assert worst_window(stored_slots(pg_url, key), seconds) <= count
+
+
+def test_threads_of_one_process_share_the_limit(pg_url: str) -> None:
+    key = f"threads-{uuid.uuid4().hex[:8]}"
+    windows = [(4, 0.1), (6, 0.3)]
+    granted: list[float] = []
+    start = threading.Barrier(4)
+
+    def thread_main() -> None:
+        limiter = DatabaseLimiter(pg_url, key, windows)
+
+        async def run() -> None:
+            for _ in range(5):
+                await limiter.acquire()
+                assert limiter.last_slot is not None
+                granted.append(limiter.last_slot)
+
+        start.wait()
+        asyncio.run(run())
+
+    threads = [threading.Thread(target=thread_main) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert sorted(granted) == stored_slots(pg_url, key)
+    for count, seconds in windows:
+        assert worst_window(granted, seconds) <= count
+
+
+def test_processes_sharing_one_database_never_exceed_the_windows(pg_url: str) -> None:
+    check_processes(pg_url, f"processes-{uuid.uuid4().hex[:8]}")
+
+
+def test_the_table_has_its_index_and_commits_asynchronously(pg_url: str) -> None:
+    DatabaseLimiter(pg_url, "schema", [(1, 1.0)]).take_slot()
+    with module._engine(pg_url).connect() as conn:  # noqa: SLF001
+        indexes = conn.scalars(text(
+            "SELECT indexdef FROM pg_indexes WHERE tablename = 'backdrop_rate_slots'"
+        )).all()
+        # a lost slot after a server crash costs at worst one 429; a flush per slot costs ~1 ms
+        assert conn.scalar(text("SHOW synchronous_commit")) == "off"
+    assert any("(key_id, slot_at)" in d for d in indexes)

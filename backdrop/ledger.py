@@ -9,6 +9,7 @@ blindly. SQLite by default; any SQLAlchemy URL (PostgreSQL included) works the s
 from __future__ import annotations
 
 import os
+import socket
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,7 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-__all__ = ["Ledger", "LedgerEntry", "default_ledger_url", "TERMINAL", "IN_FLIGHT"]
+__all__ = ["Ledger", "LedgerEntry", "OWNER", "default_ledger_url", "owner_alive", "TERMINAL", "IN_FLIGHT"]
 
 TERMINAL = frozenset({"succeeded", "failed"})
 #: states where a vendor task may exist that we must not duplicate
@@ -48,6 +49,7 @@ work = Table(
     Column("attempt", Integer, nullable=False),
     Column("status", String(32), nullable=False),
     Column("run_id", String(64)),
+    Column("owner", String(200)),
     Column("deployment", String(200)),
     Column("environment", String(32)),
     Column("row_id", Text),
@@ -80,6 +82,7 @@ class LedgerEntry:
     attempt: int
     status: str
     run_id: str | None
+    owner: str | None
     deployment: str | None
     environment: str | None
     row_id: str | None
@@ -99,6 +102,26 @@ class LedgerEntry:
     height: int | None
     created_at: datetime
     updated_at: datetime
+
+
+#: who holds a `creating` row: a run on this host whose process is gone holds nothing any more
+OWNER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def owner_alive(owner: str | None) -> bool | None:
+    """True/False for an owner on this host (is its process alive?), None for another host."""
+    if not owner or ":" not in owner:
+        return None
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def default_ledger_url() -> str:
@@ -166,7 +189,8 @@ class Ledger:
     def claim(self, content_key: str, attempt: int, **fields: Any) -> bool:
         """Insert attempt `attempt` in state `creating`. False if another run already holds it."""
         now = _now()
-        values = {"content_key": content_key, "attempt": attempt, "status": "creating", "units": 0}
+        values = {"content_key": content_key, "attempt": attempt, "status": "creating", "units": 0,
+                  "owner": OWNER}
         values.update(fields, created_at=now, updated_at=now)
         try:
             with self.engine.begin() as conn:

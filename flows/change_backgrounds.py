@@ -40,7 +40,7 @@ from backdrop.errors import (
 )
 from backdrop.gallery import write_gallery
 from backdrop.inputs import read_rows
-from backdrop.ledger import Ledger, default_ledger_url
+from backdrop.ledger import Ledger, default_ledger_url, owner_alive
 from backdrop.outputs import copy_atomic
 from backdrop.preflight import InputRejected, PreparedInput
 from backdrop.report import RowOutcome, build_report, summarize, write_report, write_summary
@@ -111,11 +111,6 @@ async def change_backgrounds(
 
     rows, base_dir = read_rows(csv, prompt_override=prompt, template_override=template_id)
     run_started = datetime.now(UTC)
-    if not dry_run and ledger.entries(environment=env, statuses=("ambiguous", "creating")):
-        settled = await reconcile_lost_creates(feature_slug, ledger_url, env)
-        logger.info("lost creates: %d matched to a charge, %d not created, %d unresolved, %d re-created",
-                    len(settled.matched), len(settled.not_created), len(settled.unresolved),
-                    len(settled.recreate))
     logger.info("%d rows from %s -> %s (feature %s, %s)", len(rows), csv, out_dir, feature_slug,
                 "dry run" if dry_run else f"concurrency {concurrency}")
 
@@ -136,6 +131,12 @@ async def change_backgrounds(
                                  task_type=task_type, environment=env)
 
     items, rejected = batch.group_rows(rows, prepared, key_fn)
+    if not dry_run and ledger.entries(environment=env, statuses=("ambiguous", "creating")):
+        staged = {i.prepared.sha256: i.prepared.path for i in items}
+        settled = await reconcile_lost_creates(feature_slug, ledger_url, env, staged)
+        logger.info("lost creates: %d matched to a charge, %d not created, %d unresolved, %d re-created",
+                    len(settled.matched), len(settled.not_created), len(settled.unresolved),
+                    len(settled.recreate))
     names = batch.output_names(rows, out_dir)
     budget = Budget(max_units, settings.units_per_task)
     stop: dict[str, str] = {}
@@ -214,14 +215,19 @@ async def change_backgrounds(
         finally:
             await budget.settle(charged)
 
+    create_window = 2 * (settings.connect_timeout_seconds + settings.read_timeout_seconds)
+
     def _fresh(entry: Any) -> bool:
-        """A `creating` row younger than any create call can last belongs to a run that is alive."""
+        """A `creating` row of a live run: its process is alive (this host) and it is younger than any
+        create call can last."""
+        if owner_alive(entry.owner) is False:
+            return False  # its run was killed: the create is lost, not in progress
         age = (datetime.now(UTC) - entry.updated_at.replace(tzinfo=UTC)).total_seconds()
-        return age < 2 * (settings.connect_timeout_seconds + settings.read_timeout_seconds)
+        return age < create_window
 
     async def _follow(item: WorkItem, attempt: int, dest: Path, trace: dict[str, str]) -> ItemResult:
         """Another run holds this picture's create: wait for its task id and poll that task."""
-        deadline = time.monotonic() + settings.poll_deadline_seconds
+        deadline = time.monotonic() + create_window  # a create lasts no longer than its timeouts
         while time.monotonic() < deadline:
             other = ledger.latest(item.key)
             if other and other.task_id:
@@ -288,7 +294,9 @@ async def change_backgrounds(
             return None
         if src.resolve() != dest.resolve():
             copy_atomic(src, dest)
+        duplicate = any(a.error_code == "ambiguous_recreated" for a in ledger.attempts(entry.content_key))
         return ItemResult(status="succeeded", task_id=entry.task_id, units=0, reused=True,
+                          possible_duplicate=duplicate,
                           output_path=str(dest), output_sha256=entry.output_sha256,
                           width=entry.width, height=entry.height,
                           note="already done in an earlier run; nothing paid")

@@ -15,11 +15,13 @@ from tasks.runtime import client_for, settings_for
 
 @task(name="reconcile-lost-creates", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30],
       retry_condition_fn=retry_if_transient)
-async def reconcile_lost_creates(feature: str, ledger_url: str, environment: str) -> reconcile.Settlement:
-    """Settle ambiguous creates old enough to be settled, from the vendor's credit history."""
+async def reconcile_lost_creates(
+    feature: str, ledger_url: str, environment: str, inputs: dict[str, str]
+) -> reconcile.Settlement:
+    """Settle this batch's ambiguous creates old enough to be settled, from the vendor's credit history."""
     settings = settings_for(feature)
     return await reconcile.reconcile_ambiguous(
-        client_for(settings), Ledger(ledger_url), environment=environment,
+        client_for(settings), Ledger(ledger_url), environment=environment, inputs=inputs,
         settle_after=settings.reconcile_after_seconds, policy=settings.ambiguous_policy)
 
 

@@ -56,27 +56,62 @@ def test_a_lost_create_that_charged_nothing_is_made_again(
     assert len(pipeline_env.tasks()) == 1
 
 
-def test_unsettled_lost_creates_wait_unless_the_policy_allows_one_flagged_re_create(
+def test_lost_creates_are_matched_by_picture_never_swapped(
     pipeline_env: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    csv = _batch(tmp_path, n=2)
+    # two lost creates of different pictures; the slower one is created first, so charges come out of order
+    draw_product(tmp_path / "red.jpg", (200, 30, 30), size=(320, 240))
+    draw_product(tmp_path / "blue.jpg", (30, 30, 200), size=(200, 300))
+    rows = [{"id": "red", "image_url": "red.jpg", "prompt": "beach [[sandbox:duration=2]]"},
+            {"id": "blue", "image_url": "blue.jpg", "prompt": "studio"}]
+    csv = write_csv(tmp_path, rows)
+    pipeline_env.configure(fault_lost_create_rate=1.0, fault_routes=["create"], duration_mode="fixed",
+                           duration_median_s=0.1)
+    run_flow(csv=str(csv), out=str(tmp_path / "out"), concurrency=1)
+    pipeline_env.configure(fault_lost_create_rate=0.0)
+    asyncio.run(_spend_elsewhere(pipeline_env, tmp_path))  # and a charge that is not ours at all
+    made = {t["task_id"]: t for t in pipeline_env.tasks()}
+    assert len(made) == 3
+
+    monkeypatch.setenv("BACKDROP_RECONCILE_AFTER_SECONDS", "0")
+    import time
+
+    time.sleep(2.5)  # let the slow task finish and be charged
+    _, df = run_flow(csv=str(csv), out=str(tmp_path / "out"))
+    rec = df.set_index("row_id")
+    assert list(rec["status"]) == ["succeeded", "succeeded"]
+    assert "beach" in made[rec.loc["red", "task_id"]]["prompt"]
+    assert "studio" in made[rec.loc["blue", "task_id"]]["prompt"]
+    assert (rec.loc["red", "width"], rec.loc["red", "height"]) == (320, 240)
+    assert len(pipeline_env.tasks()) == 3  # nothing created again
+
+
+def test_lost_creates_that_cannot_be_told_apart_wait_or_are_re_created_once_flagged(
+    pipeline_env: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    draw_product(tmp_path / "a.jpg", (200, 30, 30))
+    rows = [{"id": "beach", "image_url": "a.jpg", "prompt": "beach"},  # one picture, two prompts:
+            {"id": "studio", "image_url": "a.jpg", "prompt": "studio"}]  # their results look alike
+    csv = write_csv(tmp_path, rows)
     pipeline_env.configure(fault_lost_create_rate=1.0, fault_routes=["create"])
     run_flow(csv=str(csv), out=str(tmp_path / "out"))
     assert len(pipeline_env.tasks()) == 2
-    # a third charge nobody in our ledger knows (another tool on the same key) makes the pairing unsafe
+
     pipeline_env.configure(fault_lost_create_rate=0.0)
-    asyncio.run(_spend_elsewhere(pipeline_env, tmp_path))
     monkeypatch.setenv("BACKDROP_RECONCILE_AFTER_SECONDS", "0")
     _, waiting = run_flow(csv=str(csv), out=str(tmp_path / "out"))
     assert list(waiting["status"]) == ["pending_reconcile"] * 2
-    assert len(pipeline_env.tasks()) == 3
+    assert len(pipeline_env.tasks()) == 2
 
     monkeypatch.setenv("BACKDROP_AMBIGUOUS_POLICY", "recreate_once")
     state, recreated = run_flow(csv=str(csv), out=str(tmp_path / "out"))
     assert list(recreated["status"]) == ["succeeded"] * 2
     assert list(recreated["possible_duplicate"]) == [True, True]
     assert state.result()["possible_duplicates"] == 2
-    assert len(pipeline_env.tasks()) == 5
+    assert len(pipeline_env.tasks()) == 4
+    # a later run reuses the pictures and still says they may have been paid twice
+    _, later = run_flow(csv=str(csv), out=str(tmp_path / "out2"))
+    assert list(later["reused"]) == [True, True] and list(later["possible_duplicate"]) == [True, True]
 
 
 async def _spend_elsewhere(sandbox: Any, tmp_path: Path) -> None:

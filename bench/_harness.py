@@ -134,12 +134,23 @@ def scaled_env(api_url: str, key: str, time_scale: float, **extra: str) -> dict[
     return env
 
 
-def run_batch(csv: Path, out: Path, env: dict[str, str], *args: str) -> dict[str, Any]:
-    """Run `backdrop run` in a child process; returns its summary plus the child's CPU and peak RSS."""
-    proc = subprocess.run([sys.executable, str(RUNNER), "run", str(csv), "--out", str(out),
-                           "--json-output", *args], env=env, capture_output=True, text=True)
-    usage = json.loads(proc.stderr.strip().splitlines()[-1])
-    summary = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.stdout.strip() else {}
+def start_batch(csv: Path, out: Path, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    """Start `backdrop run` in a child process (see `finish_batch`)."""
+    return subprocess.Popen([sys.executable, str(RUNNER), "run", str(csv), "--out", str(out),
+                             "--json-output", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def finish_batch(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    """Wait for a batch; returns its summary plus the child's CPU seconds and peak RSS."""
+    stdout, stderr = proc.communicate()
+    usage = json.loads(stderr.strip().splitlines()[-1])
+    summary = json.loads(stdout.strip().splitlines()[-1]) if stdout.strip() else {}
     if not summary:
-        raise RuntimeError(f"batch failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
+        raise RuntimeError(f"batch failed (exit {proc.returncode}): {stderr[-2000:]}")
     return {**summary, **usage, "exit_code": proc.returncode}
+
+
+def run_batch(csv: Path, out: Path, env: dict[str, str], *args: str) -> dict[str, Any]:
+    """Run `backdrop run` in a child process and wait for it."""
+    return finish_batch(start_batch(csv, out, env, *args))

@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _harness import configure, draw_pictures, free_port, prefect_server, run_batch, sandbox, scaled_env
+from _harness import configure, draw_pictures, finish_batch, free_port, prefect_server, run_batch, sandbox
+from _harness import scaled_env, start_batch
 from _harness import write_csv
 
 LIMIT_PER_HOUR = {"upload": 1000.0, "url": 1500.0}
@@ -123,6 +124,29 @@ def main() -> None:
                             BACKDROP_WEBHOOK_LISTEN=f"127.0.0.1:{hook_port}",
                             BACKDROP_WEBHOOK_SECRET=WEBHOOK_SECRET)
                 results["webhook"] = _figures("webhook", res, s, args.rows, LIMIT_PER_HOUR["upload"])
+            if "two_workers" in modes:
+                key = "sandbox-bench-two"
+                configure(base, key, duration_mode="lognormal")
+                half = args.rows // 2
+                env = env_for(key, "home-two", BACKDROP_LIMITER_URL=f"sqlite:///{tmp / 'limiter.db'}")
+                procs = [start_batch(write_csv(pics / f"two{i}.csv", part), tmp / f"out-two{i}", env,
+                                     "--concurrency", str(args.concurrency))
+                         for i, part in enumerate((names[:half], names[half:args.rows]))]
+                parts = [finish_batch(p) for p in procs]
+                merged = {
+                    "succeeded": sum(p["succeeded"] for p in parts),
+                    "processing_seconds": max(p["processing_seconds"] for p in parts),
+                    "requests_by_route": {r: sum(p["requests_by_route"].get(r, 0) for p in parts)
+                                          for r in parts[0]["requests_by_route"]},
+                    "http_429": sum(p["http_429"] for p in parts),
+                    "latency_p50_seconds": max(p["latency_p50_seconds"] or 0 for p in parts),
+                    "latency_p95_seconds": max(p["latency_p95_seconds"] or 0 for p in parts),
+                    "cpu_seconds": sum(p["cpu_seconds"] for p in parts),
+                    "peak_rss_mb": max(p["peak_rss_mb"] for p in parts),
+                }
+                pictures = sum(p["requests_by_route"].get(r, 0) for p in parts for r in ("file", "create", "poll"))
+                merged["api_requests_per_picture"] = round(pictures / merged["succeeded"], 3)
+                results["two_workers"] = _figures("two_workers", merged, s, args.rows, LIMIT_PER_HOUR["upload"])
             if "rerun" in modes and "upload" in modes:
                 t0 = time.monotonic()
                 res = run_batch(pics / "upload.csv", tmp / "out-upload-again",

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import (
+    acreate_link_artifact,
     acreate_markdown_artifact,
     acreate_progress_artifact,
     acreate_table_artifact,
@@ -379,6 +380,8 @@ async def change_backgrounds(
     write_summary(summary, out_dir)  # again, now listing the gallery too
     await acreate_markdown_artifact(summary_markdown(summary), key="backdrop-summary",
                                     description="Backdrop batch summary")
+    await acreate_link_artifact(gallery.html.resolve().as_uri(), link_text="Open the gallery (before and after)",
+                                key="backdrop-gallery", description=f"gallery.html in {out_dir}")
     failed_rows = failures_table(df)
     if failed_rows:
         await acreate_table_artifact(failed_rows, key="backdrop-failures",

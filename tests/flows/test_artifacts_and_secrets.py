@@ -28,7 +28,9 @@ def test_run_publishes_summary_failures_and_progress(pipeline_env: Any, tmp_path
             {"id": "bad", "image_url": "missing.jpg", "prompt": "beach"}]
     state, _ = run_flow(csv=str(write_csv(tmp_path, rows)), out=str(tmp_path / "out"))
     arts = asyncio.run(_artifacts(state.state_details.flow_run_id))
-    assert {"backdrop-summary", "backdrop-failures", "backdrop-progress"} <= set(arts)
+    assert {"backdrop-summary", "backdrop-failures", "backdrop-progress", "backdrop-gallery"} <= set(arts)
+    gallery = Path(str(arts["backdrop-gallery"].data).split("(")[-1].rstrip(")").removeprefix("file://"))
+    assert gallery == (tmp_path / "out" / "gallery.html").resolve() and gallery.is_file()
     summary = arts["backdrop-summary"].data
     assert "| 2 | 1 | 1 | 0 | 0 | 0 |" in summary and "`input_not_found` | 1" in summary
     assert "**Units charged:** 4 on 1 rows" in summary

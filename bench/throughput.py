@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _harness import configure, draw_pictures, finish_batch, free_port, prefect_server, run_batch, sandbox
+from _harness import admin, configure, draw_pictures, finish_batch, free_port, prefect_server, run_batch, sandbox
 from _harness import scaled_env, start_batch
 from _harness import write_csv
 
@@ -57,6 +57,23 @@ def _figures(mode: str, res: dict[str, Any], time_scale: float, rows: int, limit
           f"peak RSS {fig['peak_rss_mb']} MB; first poll at {fig['first_poll_vendor_seconds']} s "
           f"({fig['done_at_first_poll']} done by then)", flush=True)
     return fig
+
+
+def _poll_wait(base: str, key: str, time_scale: float) -> dict[str, float | None]:
+    """How long finished tasks waited for the poll that found them done (vendor seconds), from the sandbox."""
+    tasks = [t for t in admin(base, key, "tasks") if t["status"] == "success" and t["finished"]]
+    polls: dict[str, list[float]] = {}
+    for entry in admin(base, key, "journal"):
+        if entry["method"] == "GET" and entry.get("route") == "poll" and entry["status"] == 200:
+            polls.setdefault(entry["path"].rsplit("/", 1)[-1], []).append(float(entry["time"]))
+    waits = sorted(
+        (min(t for t in polls[task["task_id"]] if t >= task["finished"]) - task["finished"]) * time_scale
+        for task in tasks if any(t >= task["finished"] for t in polls.get(task["task_id"], []))
+    )
+    if not waits:
+        return {"poll_wait_p50_seconds": None, "poll_wait_p95_seconds": None}
+    return {"poll_wait_p50_seconds": round(waits[len(waits) // 2], 2),
+            "poll_wait_p95_seconds": round(waits[int(0.95 * (len(waits) - 1))], 2)}
 
 
 def _static_server(folder: Path) -> tuple[http.server.ThreadingHTTPServer, int]:
@@ -108,6 +125,10 @@ def main() -> None:
             if "upload" in modes:
                 res = batch("upload", args.rows, names, "--input-mode", "upload")
                 results["upload"] = _figures("upload", res, s, args.rows, LIMIT_PER_HOUR["upload"])
+                results["upload"].update(_poll_wait(base, "sandbox-bench-upload", s))
+                print(f"upload: finished tasks waited for their poll p50 "
+                      f"{results['upload']['poll_wait_p50_seconds']} s, p95 "
+                      f"{results['upload']['poll_wait_p95_seconds']} s (vendor time)", flush=True)
             if "url" in modes:
                 urls = [f"http://127.0.0.1:{port}/{name}" for name in names]
                 res = batch("url", args.rows, urls, "--input-mode", "url")

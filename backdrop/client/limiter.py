@@ -84,8 +84,13 @@ JITTER_MARGIN_SECONDS = 0.05
 SHORT_WINDOW_SLACK = 0.2
 
 
+#: The long window is widened by this share too (3 s of 300 s): under load a request can leave tens of
+#: milliseconds after its slot, and a 429 costs a whole request plus a back-off; 1% of throughput is cheaper.
+LONG_WINDOW_SLACK = 0.01
+
+
 def _margin(seconds: float) -> float:
-    return JITTER_MARGIN_SECONDS * min(1.0, seconds)
+    return max(JITTER_MARGIN_SECONDS * min(1.0, seconds), LONG_WINDOW_SLACK * seconds)
 
 
 def _windows(settings: BackdropSettings) -> tuple[tuple[int, float], ...]:

@@ -127,7 +127,8 @@ def test_threads_with_their_own_event_loops_share_one_limit() -> None:
 
 
 def test_settings_become_windows_with_a_jitter_margin() -> None:
-    m, k = limiter_module.JITTER_MARGIN_SECONDS, 1 + limiter_module.SHORT_WINDOW_SLACK
+    m = 300.0 * limiter_module.LONG_WINDOW_SLACK  # 3 s of a 300 s window
+    k = 1 + limiter_module.SHORT_WINDOW_SLACK
     assert limiter_from_settings(make_settings()).windows == ((250, 300.0 + m), (5, 1.0 * k))
     fractional = limiter_from_settings(
         make_settings(rate_limit_per_second=2.5, rate_limit_requests=10)
@@ -138,7 +139,7 @@ def test_settings_become_windows_with_a_jitter_margin() -> None:
     # a sandbox 20x faster than the vendor: 250 per 15 s and 5 per 0.05 s, not 100 per second
     scaled = limiter_from_settings(make_settings(rate_limit_window_seconds=15.0, rate_limit_per_second=100.0,
                                                  rate_limit_short_window_seconds=0.05))
-    assert scaled.windows[0] == (250, 15.0 + m) and scaled.windows[1][0] == 5
+    assert scaled.windows[0] == (250, pytest.approx(15.15)) and scaled.windows[1][0] == 5
     assert scaled.windows[1][1] == pytest.approx(0.05 * k)
 
 

@@ -9,8 +9,6 @@ task id) is matched both ways: units it charged that no ledger row knows, and le
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -22,6 +20,7 @@ from sqlalchemy import select
 
 from backdrop.client import CreditHistoryEntry
 from backdrop.ledger import Ledger, work
+from backdrop.outputs import atomic_write
 from backdrop.report import escape_formula
 from backdrop.settings import BackdropSettings
 
@@ -324,28 +323,17 @@ def write_cost_files(report: CostReport, out_dir: Path) -> dict[str, str]:
         frame = _days_as_text(df)
         csv, parquet = out_dir / f"cost_{name}.csv", out_dir / f"cost_{name}.parquet"
         safe = frame.map(escape_formula) if not frame.empty else frame
-        _atomic_write(csv, lambda p, f=safe: f.to_csv(p, index=False))
-        _atomic_write(parquet, lambda p, f=frame: f.to_parquet(p, index=False))
+        atomic_write(csv, lambda p, f=safe: f.to_csv(p, index=False))
+        atomic_write(parquet, lambda p, f=frame: f.to_parquet(p, index=False))
         paths[f"{name}_csv"], paths[f"{name}_parquet"] = str(csv), str(parquet)
     chart = out_dir / "cost_units_per_day.png"
-    _atomic_write(chart, lambda p: draw_units_chart(report.daily, Path(p)))
+    atomic_write(chart, lambda p: draw_units_chart(report.daily, Path(p)))
     paths["chart"] = str(chart)
     summary = out_dir / "cost_summary.json"
     paths["summary"] = str(summary)
     body = json.dumps(report.summary(paths), indent=2, default=str)
-    _atomic_write(summary, lambda p: Path(p).write_text(body))
+    atomic_write(summary, lambda p: Path(p).write_text(body))
     return paths
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _tick_step(top: float) -> int:

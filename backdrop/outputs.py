@@ -8,8 +8,9 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
-__all__ = ["safe_stem", "output_path", "copy_atomic"]
+__all__ = ["safe_stem", "output_path", "copy_atomic", "atomic_write"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -41,6 +42,19 @@ def copy_atomic(src: Path, dest: Path) -> None:
     try:
         shutil.copyfile(src, tmp)
         os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write(path: Path, write: Any) -> None:
+    """Call `write(tmp_path)` on a temporary file beside `path`, then rename it over `path` atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

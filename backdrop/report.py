@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from backdrop.outputs import atomic_write
 
 __all__ = ["RowOutcome", "STATUSES", "build_report", "summarize", "write_report", "write_summary",
            "escape_formula"]
@@ -114,18 +114,6 @@ def escape_formula(value: Any) -> Any:
     return value
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_report(df: pd.DataFrame, summary: dict[str, Any], out_dir: Path) -> dict[str, str]:
     """Write report.csv, report.parquet and summary.json into `out_dir`; return their paths."""
     paths = {
@@ -134,8 +122,8 @@ def write_report(df: pd.DataFrame, summary: dict[str, Any], out_dir: Path) -> di
         "summary": out_dir / "summary.json",
     }
     safe = df.map(escape_formula) if not df.empty else df
-    _atomic_write(paths["csv"], lambda p: safe.to_csv(p, index=False))
-    _atomic_write(paths["parquet"], lambda p: df.to_parquet(p, index=False))
+    atomic_write(paths["csv"], lambda p: safe.to_csv(p, index=False))
+    atomic_write(paths["parquet"], lambda p: df.to_parquet(p, index=False))
     write_summary(summary, out_dir)
     return {k: str(v) for k, v in paths.items()}
 
@@ -143,5 +131,5 @@ def write_report(df: pd.DataFrame, summary: dict[str, Any], out_dir: Path) -> di
 def write_summary(summary: dict[str, Any], out_dir: Path) -> Path:
     """Write summary.json into `out_dir` atomically."""
     path = out_dir / "summary.json"
-    _atomic_write(path, lambda p: Path(p).write_text(json.dumps(summary, indent=2, default=str)))
+    atomic_write(path, lambda p: Path(p).write_text(json.dumps(summary, indent=2, default=str)))
     return path

@@ -49,8 +49,8 @@ class Retrier:
         await the limiter; storage attempts do not."""
         retry = 0
         while True:
-            if paced:
-                await self._limiter.acquire()
+            if paced:  # polls first: uploads and creates book only a short way ahead
+                await self._limiter.acquire(can_wait=route in ("file", "create"))
             self._stats.count_request(route)
             try:
                 return await attempt()

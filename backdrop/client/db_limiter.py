@@ -49,7 +49,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError
 
-from backdrop.client.limiter import RateLimiter, _windows, shared_limiter
+from backdrop.client.limiter import RateLimiter, _windows, shared_limiter, wait_horizon
 from backdrop.errors import ConfigError
 from backdrop.settings import BackdropSettings
 
@@ -206,14 +206,17 @@ class DatabaseLimiter:
         ))
         self._insert = insert(slots).inline()
 
-    def take_slot(self) -> float:
-        """Take the next free slot in the database; returns its wall-clock time (blocking I/O)."""
+    def take_slot(self, horizon: float | None = None) -> float | None:
+        """Take the next free slot in the database; returns its wall-clock time (blocking I/O).
+
+        With a `horizon`, take it only if it is at most that far ahead (else None, nothing taken).
+        """
         engine = self._engine_or_raise()
         with _key_lock(self.url, self.key_id):
             tries = 0
             while True:
                 try:
-                    return self._take_slot_once(engine)
+                    return self._take_slot_once(engine, horizon)
                 except DBAPIError as exc:
                     if tries == len(_RETRY_PAUSES) or not _transient(exc):
                         message = f"the limiter database {_failure(self.url, exc)}"
@@ -221,7 +224,7 @@ class DatabaseLimiter:
                     time.sleep(_RETRY_PAUSES[tries])
                     tries += 1
 
-    def _take_slot_once(self, engine: Engine) -> float:
+    def _take_slot_once(self, engine: Engine, horizon: float | None = None) -> float | None:
         params: dict[str, Any] = {"key": self.key_id}
         with engine.begin() as conn:
             _serialise(conn, self.key_id)
@@ -236,6 +239,8 @@ class DatabaseLimiter:
                 # later slot holds at most count, even when other hosts' slots are out of order
                 if kth is not None:
                     slot = max(slot, kth + seconds)
+            if horizon is not None and slot - now > horizon:
+                return None
             conn.execute(self._insert, {"key_id": self.key_id, "slot_at": slot})
         return slot
 
@@ -246,8 +251,10 @@ class DatabaseLimiter:
             message = f"cannot open the limiter database {_failure(self.url, exc)}"
             raise ConfigError(message) from exc
 
-    async def acquire(self) -> None:
-        slot = await asyncio.to_thread(self.take_slot)
+    async def acquire(self, *, can_wait: bool = False) -> None:
+        horizon = wait_horizon(self.windows) if can_wait else None
+        while (slot := await asyncio.to_thread(self.take_slot, horizon)) is None:
+            await self._sleep(horizon / 2)  # type: ignore[operator]
         self.last_slot = slot
         wait = slot - self._clock()
         if wait > 0:

@@ -19,12 +19,21 @@ from typing import Protocol, runtime_checkable
 
 from backdrop.settings import BackdropSettings
 
-__all__ = ["RateLimiter", "SlidingWindowLimiter", "limiter_from_settings", "shared_limiter"]
+__all__ = ["RateLimiter", "SlidingWindowLimiter", "limiter_from_settings", "shared_limiter", "wait_horizon"]
 
 
 @runtime_checkable
 class RateLimiter(Protocol):
-    async def acquire(self) -> None: ...
+    async def acquire(self, *, can_wait: bool = False) -> None: ...
+
+
+def wait_horizon(windows: Sequence[tuple[int, float]]) -> float:
+    """How far ahead requests that `can_wait` may book: two steady-state slots (2 x 1.2 s at the vendor).
+
+    Polls book at once; uploads and creates join the queue only when it is shorter than this, so a poll
+    never waits behind a long line of creates and no task is left unpolled near the polling window.
+    """
+    return 2 * max(seconds / count for count, seconds in windows)
 
 
 class SlidingWindowLimiter:
@@ -53,21 +62,27 @@ class SlidingWindowLimiter:
         # Granted slot times, non-decreasing; only the last max(n) matter to any window.
         self._slots: deque[float] = deque(maxlen=max(n for n, _ in self.windows))
 
-    def reserve(self) -> float:
-        """Take the next free slot now and return how many seconds to wait until it."""
+    def reserve(self, horizon: float | None = None) -> float | None:
+        """Take the next free slot and return how many seconds to wait until it; with a `horizon`,
+        take it only if it is at most that far ahead (else None, and nothing is taken)."""
         with self._lock:
             now = self._clock()
             slot = now
             for count, seconds in self.windows:
                 if len(self._slots) >= count:
                     slot = max(slot, self._slots[-count] + seconds)
+            if horizon is not None and slot - now > horizon:
+                return None
             self._slots.append(slot)
             return slot - now
 
-    async def acquire(self) -> None:
-        wait = self.reserve()
+    async def acquire(self, *, can_wait: bool = False) -> None:
+        sleep = self._sleep or asyncio.sleep
+        horizon = wait_horizon(self.windows) if can_wait else None
+        while (wait := self.reserve(horizon)) is None:
+            await sleep(horizon / 2)  # type: ignore[operator]
         if wait > 0:
-            await (self._sleep or asyncio.sleep)(wait)
+            await sleep(wait)
 
     def __repr__(self) -> str:
         return f"SlidingWindowLimiter({list(self.windows)!r})"

@@ -27,7 +27,7 @@ class NoWait:
     def __init__(self) -> None:
         self.acquired = 0
 
-    async def acquire(self) -> None:
+    async def acquire(self, *, can_wait: bool = False) -> None:
         self.acquired += 1
 
 

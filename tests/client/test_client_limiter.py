@@ -94,8 +94,9 @@ def test_threads_with_their_own_event_loops_share_one_limit() -> None:
     record_lock = threading.Lock()
 
     class Recording(SlidingWindowLimiter):
-        def reserve(self) -> float:
-            wait = super().reserve()
+        def reserve(self, horizon: float | None = None) -> float | None:
+            wait = super().reserve(horizon)
+            assert wait is not None  # these callers never pass a horizon
             with record_lock:  # the slot is this thread's clock reading (under the lock) + its wait
                 granted.append(local.last + wait)
                 waits.append(wait)
@@ -167,3 +168,34 @@ def test_client_defaults_to_the_shared_limiter() -> None:
 def test_bad_windows_are_refused(windows: list[tuple[int, float]]) -> None:
     with pytest.raises(ValueError):
         SlidingWindowLimiter(windows)
+
+
+
+def test_polls_go_first_creates_book_only_a_short_way_ahead() -> None:
+    """Requests that can wait (uploads, creates) do not queue deep; a poll books behind at most two slots."""
+    clock = [0.0]
+    limiter = SlidingWindowLimiter([(10, 10.0)], clock=lambda: clock[0])  # steady state: 1 per second
+    horizon = limiter_module.wait_horizon(limiter.windows)
+    assert horizon == 2.0
+    for _ in range(10):
+        assert limiter.reserve(horizon) == 0.0  # the burst allowance is free for everyone
+    assert limiter.reserve(horizon) is None  # the next free slot is 10 s away: a create waits its turn
+    clock[0] = 8.5
+    assert limiter.reserve(horizon) == 1.5  # now it is near enough to book
+    assert limiter.reserve() == 1.5  # a poll always books (after a burst, the window frees 10 at once)
+
+
+@pytest.mark.anyio
+async def test_a_waiting_create_yields_to_polls_until_the_queue_is_short() -> None:
+    clock = [0.0]
+    order: list[str] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    limiter = SlidingWindowLimiter([(1, 1.0)], clock=lambda: clock[0], sleep=fake_sleep)
+    for _ in range(5):  # five polls book the next five seconds
+        limiter.reserve()
+    await limiter.acquire(can_wait=True)
+    order.append(f"create at {clock[0]:.0f}")
+    assert order == ["create at 5"]  # it booked the slot after the polls, and only once that was near

@@ -80,6 +80,16 @@ def test_slots_respect_every_window_under_a_fake_clock(db_url: str) -> None:
     assert stored_slots(db_url, "k") == [1_000.0 + w for w in waits]
 
 
+def test_requests_that_can_wait_book_only_within_the_horizon(db_url: str) -> None:
+    clock = FakeClock()
+    limiter = DatabaseLimiter(db_url, "k", [(3, 10.0)], clock=clock)
+    for _ in range(3):
+        limiter.take_slot()
+    assert limiter.take_slot(horizon=2.0) is None  # the next slot is 10 s away: not booked
+    assert stored_slots(db_url, "k") == [1_000.0] * 3
+    assert limiter.take_slot() == 1_010.0  # a poll books it
+
+
 def test_acquire_sleeps_until_its_slot(db_url: str) -> None:
     clock = FakeClock()
     limiter = DatabaseLimiter(db_url, "k", [(5, 1.0)], clock=clock, sleep=clock.sleep)

@@ -179,7 +179,8 @@ def main() -> None:
                       f"{results['rerun_creates']} creates, {res['reused']} rows reused", flush=True)
             if "rss" in modes:
                 key = "sandbox-bench-rss"
-                configure(base, key, duration_mode="immediate", rate_limit_enabled=False)
+                configure(base, key, duration_mode="immediate", rate_limit_enabled=False,
+                          starting_balance=4 * args.rss_rows + 1000)  # 10,000 units would stop it at 2,500
                 csv = write_csv(pics / "rss.csv", names[: args.rss_rows])
                 env = env_for(key, "home-rss", BACKDROP_RATE_LIMIT_REQUESTS="1000000",
                               BACKDROP_RATE_LIMIT_PER_SECOND="100000")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,3 +109,32 @@ def image_bytes(fmt: str = "JPEG", size: tuple[int, int] = (64, 48)) -> bytes:
 
 def body_json(recorder: Recorder, index: int = -1) -> Any:
     return json.loads(recorder.bodies[index])
+
+
+#: Window edges closer than this are treated as apart: wall-clock floats near 1.8e9 s carry
+#: rounding of ~2e-7 s, and `slot = kth + seconds` must not count `kth` back in.
+EDGE = 1e-6
+
+
+class FakeClock:
+    """A clock the test moves: `sleep` advances it instead of waiting."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def worst_window(times: Sequence[float], seconds: float) -> int:
+    """The most events found in any half-open window (t - seconds, t]."""
+    ordered = sorted(times)
+    best, lo = 0, 0
+    for hi, t in enumerate(ordered):
+        while ordered[lo] <= t - seconds + EDGE:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best

@@ -6,7 +6,6 @@ import asyncio
 import random
 import threading
 import time
-from collections.abc import Sequence
 
 import pytest
 
@@ -17,29 +16,7 @@ from backdrop.client import (
     shared_limiter,
 )
 from backdrop.client import limiter as limiter_module
-from tests.client.helpers import make_settings
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
-def worst_window(times: Sequence[float], seconds: float) -> int:
-    """The most events found in any half-open window (t - seconds, t]."""
-    ordered = sorted(times)
-    best, lo = 0, 0
-    for hi, t in enumerate(ordered):
-        while ordered[lo] <= t - seconds + 1e-9:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
+from tests.client.helpers import FakeClock, make_settings, worst_window
 
 
 def test_reserve_hands_out_slots_that_respect_every_window() -> None:

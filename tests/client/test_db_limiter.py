@@ -11,7 +11,6 @@ import random
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,36 +27,11 @@ from backdrop.client.db_limiter import (
     slots,
 )
 from backdrop.errors import ConfigError
-from tests.client.helpers import KEY, make_settings
+from tests.client.helpers import KEY, FakeClock, make_settings, worst_window
 
 module = importlib.import_module("backdrop.client.db_limiter")
 
 ROOT = Path(__file__).resolve().parents[2]
-#: Window edges closer than this are treated as apart: wall-clock floats near 1.8e9 s carry
-#: rounding of ~2e-7 s, and `slot = kth + seconds` must not count `kth` back in.
-EDGE = 1e-6
-
-
-class FakeClock:
-    def __init__(self, start: float = 1_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
-def worst_window(times: Sequence[float], seconds: float) -> int:
-    """The most events in any half-open window (t - seconds, t]."""
-    ordered = sorted(times)
-    best, lo = 0, 0
-    for hi, t in enumerate(ordered):
-        while ordered[lo] <= t - seconds + EDGE:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
 
 
 def stored_slots(url: str, key_id: str) -> list[float]:
@@ -72,7 +46,7 @@ def db_url(tmp_path: Path) -> str:
 
 
 def test_slots_respect_every_window_under_a_fake_clock(db_url: str) -> None:
-    clock = FakeClock()
+    clock = FakeClock(1_000.0)
     limiter = DatabaseLimiter(db_url, "k", [(3, 10.0), (2, 1.0)], clock=clock)
     waits = [limiter.take_slot() - clock.now for _ in range(6)]
     # as SlidingWindowLimiter: two at once, the third 1 s later, then the 10 s window is full
@@ -81,7 +55,7 @@ def test_slots_respect_every_window_under_a_fake_clock(db_url: str) -> None:
 
 
 def test_requests_that_can_wait_book_only_within_the_horizon(db_url: str) -> None:
-    clock = FakeClock()
+    clock = FakeClock(1_000.0)
     limiter = DatabaseLimiter(db_url, "k", [(3, 10.0)], clock=clock)
     for _ in range(3):
         limiter.take_slot()
@@ -91,7 +65,7 @@ def test_requests_that_can_wait_book_only_within_the_horizon(db_url: str) -> Non
 
 
 def test_acquire_sleeps_until_its_slot(db_url: str) -> None:
-    clock = FakeClock()
+    clock = FakeClock(1_000.0)
     limiter = DatabaseLimiter(db_url, "k", [(5, 1.0)], clock=clock, sleep=clock.sleep)
     times: list[float] = []
 
@@ -108,7 +82,7 @@ def test_acquire_sleeps_until_its_slot(db_url: str) -> None:
 def test_the_same_slots_as_the_in_process_limiter_for_random_arrivals(db_url: str) -> None:
     rng = random.Random(11)
     windows = [(7, 2.0), (3, 0.5), (20, 9.0)]
-    clock = FakeClock()
+    clock = FakeClock(1_000.0)
     in_process = SlidingWindowLimiter(windows, clock=clock)
     database = DatabaseLimiter(db_url, "k", windows, clock=clock)
     for _ in range(200):
@@ -120,7 +94,7 @@ def test_the_same_slots_as_the_in_process_limiter_for_random_arrivals(db_url: st
 
 
 def test_instances_on_one_key_share_the_windows_and_other_keys_do_not(db_url: str) -> None:
-    clock = FakeClock()
+    clock = FakeClock(1_000.0)
     a = DatabaseLimiter(db_url, "shared", [(2, 1.0)], clock=clock)
     b = DatabaseLimiter(db_url, "shared", [(2, 1.0)], clock=clock)
     other = DatabaseLimiter(db_url, "other", [(2, 1.0)], clock=clock)
@@ -130,7 +104,7 @@ def test_instances_on_one_key_share_the_windows_and_other_keys_do_not(db_url: st
 
 
 def test_stale_slots_are_deleted_after_the_longest_window_and_the_grace(db_url: str) -> None:
-    clock = FakeClock()
+    clock = FakeClock(1_000.0)
     limiter = DatabaseLimiter(db_url, "k", [(100, 10.0), (100, 1.0)], clock=clock)
     for _ in range(5):
         limiter.take_slot()

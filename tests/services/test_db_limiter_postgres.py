@@ -15,7 +15,8 @@ from sqlalchemy import text
 
 from backdrop.client import SlidingWindowLimiter
 from backdrop.client.db_limiter import DatabaseLimiter
-from tests.client.test_db_limiter import FakeClock, check_processes, stored_slots, worst_window
+from tests.client.helpers import FakeClock, worst_window
+from tests.client.test_db_limiter import check_processes, stored_slots
 
 module = importlib.import_module("backdrop.client.db_limiter")
 

@@ -19,6 +19,7 @@ demo: $(STAMP)
 	$(BIN)/backdrop demo
 
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Re-pin every dependency after changing pyproject.toml.

@@ -15,8 +15,9 @@ from typing import Literal
 from urllib.parse import urlparse
 
 from backdrop.inputs import MAX_PROMPT_CHARS, InputRow
-from backdrop.outputs import safe_stem
+from backdrop.outputs import copy_atomic, safe_stem
 from backdrop.preflight import InputRejected, PreparedInput
+from backdrop.report import RowOutcome
 
 __all__ = [
     "Budget",
@@ -28,6 +29,7 @@ __all__ = [
     "now_iso",
     "output_names",
     "progress_listeners",
+    "row_outcomes",
 ]
 
 InputMode = Literal["upload", "url", "auto"]
@@ -176,3 +178,38 @@ class Budget:
             self.reserved -= self.units_per_task
             if charged:
                 self.spent += self.units_per_task
+
+
+def row_outcomes(rows: list[InputRow], rejected: dict[int, InputRejected],
+                 results: list[tuple[WorkItem, ItemResult]], names: dict[int, Path],
+                 unit_price: float) -> list[RowOutcome]:
+    """Exactly one outcome per input row: rejected rows, then each work item's rows (its duplicates reuse
+    the first row's picture and pay nothing)."""
+    out: list[RowOutcome] = []
+    for row in rows:
+        if row.line in rejected:
+            exc = rejected[row.line]
+            out.append(RowOutcome(line=row.line, row_id=row.row_id, input=row.image_url, prompt=row.prompt,
+                                  template_id=row.template_id, status="failed", failed_stage="preflight",
+                                  error_code=exc.report_code, error_message=exc.message,
+                                  http_status=exc.status, extra=row.extra))
+    for item, res in results:
+        for i, row in enumerate(item.rows):
+            dup = i > 0
+            output = res.output_path
+            if dup and output and res.status == "succeeded":
+                copy_atomic(Path(output), names[row.line])
+                output = str(names[row.line])
+            units = 0 if dup else res.units
+            out.append(RowOutcome(
+                line=row.line, row_id=row.row_id, input=row.image_url, prompt=row.prompt,
+                template_id=row.template_id, status=res.status, failed_stage=res.stage,
+                error_code=res.error_code, error_message=res.message, http_status=res.http_status,
+                task_id=res.task_id, request_id=res.request_id, attempts=0 if dup else res.attempts,
+                polls=0 if dup else res.polls, started_at=res.started_at, finished_at=res.finished_at,
+                seconds=res.seconds, units_charged=units, cost=round(units * unit_price, 4),
+                output_path=output, output_sha256=res.output_sha256, width=res.width, height=res.height,
+                input_sha256=item.prepared.sha256, reused=res.reused or dup,
+                possible_duplicate=res.possible_duplicate and not dup,
+                duplicate_of=item.primary.row_id if dup else None, note=res.note, extra=row.extra))
+    return out

@@ -17,8 +17,8 @@ from backdrop.client import BackdropClient, DownloadedFile, TaskStatus
 from backdrop.errors import AmbiguousCreate, Forbidden, PollDeadlineExceeded
 from backdrop.ledger import Ledger
 from backdrop.polling import PollPlanner
-from backdrop.webhooks import WebhookReceiver
 from backdrop.settings import BackdropSettings
+from backdrop.webhooks import WebhookReceiver
 
 __all__ = [
     "CACHE_VERSION",

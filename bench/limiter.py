@@ -30,8 +30,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from backdrop.client.limiter import RateLimiter, SlidingWindowLimiter  # noqa: E402
 from backdrop.client.db_limiter import DatabaseLimiter  # noqa: E402
+from backdrop.client.limiter import RateLimiter, SlidingWindowLimiter  # noqa: E402
 
 #: Never waits below 25,000/s, yet each acquisition looks up a 250th-latest slot like the vendor's
 #: (250, 300 s) window does.
@@ -40,14 +40,15 @@ WARMUP = 20
 
 
 async def _timed(limiter: RateLimiter, n: int) -> tuple[list[float], float]:
-    """Latencies of `n` acquisitions after a warm-up, and the wall time they took."""
+    """Latencies of `n` acquisitions, each settled at once as the client settles it on the answer, after a
+    warm-up; and the wall time they took."""
     for _ in range(WARMUP):
-        await limiter.acquire()
+        await limiter.settle(await limiter.acquire())
     out: list[float] = []
     start = time.perf_counter()
     for _ in range(n):
         t = time.perf_counter()
-        await limiter.acquire()
+        await limiter.settle(await limiter.acquire())
         out.append(time.perf_counter() - t)
     return out, time.perf_counter() - start
 

@@ -16,18 +16,28 @@ from __future__ import annotations
 
 import argparse
 import base64
-import os
 import http.server
 import json
+import os
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from _harness import admin, configure, draw_pictures, finish_batch, free_port, prefect_server, run_batch, sandbox
-from _harness import scaled_env, start_batch
-from _harness import write_csv
+from _harness import (
+    admin,
+    configure,
+    draw_pictures,
+    finish_batch,
+    free_port,
+    prefect_server,
+    run_batch,
+    sandbox,
+    scaled_env,
+    start_batch,
+    write_csv,
+)
 
 LIMIT_PER_HOUR = {"upload": 1000.0, "url": 1500.0}
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(os.urandom(24)).decode()

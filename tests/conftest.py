@@ -11,6 +11,7 @@ import os
 import ssl
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -149,14 +150,14 @@ def redis_url() -> str:
     return url
 
 
-@pytest.fixture(scope="session")
-def postgres_db() -> Iterator[str]:
-    """A fresh database on the test PostgreSQL server for this session, dropped afterwards."""
+@contextmanager
+def fresh_postgres_database(prefix: str = "backdrop_test") -> Iterator[str]:
+    """A new database on the test PostgreSQL server (skips without one); dropped, with its engines, after."""
     import psycopg
     from sqlalchemy.engine import make_url
 
     base = make_url(postgres_url())
-    name = f"backdrop_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin_dsn = base.set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -169,3 +170,10 @@ def postgres_db() -> Iterator[str]:
             _ledger._engines.pop(url).dispose()
         with psycopg.connect(admin_dsn, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def postgres_db() -> Iterator[str]:
+    """A fresh database on the test PostgreSQL server for this session, dropped afterwards."""
+    with fresh_postgres_database() as url:
+        yield url

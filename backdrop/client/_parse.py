@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timezone
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from backdrop.client.models import (
@@ -43,7 +43,7 @@ def _opt_str(value: Any) -> str | None:
 def _ms(value: Any) -> datetime | None:
     if value in (None, "", 0):
         return None
-    return datetime.fromtimestamp(float(value) / 1000.0, tz=timezone.utc)
+    return datetime.fromtimestamp(float(value) / 1000.0, tz=UTC)
 
 
 def _amount(row: dict[str, Any]) -> float:
@@ -155,7 +155,7 @@ def credit_balance(results: Any, *, now: datetime) -> CreditBalance:
 
 def history_entry(row: dict[str, Any]) -> CreditHistoryEntry:
     credits = (row.get("info") or {}).get("credits") or []
-    timestamp = _ms(row.get("timestamp")) or datetime.fromtimestamp(0, tz=timezone.utc)
+    timestamp = _ms(row.get("timestamp")) or datetime.fromtimestamp(0, tz=UTC)
     return CreditHistoryEntry(
         id=str(row["id"]),
         timestamp=timestamp,

@@ -49,8 +49,8 @@ class Retrier:
         await the limiter; storage attempts do not."""
         retry = 0
         while True:
-            if paced:  # polls first: uploads and creates book only a short way ahead
-                await self._limiter.acquire(can_wait=route in ("file", "create"))
+            # polls first: uploads and creates book only a short way ahead
+            ticket = await self._limiter.acquire(can_wait=route in ("file", "create")) if paced else None
             self._stats.count_request(route)
             try:
                 return await attempt()
@@ -62,6 +62,9 @@ class Retrier:
                 err.__cause__ = exc
             except BackdropError as exc:
                 err = exc
+            finally:
+                if ticket is not None:  # the answer is in: the server counted the request by now
+                    await self._limiter.settle(ticket)
             if isinstance(err, RateLimited):
                 self._stats.bump("http_429")
             if policy is Policy.CREATE and isinstance(err, (OutcomeUnknown, ServerError)):

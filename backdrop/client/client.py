@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
@@ -28,8 +28,8 @@ from backdrop.client._http import (
     file_chunks,
 )
 from backdrop.client._retry import Retrier
-from backdrop.client.download import download_once
 from backdrop.client.db_limiter import limiter_for
+from backdrop.client.download import download_once
 from backdrop.client.limiter import RateLimiter
 from backdrop.client.models import (
     ClientStats,
@@ -285,7 +285,7 @@ class BackdropClient:
 
     async def credit_balance(self) -> CreditBalance:
         results, _ = await self._call("credit", "GET", "/s2s/v1.0/client/credit", "results")
-        return _parse.credit_balance(results, now=datetime.now(timezone.utc))
+        return _parse.credit_balance(results, now=datetime.now(UTC))
 
     async def credit_history(
         self, *, page_size: int = 30, max_pages: int | None = None, since: datetime | None = None

@@ -6,7 +6,9 @@ acquisition is one short transaction, serialised per key: PostgreSQL takes
 it the limiter drops slots too old to matter, finds the earliest time at which every window has
 room (slots granted to others may lie in the future: reserve-ahead, as in `SlidingWindowLimiter`),
 inserts that slot and commits; it then sleeps until the slot outside the transaction, so nothing
-polls and nobody holds a lock while waiting.
+polls and nobody holds a lock while waiting. When the request's answer comes back, `settle` moves its
+slot to that time (one more short transaction), as `SlidingWindowLimiter` does and for the same reason:
+the server counts arrivals, and under load a request leaves after its slot.
 
 Slots are wall-clock times (`time.time()`) because they are compared across hosts. Clock skew
 between hosts shifts their requests by the skew: keep hosts on NTP (the windows carry
@@ -30,6 +32,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     Column,
     Double,
     Index,
@@ -38,18 +41,27 @@ from sqlalchemy import (
     String,
     Table,
     bindparam,
+    case,
     create_engine,
     delete,
     event,
     func,
     insert,
+    inspect,
     literal_column,
     select,
+    update,
 )
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError
 
-from backdrop.client.limiter import RateLimiter, _windows, shared_limiter, wait_horizon
+from backdrop.client.limiter import (
+    IN_FLIGHT_MAX_SECONDS,
+    RateLimiter,
+    _windows,
+    shared_limiter,
+    wait_horizon,
+)
 from backdrop.errors import ConfigError
 from backdrop.settings import BackdropSettings
 
@@ -68,7 +80,9 @@ slots = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("key_id", String(200), nullable=False),
-    Column("slot_at", Double, nullable=False),
+    Column("slot_at", Double, nullable=False),  # when the server may have counted it (see `_Slot`)
+    Column("booked_at", Double, nullable=False),  # the time it was given
+    Column("in_flight", Boolean, nullable=False),  # given and not yet answered
     Index("ix_backdrop_rate_slots_key_slot", "key_id", "slot_at"),
 )
 
@@ -136,12 +150,23 @@ def _engine(url: str) -> Engine:
                 with engine.begin() as conn:
                     # processes starting together would race on CREATE TABLE
                     _serialise(conn, "__create__")
+                    _drop_old_shape(conn)
                     metadata.create_all(conn)
             except BaseException:
                 engine.dispose()
                 raise
             _engines[url] = engine
         return engine
+
+
+def _drop_old_shape(conn: Connection) -> None:
+    """A slots table from before in-flight tracking is dropped: it holds only the last few minutes' slots,
+    and losing them costs at most one window's worth of 429s, once."""
+    found = inspect(conn)
+    if found.has_table(slots.name):
+        columns = {c["name"] for c in found.get_columns(slots.name)}
+        if not {c.name for c in slots.columns} <= columns:
+            slots.drop(conn)
 
 
 def _key_lock(url: str, key_id: str) -> threading.Lock:
@@ -204,19 +229,34 @@ class DatabaseLimiter:
             .scalar_subquery()
             for i, (count, _) in enumerate(self.windows)
         ))
-        self._insert = insert(slots).inline()
+        self._insert = insert(slots)
+        # a request in flight may arrive any moment: it counts from now (until IN_FLIGHT_MAX_SECONDS)
+        self._in_flight = update(slots).where(
+            slots.c.key_id == key, slots.c.in_flight.is_(True), slots.c.slot_at < bindparam("now"),
+            slots.c.booked_at > bindparam("fresh"),
+        ).values(slot_at=bindparam("now"))
+        at = bindparam("at")
+        self._settle = update(slots).where(slots.c.id == bindparam("slot_id")).values(
+            in_flight=False, slot_at=case((slots.c.slot_at < at, at), else_=slots.c.slot_at))
+        self._release = update(slots).where(slots.c.id == bindparam("slot_id")).values(in_flight=False)
 
     def take_slot(self, horizon: float | None = None) -> float | None:
         """Take the next free slot in the database; returns its wall-clock time (blocking I/O).
 
         With a `horizon`, take it only if it is at most that far ahead (else None, nothing taken).
+        The slot counts from its own time: nothing tracks its request (`acquire` and `settle` do).
         """
+        taken = self.take(horizon, in_flight=False)
+        return None if taken is None else taken[0]
+
+    def take(self, horizon: float | None = None, *, in_flight: bool = True) -> tuple[float, int] | None:
+        """`take_slot`, returning (slot time, slot id) for `settle_slot`; the slot is in flight until then."""
         engine = self._engine_or_raise()
         with _key_lock(self.url, self.key_id):
             tries = 0
             while True:
                 try:
-                    return self._take_slot_once(engine, horizon)
+                    return self._take_slot_once(engine, horizon, in_flight)
                 except DBAPIError as exc:
                     if tries == len(_RETRY_PAUSES) or not _transient(exc):
                         message = f"the limiter database {_failure(self.url, exc)}"
@@ -224,13 +264,15 @@ class DatabaseLimiter:
                     time.sleep(_RETRY_PAUSES[tries])
                     tries += 1
 
-    def _take_slot_once(self, engine: Engine, horizon: float | None = None) -> float | None:
+    def _take_slot_once(self, engine: Engine, horizon: float | None, in_flight: bool) -> tuple[float, int] | None:
         params: dict[str, Any] = {"key": self.key_id}
         with engine.begin() as conn:
             _serialise(conn, self.key_id)
             now = self._clock()
-            params["stale"] = now - self._longest - SKEW_GRACE_SECONDS
+            params.update(stale=now - self._longest - SKEW_GRACE_SECONDS, now=now,
+                          fresh=now - IN_FLIGHT_MAX_SECONDS)
             params.update({f"since{i}": now - s for i, (_, s) in enumerate(self.windows)})
+            conn.execute(self._in_flight, params)
             conn.execute(self._delete, params)
             found = conn.execute(self._kth, params).one()
             slot = now
@@ -241,24 +283,53 @@ class DatabaseLimiter:
                     slot = max(slot, kth + seconds)
             if horizon is not None and slot - now > horizon:
                 return None
-            conn.execute(self._insert, {"key_id": self.key_id, "slot_at": slot})
-        return slot
+            inserted = conn.execute(self._insert, {"key_id": self.key_id, "slot_at": slot, "booked_at": slot,
+                                                   "in_flight": in_flight})
+            slot_id = int(inserted.inserted_primary_key[0])
+        return slot, slot_id
+
+    def settle_slot(self, slot_id: int, *, sent: bool = True) -> None:
+        """The slot's request has its answer: it counts from now, if later (blocking I/O). `sent=False`:
+        it was never sent, and counts from its own time. A database that fails here costs only the
+        precision this adds: the slot counts as in flight until IN_FLIGHT_MAX_SECONDS."""
+        try:
+            engine = self._engine_or_raise()
+            with _key_lock(self.url, self.key_id), engine.begin() as conn:
+                conn.execute(self._settle if sent else self._release, {"slot_id": slot_id, "at": self._clock()})
+        except (ConfigError, DBAPIError):
+            pass
 
     def _engine_or_raise(self) -> Engine:
-        try:
-            return _engine(self.url)
-        except DBAPIError as exc:
-            message = f"cannot open the limiter database {_failure(self.url, exc)}"
-            raise ConfigError(message) from exc
+        """The engine; processes opening one new SQLite file together may find it locked, so that is
+        tried again, as in `take`."""
+        for pause in (*_RETRY_PAUSES, None):
+            try:
+                return _engine(self.url)
+            except DBAPIError as exc:
+                if pause is None or not _transient(exc):
+                    message = f"cannot open the limiter database {_failure(self.url, exc)}"
+                    raise ConfigError(message) from exc
+                time.sleep(pause)
+        raise AssertionError("unreachable")
 
-    async def acquire(self, *, can_wait: bool = False) -> None:
+    async def acquire(self, *, can_wait: bool = False) -> object:
         horizon = wait_horizon(self.windows) if can_wait else None
-        while (slot := await asyncio.to_thread(self.take_slot, horizon)) is None:
+        while (taken := await asyncio.to_thread(self.take, horizon)) is None:
             await self._sleep(horizon / 2)  # type: ignore[operator]
+        slot, slot_id = taken
         self.last_slot = slot
         wait = slot - self._clock()
-        if wait > 0:
-            await self._sleep(wait)
+        try:
+            if wait > 0:
+                await self._sleep(wait)
+        except BaseException:  # cancelled before sending: the slot keeps its own time
+            await asyncio.shield(asyncio.to_thread(self.settle_slot, slot_id, sent=False))
+            raise
+        return slot_id
+
+    async def settle(self, ticket: object) -> None:
+        if isinstance(ticket, int):
+            await asyncio.to_thread(self.settle_slot, ticket)
 
     def __repr__(self) -> str:
         return (

@@ -1,5 +1,11 @@
 """Client-side pacing: stay inside the vendor's rolling windows (250 per 300 s and 5 per second).
 
+The server counts a request when it arrives, which may be later than the slot it was given (a busy
+event loop, a slow connection). So a slot counts from `now` while its request is in flight and is
+settled when the answer comes back: its time moves to then, an upper bound on its arrival, and later
+slots are counted from there. Without it, two processes sharing one limiter under load saw 429s at the
+window's edge and in the first second.
+
 The limiter is shared by every call in the process. Prefect may run async tasks in worker threads,
 each with its own event loop, so the state is guarded by a `threading.Lock` (never an asyncio
 primitive, which belongs to one loop). A caller computes its wait under the lock, reserves its
@@ -10,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import heapq
 import math
 import threading
 import time
@@ -24,7 +31,11 @@ __all__ = ["RateLimiter", "SlidingWindowLimiter", "limiter_from_settings", "shar
 
 @runtime_checkable
 class RateLimiter(Protocol):
-    async def acquire(self, *, can_wait: bool = False) -> None: ...
+    async def acquire(self, *, can_wait: bool = False) -> object:
+        """Wait for a slot; returns a ticket for `settle`."""
+
+    async def settle(self, ticket: object) -> None:
+        """The request sent in this slot has its answer (or failed): count the slot from now on."""
 
 
 def wait_horizon(windows: Sequence[tuple[int, float]]) -> float:
@@ -40,7 +51,8 @@ class SlidingWindowLimiter:
     """At most `n` acquisitions in any rolling `seconds` window, for every `(n, seconds)` given.
 
     `SlidingWindowLimiter([(250, 300.0), (5, 1.0)])` paces to the vendor's documented limits.
-    Slots are handed out in order; a cancelled waiter keeps its slot (errs on the slow side).
+    Slots are handed out in order; a cancelled waiter keeps its slot (errs on the slow side). A settled
+    slot counts from its settling time, so the `count`-th latest slot is found among the recent ones.
     """
 
     def __init__(
@@ -59,34 +71,82 @@ class SlidingWindowLimiter:
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
-        # Granted slot times, non-decreasing; only the last max(n) matter to any window.
-        self._slots: deque[float] = deque(maxlen=max(n for n, _ in self.windows))
+        # Granted slots in grant order. Only the recent ones matter to any window: a slot granted
+        # max(n) + RECENT_EXTRA grants ago is long settled.
+        self._slots: deque[_Slot] = deque(maxlen=max(n for n, _ in self.windows) + RECENT_EXTRA)
 
     def reserve(self, horizon: float | None = None) -> float | None:
         """Take the next free slot and return how many seconds to wait until it; with a `horizon`,
-        take it only if it is at most that far ahead (else None, and nothing is taken)."""
+        take it only if it is at most that far ahead (else None, and nothing is taken). The slot counts
+        from its own time: nothing tracks its request (`acquire` and `settle` do)."""
+        got = self._reserve(horizon)
+        if got is None:
+            return None
+        got[1].open = False
+        return got[0]
+
+    def _reserve(self, horizon: float | None) -> tuple[float, _Slot] | None:
         with self._lock:
             now = self._clock()
+            for cell in self._slots:
+                cell.still_open(now)
+            times = [cell.at for cell in self._slots]
             slot = now
             for count, seconds in self.windows:
-                if len(self._slots) >= count:
-                    slot = max(slot, self._slots[-count] + seconds)
+                if len(times) >= count:
+                    slot = max(slot, heapq.nlargest(count, times)[-1] + seconds)
             if horizon is not None and slot - now > horizon:
                 return None
-            self._slots.append(slot)
-            return slot - now
+            cell = _Slot(slot)
+            self._slots.append(cell)
+            return slot - now, cell
 
-    async def acquire(self, *, can_wait: bool = False) -> None:
+    async def acquire(self, *, can_wait: bool = False) -> object:
         sleep = self._sleep or asyncio.sleep
         horizon = wait_horizon(self.windows) if can_wait else None
-        while (wait := self.reserve(horizon)) is None:
+        while (got := self._reserve(horizon)) is None:
             await sleep(horizon / 2)  # type: ignore[operator]
-        if wait > 0:
-            await sleep(wait)
+        wait, cell = got
+        try:
+            if wait > 0:
+                await sleep(wait)
+        except BaseException:
+            cell.open = False  # cancelled before sending: the slot keeps its time and nothing more
+            raise
+        return cell
+
+    async def settle(self, ticket: object) -> None:
+        if isinstance(ticket, _Slot):
+            with self._lock:
+                ticket.settle(self._clock())
 
     def __repr__(self) -> str:
         return f"SlidingWindowLimiter({list(self.windows)!r})"
 
+
+#: Slots kept beyond the longest window's count, for slots settled out of grant order.
+RECENT_EXTRA = 32
+#: A slot still unanswered this long after its time is taken as lost and counts from its own time.
+IN_FLIGHT_MAX_SECONDS = 120.0
+
+
+class _Slot:
+    """One granted slot. `at` is when the server may have counted it: its time, moved to `now` while the
+    request is in flight (it may arrive any moment), then to the moment its answer came back."""
+
+    __slots__ = ("at", "booked", "open")
+
+    def __init__(self, at: float) -> None:
+        self.at = self.booked = at
+        self.open = True
+
+    def still_open(self, now: float) -> None:
+        if self.open and self.at < now and now - self.booked < IN_FLIGHT_MAX_SECONDS:
+            self.at = now
+
+    def settle(self, now: float) -> None:
+        self.at = max(self.at, now)
+        self.open = False
 
 #: Added to every window: the server counts arrivals, and network jitter can bring two requests
 #: sent exactly one window apart closer together than that.

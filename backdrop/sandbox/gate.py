@@ -7,7 +7,6 @@ server's own `send`: that is what lets it drop a connection at the TCP level.
 from __future__ import annotations
 
 import asyncio
-
 import logging
 import re
 import time

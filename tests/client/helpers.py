@@ -22,13 +22,19 @@ Handler = Callable[[httpx.Request], httpx.Response]
 
 
 class NoWait:
-    """A limiter that never waits, counting acquisitions."""
+    """A limiter that never waits, counting acquisitions and the tickets settled."""
 
     def __init__(self) -> None:
         self.acquired = 0
+        self.settled: list[int] = []
 
-    async def acquire(self, *, can_wait: bool = False) -> None:
+    async def acquire(self, *, can_wait: bool = False) -> int:
         self.acquired += 1
+        return self.acquired
+
+    async def settle(self, ticket: object) -> None:
+        assert isinstance(ticket, int)
+        self.settled.append(ticket)
 
 
 @dataclass

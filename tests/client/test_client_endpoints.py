@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -135,7 +135,7 @@ async def test_pagination_that_repeats_a_token_stops_with_an_error() -> None:
 
 
 async def test_credit_balance_sums_non_expired_lots_and_keeps_big_ids() -> None:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     future = int((now + timedelta(days=30)).timestamp() * 1000)
     past = int((now - timedelta(days=1)).timestamp() * 1000)
     body = {"status": 200, "results": [
@@ -150,7 +150,7 @@ async def test_credit_balance_sums_non_expired_lots_and_keeps_big_ids() -> None:
     assert balance.total == pytest.approx(15.04)
     assert [lot.id for lot in balance.lots] == [str(BIG_ID), str(BIG_ID + 1), "77"]
     assert balance.lots[0].id == "13105541279084536123"  # beyond 2**53, every digit kept
-    assert balance.lots[0].expiry == datetime.fromtimestamp(future / 1000, tz=timezone.utc)
+    assert balance.lots[0].expiry == datetime.fromtimestamp(future / 1000, tz=UTC)
     assert balance.lots[2].amount == 5.0 and balance.lots[2].expiry is None
 
 
@@ -165,7 +165,7 @@ async def test_credit_history_pages_and_stops_at_max_pages() -> None:
     async with make_client(api) as client:
         history = await client.credit_history(page_size=1, max_pages=2)
     assert history[0] == CreditHistoryEntry(
-        id="38173479337460984123", timestamp=datetime(2023, 12, 21, 8, 7, 47, tzinfo=timezone.utc),
+        id="38173479337460984123", timestamp=datetime(2023, 12, 21, 8, 7, 47, tzinfo=UTC),
         action="change_background", target_id="task-1", units=-3.5)
     assert history[1].id == "5" and history[1].target_id is None
     assert len(api.requests) == 2

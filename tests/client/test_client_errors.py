@@ -7,6 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from backdrop.client import BackdropClient
 from backdrop.errors import (
     ApiError,
     AuthError,
@@ -20,7 +21,6 @@ from backdrop.errors import (
     ServerError,
     TaskTimeout,
 )
-from backdrop.client import BackdropClient
 from tests.client.helpers import (
     KEY,
     NoWait,

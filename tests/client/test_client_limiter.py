@@ -34,7 +34,7 @@ def test_acquire_waits_with_the_fake_clock() -> None:
 
     async def run() -> None:
         for _ in range(260):
-            await limiter.acquire()
+            await limiter.settle(await limiter.acquire())  # answered at once
             times.append(clock.now)
 
     asyncio.run(run())
@@ -42,6 +42,51 @@ def test_acquire_waits_with_the_fake_clock() -> None:
     assert worst_window(times, 300.0) == 250
     assert times[:6] == [0.0] * 5 + [1.0]
     assert times[250] == 300.0  # the 251st waits for the first to leave the 300 s window
+
+
+def test_a_settled_slot_counts_from_its_answer() -> None:
+    """The server counts a request when it arrives: answered at t=3, the window runs from t=3."""
+    clock = FakeClock()
+    limiter = SlidingWindowLimiter([(2, 10.0)], clock=clock, sleep=clock.sleep)
+
+    async def run() -> None:
+        tickets = [await limiter.acquire(), await limiter.acquire()]
+        clock.now = 3.0
+        for ticket in tickets:
+            await limiter.settle(ticket)
+        clock.now = 1.0  # a clock read earlier than a slot never moves it back
+        await limiter.settle(tickets[0])
+        clock.now = 3.0
+
+    asyncio.run(run())
+    assert limiter.reserve() == 10.0  # at t=13, not t=10
+
+
+def test_a_request_in_flight_counts_from_now_until_its_answer() -> None:
+    """Sent at t=0 and unanswered at t=0.5, it may still arrive: the 1 s window counts from t=0.5."""
+    clock = FakeClock()
+
+    async def sleep(seconds: float) -> None:  # moves the clock, then really suspends (to be cancelled)
+        clock.now += seconds
+        await asyncio.sleep(0)
+
+    limiter = SlidingWindowLimiter([(1, 1.0)], clock=clock, sleep=sleep)
+
+    async def run() -> None:
+        ticket = await limiter.acquire()
+        clock.now = 0.5
+        assert limiter.reserve() == 1.0  # at t=1.5, not t=1
+        await limiter.settle(ticket)
+        clock.now = 1.0
+        cancelled = asyncio.ensure_future(limiter.acquire())  # waits for its slot at t=2.5 ...
+        await asyncio.sleep(0)
+        cancelled.cancel()  # ... and is cancelled before it sends anything
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        clock.now = 3.0
+        assert limiter.reserve() == 0.5  # its slot (t=2.5) counts from its own time, not from now
+
+    asyncio.run(run())
 
 
 def test_windows_hold_for_random_arrivals() -> None:
@@ -71,13 +116,13 @@ def test_threads_with_their_own_event_loops_share_one_limit() -> None:
     record_lock = threading.Lock()
 
     class Recording(SlidingWindowLimiter):
-        def reserve(self, horizon: float | None = None) -> float | None:
-            wait = super().reserve(horizon)
-            assert wait is not None  # these callers never pass a horizon
+        def _reserve(self, horizon: float | None) -> tuple[float, list[float]] | None:
+            got = super()._reserve(horizon)
+            assert got is not None  # these callers never pass a horizon
             with record_lock:  # the slot is this thread's clock reading (under the lock) + its wait
-                granted.append(local.last + wait)
-                waits.append(wait)
-            return wait
+                granted.append(local.last + got[0])
+                waits.append(got[0])
+            return got
 
     limiter = Recording(windows, clock=clock)
     start = threading.Barrier(5)

@@ -53,6 +53,7 @@ async def test_get_retries_429_and_5xx_then_succeeds() -> None:
     assert status.status == "running"
     assert len(api.requests) == 3
     assert limiter.acquired == 3  # every attempt is paced, retries included
+    assert limiter.settled == [1, 2, 3]  # and settled when its answer came, refusals included
     assert len(sleep.delays) == 2
     assert stats["http_429"] == 1 and stats["retries"] == 2
     assert stats["requests"]["poll"] == 3  # type: ignore[index]
@@ -79,7 +80,7 @@ async def test_backoff_is_fully_jittered_below_each_ceiling() -> None:
         await client.get_task("task-1")
     ceilings = [0.5, 1.0, 2.0, 4.0, 8.0, 8.0]
     assert len(sleep.delays) == 6
-    assert all(0.0 <= d <= c for d, c in zip(sleep.delays, ceilings))
+    assert all(0.0 <= d <= c for d, c in zip(sleep.delays, ceilings, strict=False))
     assert sleep.delays != ceilings  # jittered, not the bare ceilings
     assert len(set(sleep.delays)) == 6
 

@@ -18,7 +18,6 @@ import pytest
 from sqlalchemy import select
 
 from backdrop.client import SlidingWindowLimiter, shared_limiter
-from backdrop.client.limiter import _windows
 from backdrop.client.db_limiter import (
     SKEW_GRACE_SECONDS,
     DatabaseLimiter,
@@ -26,6 +25,7 @@ from backdrop.client.db_limiter import (
     limiter_for,
     slots,
 )
+from backdrop.client.limiter import IN_FLIGHT_MAX_SECONDS, _windows
 from backdrop.errors import ConfigError
 from tests.client.helpers import KEY, FakeClock, make_settings, worst_window
 
@@ -34,9 +34,10 @@ module = importlib.import_module("backdrop.client.db_limiter")
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def stored_slots(url: str, key_id: str) -> list[float]:
+def stored_slots(url: str, key_id: str, column: str = "slot_at") -> list[float]:
+    """The slots' times (`slot_at`: as counted, settled; `booked_at`: as given), in order."""
     with module._engine(url).connect() as conn:  # noqa: SLF001
-        stmt = select(slots.c.slot_at).where(slots.c.key_id == key_id).order_by(slots.c.slot_at)
+        stmt = select(slots.c[column]).where(slots.c.key_id == key_id).order_by(slots.c[column])
         return list(conn.scalars(stmt))
 
 
@@ -52,6 +53,48 @@ def test_slots_respect_every_window_under_a_fake_clock(db_url: str) -> None:
     # as SlidingWindowLimiter: two at once, the third 1 s later, then the 10 s window is full
     assert waits == [0.0, 0.0, 1.0, 10.0, 10.0, 11.0]
     assert stored_slots(db_url, "k") == [1_000.0 + w for w in waits]
+
+
+def test_a_settled_slot_counts_from_its_answer(db_url: str) -> None:
+    clock = FakeClock(1_000.0)
+    limiter = DatabaseLimiter(db_url, "k", [(2, 10.0)], clock=clock, sleep=clock.sleep)
+
+    async def run() -> None:
+        tickets = [await limiter.acquire(), await limiter.acquire()]
+        clock.now = 1_003.0  # the answers came back at t=1003
+        for ticket in tickets:
+            await limiter.settle(ticket)
+        clock.now = 1_001.0
+        await limiter.settle(tickets[0])  # never moved back
+
+    asyncio.run(run())
+    assert stored_slots(db_url, "k") == [1_003.0, 1_003.0]
+    assert limiter.take_slot() == 1_013.0  # 10 s after the answers, not after the slots
+
+
+def test_a_request_in_flight_counts_from_now_until_its_answer(db_url: str) -> None:
+    clock = FakeClock(1_000.0)
+    limiter = DatabaseLimiter(db_url, "k", [(1, 1.0)], clock=clock, sleep=clock.sleep)
+    slot_id = limiter.take()[1]  # type: ignore[index]
+    clock.now = 1_000.5  # sent at 1000, no answer yet: it may still arrive
+    assert limiter.take_slot() == 1_001.5
+    limiter.settle_slot(slot_id)
+    assert stored_slots(db_url, "k") == [1_000.5, 1_001.5]
+    clock.now = 1_000.0 + IN_FLIGHT_MAX_SECONDS + 10
+    lost = limiter.take()[0]  # type: ignore[index]
+    clock.now = lost + IN_FLIGHT_MAX_SECONDS + 1  # never answered: lost, it counts from its own time
+    assert limiter.take_slot() == clock.now
+
+
+def test_a_slots_table_of_the_old_shape_is_replaced(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    with module.create_engine(url).begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE backdrop_rate_slots (id INTEGER PRIMARY KEY, key_id VARCHAR(200) "
+                             "NOT NULL, slot_at FLOAT NOT NULL)")
+        conn.exec_driver_sql("INSERT INTO backdrop_rate_slots (key_id, slot_at) VALUES ('k', 1.0)")
+    clock = FakeClock(1_000.0)
+    assert DatabaseLimiter(url, "k", [(1, 1.0)], clock=clock).take_slot() == 1_000.0
+    assert stored_slots(url, "k") == [1_000.0]
 
 
 def test_requests_that_can_wait_book_only_within_the_horizon(db_url: str) -> None:
@@ -71,7 +114,7 @@ def test_acquire_sleeps_until_its_slot(db_url: str) -> None:
 
     async def run() -> None:
         for _ in range(12):
-            await limiter.acquire()
+            await limiter.settle(await limiter.acquire())  # answered at once
             assert limiter.last_slot == clock.now
             times.append(clock.now - 1_000.0)
 
@@ -128,7 +171,7 @@ def test_threads_with_their_own_event_loops_share_one_limit(db_url: str) -> None
         async def run() -> None:
             loops.add(id(asyncio.get_running_loop()))
             for _ in range(5):
-                await limiter.acquire()
+                await limiter.settle(await limiter.acquire())  # answered at once
                 assert limiter.last_slot is not None
                 granted.append(limiter.last_slot)
 
@@ -141,7 +184,7 @@ def test_threads_with_their_own_event_loops_share_one_limit(db_url: str) -> None
     for t in threads:
         t.join(timeout=30)
     assert len(loops) == 4 and len(granted) == 20
-    assert sorted(granted) == stored_slots(db_url, "threads")
+    assert sorted(granted) == stored_slots(db_url, "threads", "booked_at")
     for count, seconds in windows:
         assert worst_window(granted, seconds) <= count
 
@@ -159,7 +202,7 @@ sys.stdin.readline()
 
 async def run():
     for _ in range(n):
-        await limiter.acquire()
+        await limiter.settle(await limiter.acquire())  # answered at once
         print(json.dumps({"slot": limiter.last_slot, "at": time.time()}), flush=True)
 
 asyncio.run(run())
@@ -203,7 +246,7 @@ def check_processes(url: str, key_id: str) -> None:
     grants = [[json.loads(line) for line in out.splitlines()] for out in outputs]
     assert [len(g) for g in grants] == [10, 10, 10]
     granted = [g["slot"] for per_process in grants for g in per_process]
-    assert sorted(granted) == stored_slots(url, key_id)  # every slot stored is one a process used
+    assert sorted(granted) == stored_slots(url, key_id, "booked_at")  # every slot stored is one a process used
     for count, seconds in windows:
         assert worst_window(granted, seconds) <= count
     # nobody went before its slot (5 ms for the loop's clock resolution and wall/monotonic drift)

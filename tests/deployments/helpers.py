@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -162,9 +163,14 @@ def _wait_healthy(bg: Background, api_url: str, deadline_s: float) -> bool:
 
 
 @contextmanager
-def prefect_server(home: Path, logs: Path, deadline_s: float = 120.0) -> Iterator[PrefectServer]:
-    """`prefect server start` on 127.0.0.1:<free port>, stopped on exit whatever happened."""
-    env = subprocess_env(home)
+def prefect_server(home: Path, logs: Path, deadline_s: float = 120.0,
+                   database_url: str | None = None) -> Iterator[PrefectServer]:
+    """`prefect server start` on 127.0.0.1:<free port>, stopped on exit whatever happened.
+
+    `database_url` (postgresql+asyncpg://...) puts the server on PostgreSQL instead of SQLite in `home`.
+    """
+    extra = {"PREFECT_API_DATABASE_CONNECTION_URL": database_url} if database_url else {}
+    env = subprocess_env(home, **extra)
     for attempt in range(3):  # the free port may be taken between our probe and the server's bind
         port = free_port()
         args = ["server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-ui"]
@@ -188,13 +194,55 @@ def prefect_server(home: Path, logs: Path, deadline_s: float = 120.0) -> Iterato
 
 
 @contextmanager
-def prefect_worker(server: PrefectServer, pool: str, env: Mapping[str, str],
-                   log: Path) -> Iterator[Background]:
-    """`prefect worker start --pool <pool>` against `server`, with `env` added; stopped on exit."""
-    full = subprocess_env(server.home, PREFECT_API_URL=server.api_url, **env)
-    args = ["worker", "start", "--pool", pool, "--name", "backdrop-e2e"]
+def prefect_worker(server: PrefectServer, pool: str, env: Mapping[str, str], log: Path,
+                   name: str = "backdrop-e2e", limit: int | None = None,
+                   home: Path | None = None) -> Iterator[Background]:
+    """`prefect worker start --pool <pool>` against `server`, with `env` added; stopped on exit.
+
+    `limit` caps the flow runs this worker runs at once (`--limit`), so that several workers share runs;
+    `home` gives the worker a PREFECT_HOME of its own (another host's), default the server's.
+    """
+    full = subprocess_env(home or server.home, PREFECT_API_URL=server.api_url, **env)
+    args = ["worker", "start", "--pool", pool, "--name", name]
+    if limit is not None:
+        args += ["--limit", str(limit)]
     bg = start_background("prefect worker", args, full, log)
     try:
         yield bg
     finally:
         stop(bg)
+
+
+def deploy_all(srv: PrefectServer, pool: str) -> str:
+    """Create the process work pool and deploy every deployment of prefect.yaml; returns the CLI's output."""
+    env = subprocess_env(srv.home, PREFECT_API_URL=srv.api_url)
+    run_cli(["work-pool", "create", pool, "--type", "process"], env)
+    return run_cli(["--no-prompt", "deploy", "--all", "--prefect-file", str(ROOT / "prefect.yaml")], env)
+
+
+FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+def wait_final(api: httpx.Client, run_id: str, deadline_s: float,
+               diagnose: Callable[[], str]) -> dict[str, Any]:
+    deadline, seen = time.monotonic() + deadline_s, "never read"
+    while time.monotonic() < deadline:
+        try:
+            resp = api.get(f"/flow_runs/{run_id}")
+        except httpx.TransportError as exc:  # a busy SQLite server may drop a poll; next one counts
+            seen = repr(exc)
+        else:
+            if resp.status_code < 500:
+                run: dict[str, Any] = resp.raise_for_status().json()
+                if run["state_type"] in FINAL:
+                    return run
+                seen = f"{run['state_type']}/{run['state_name']}"
+        time.sleep(0.5)
+    raise AssertionError(f"flow run {run_id} not final after {deadline_s:.0f} s ({seen})\n"
+                         f"{diagnose()}")
+
+
+def run_logs(api: httpx.Client, run_id: str) -> str:
+    resp = api.post("/logs/filter", json={"logs": {"flow_run_id": {"any_": [run_id]}},
+                                          "sort": "TIMESTAMP_ASC"})
+    return "\n".join(f"{r['level']:>2} {r['message']}" for r in resp.raise_for_status().json())

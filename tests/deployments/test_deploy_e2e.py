@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,16 +26,16 @@ from tests.conftest import SandboxHandle
 from tests.deployments.helpers import (
     ROOT,
     PrefectServer,
+    deploy_all,
     prefect_server,
     prefect_worker,
-    run_cli,
-    subprocess_env,
+    run_logs,
+    wait_final,
 )
 
 pytestmark = pytest.mark.prefect_server
 
 POOL = "backdrop-process"
-FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 # Prefect 3.8.8's scheduler bulk-inserts run dicts that carry a "state" key. FlowRun.state is a
 # hybrid property, and SQLAlchemy 2.1 refuses a hybrid without a bulk_dml setter in a bulk INSERT:
@@ -75,10 +75,7 @@ def _batch(folder: Path) -> Path:
 
 
 def _deploy(srv: PrefectServer) -> None:
-    env = subprocess_env(srv.home, PREFECT_API_URL=srv.api_url)
-    run_cli(["work-pool", "create", POOL, "--type", "process"], env)
-    out = run_cli(["--no-prompt", "deploy", "--all", "--prefect-file", str(ROOT / "prefect.yaml")],
-                  env)
+    out = deploy_all(srv, POOL)
     assert "change-backgrounds/manual" in out and "change-backgrounds/inbox-nightly" in out, out
 
 
@@ -104,35 +101,10 @@ def _check_deployments(api: httpx.Client) -> str:
     return str(deps["manual"]["id"])
 
 
-def _wait_final(api: httpx.Client, run_id: str, deadline_s: float,
-                diagnose: Callable[[], str]) -> dict[str, Any]:
-    deadline, seen = time.monotonic() + deadline_s, "never read"
-    while time.monotonic() < deadline:
-        try:
-            resp = api.get(f"/flow_runs/{run_id}")
-        except httpx.TransportError as exc:  # a busy SQLite server may drop a poll; next one counts
-            seen = repr(exc)
-        else:
-            if resp.status_code < 500:
-                run: dict[str, Any] = resp.raise_for_status().json()
-                if run["state_type"] in FINAL:
-                    return run
-                seen = f"{run['state_type']}/{run['state_name']}"
-        time.sleep(0.5)
-    raise AssertionError(f"flow run {run_id} not final after {deadline_s:.0f} s ({seen})\n"
-                         f"{diagnose()}")
-
-
-def _run_logs(api: httpx.Client, run_id: str) -> str:
-    resp = api.post("/logs/filter", json={"logs": {"flow_run_id": {"any_": [run_id]}},
-                                          "sort": "TIMESTAMP_ASC"})
-    return "\n".join(f"{r['level']:>2} {r['message']}" for r in resp.raise_for_status().json())
-
-
 def _logs_until(api: httpx.Client, run_id: str, needle: str, deadline_s: float = 20.0) -> str:
     """The run's logs once `needle` is among them: logs reach the API in batches, maybe late."""
     deadline = time.monotonic() + deadline_s
-    while needle not in (logs := _run_logs(api, run_id)) and time.monotonic() < deadline:
+    while needle not in (logs := run_logs(api, run_id)) and time.monotonic() < deadline:
         time.sleep(0.5)
     return logs
 
@@ -165,9 +137,9 @@ def test_the_manual_deployment_runs_on_a_process_worker_against_the_sandbox(
 
         def diagnose() -> str:
             return (f"{worker.tail()}\n{server.process.tail(1500)}\n--- flow run logs ---\n"
-                    f"{_run_logs(api, run_id)[-3000:]}")
+                    f"{run_logs(api, run_id)[-3000:]}")
 
-        run = _wait_final(api, run_id, 180.0, diagnose)
+        run = wait_final(api, run_id, 180.0, diagnose)
         assert (run["state_type"], run["state_name"]) == ("COMPLETED", "Completed with failures"), \
             diagnose()
         assert run["state"]["message"] == "1 of 3 rows did not succeed"

@@ -88,7 +88,8 @@ def test_two_runs_of_one_csv_at_once_create_each_picture_once(pipeline_env: Any,
         p.communicate(timeout=180)
     codes = [p.returncode for p in procs]
     reports = [pd.read_csv(tmp_path / f"out{i}" / "report.csv") for i in (1, 2)]
-    assert codes == [0, 0], [r[r["status"] != "succeeded"][["error_code", "error_message"]].to_dict("records") for r in (pd.read_csv(tmp_path / f"out{i}" / "report.csv") for i in (1, 2))]
+    assert codes == [0, 0], [r[r["status"] != "succeeded"][["error_code", "error_message"]].to_dict("records")
+                             for r in reports]
     assert all(list(r["status"]) == ["succeeded"] * 6 for r in reports)
     assert len(pipeline_env.tasks()) == 6
     assert sum(int(r["units_charged"].sum()) for r in reports) == 24

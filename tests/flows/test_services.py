@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from tests.flows.conftest import draw_product, run_flow, write_csv
 
 

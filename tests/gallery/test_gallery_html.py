@@ -19,7 +19,12 @@ from backdrop.gallery import write_gallery
 from backdrop.gallery_html import EAGER_CARDS, money
 from backdrop.report import build_report, summarize
 from tests.gallery.helpers import (
-    EXPECTED_IMAGES, GREEN, HOSTILE_ID, HOSTILE_PROMPT, Batch, make_batch,
+    EXPECTED_IMAGES,
+    GREEN,
+    HOSTILE_ID,
+    HOSTILE_PROMPT,
+    Batch,
+    make_batch,
 )
 
 

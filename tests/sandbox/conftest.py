@@ -8,9 +8,8 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from tests.sandbox.helpers import LoopbackHTTP, picture, put_bytes, request_slot
-
 from tests.conftest import TLS
+from tests.sandbox.helpers import LoopbackHTTP, picture, put_bytes, request_slot
 
 if TYPE_CHECKING:
     from tests.conftest import SandboxHandle

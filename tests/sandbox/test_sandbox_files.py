@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import SandboxHandle
 from tests.sandbox.conftest import Upload
-from tests.sandbox.helpers import storage, picture, put_bytes, request_slot
+from tests.sandbox.helpers import picture, put_bytes, request_slot, storage
 
 MB10 = 10 * 1024 * 1024
 

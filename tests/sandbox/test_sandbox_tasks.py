@@ -10,7 +10,7 @@ from PIL import Image
 
 from tests.conftest import SandboxHandle
 from tests.sandbox.conftest import Upload
-from tests.sandbox.helpers import storage, LoopbackHTTP, create, picture, poll, poll_until_done
+from tests.sandbox.helpers import LoopbackHTTP, create, picture, poll, poll_until_done, storage
 
 SLUGS = ["bg-replace", "bg-replace-v2"]
 

@@ -9,7 +9,7 @@ import httpx
 
 from tests.conftest import SandboxHandle
 from tests.sandbox.conftest import Upload
-from tests.sandbox.helpers import storage, create, poll, poll_until_done, wait_for
+from tests.sandbox.helpers import create, poll, poll_until_done, storage, wait_for
 
 
 def test_fixed_duration_runs_then_succeeds(api: httpx.Client, upload: Upload,

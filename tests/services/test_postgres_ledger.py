@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from backdrop.ledger import Ledger
+
 pytestmark = pytest.mark.postgres
 
 

@@ -1,9 +1,11 @@
 """Cost over time, from Backdrop's ledger and the vendor's credit history. Plain pandas and SQLAlchemy.
 
-A period is `[since, until)` in UTC days. Each ledger attempt counts on the day it was created (the ledger
-keeps no charge time; a task charges within seconds of its create). Creates count for their `run_id`, charges
-for their `charged_run_id` (the one run that recorded the charge). The vendor's credit history (`target_id` =
-task id) is matched both ways: units it charged that no ledger row knows, and ledger charges it does not show.
+A period is `[since, until)` in UTC days. Each ledger attempt counts on the day it was charged (`charged_at`,
+when Backdrop saw its success), or, never charged, on the day it was created; a ledger from before
+`charged_at` existed has none for its old rows, which count on their creation day. Creates count for their
+`run_id`, charges for their `charged_run_id` (the one run that recorded the charge). The vendor's credit
+history (`target_id` = task id) is matched both ways: units it charged that no ledger row knows, and ledger
+charges it does not show.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from backdrop.client import CreditHistoryEntry
 from backdrop.ledger import Ledger, work
@@ -42,7 +44,9 @@ FOCUS_COLUMNS = [
 ]
 _COUNTS = ["created", "succeeded", "failed", "pending", "units"]
 _LEDGER_COLUMNS = [work.c.task_id, work.c.run_id, work.c.charged_run_id, work.c.deployment, work.c.row_id,
-                   work.c.status, work.c.units, work.c.created_at]
+                   work.c.status, work.c.units, work.c.created_at, work.c.charged_at]
+#: an attempt belongs to the day the vendor charged it, or, never charged, to the day it was created
+_WHEN = func.coalesce(work.c.charged_at, work.c.created_at)
 BudgetPeriod = Literal["month", "week", "day"]
 
 
@@ -157,17 +161,19 @@ def _days_as_text(df: pd.DataFrame) -> pd.DataFrame:
 
 def load_attempts(ledger: Ledger, since: datetime, until: datetime,
                   environments: Collection[str] | None = None) -> pd.DataFrame:
-    """Ledger attempts created in `[since, until)`, with their outcome: succeeded, failed or pending."""
-    stmt = select(*_LEDGER_COLUMNS).where(work.c.created_at >= since, work.c.created_at < until)
+    """Ledger attempts charged (or, never charged, created) in `[since, until)`, with their outcome:
+    succeeded, failed or pending; `day` is that day (UTC)."""
+    stmt = select(*_LEDGER_COLUMNS).where(_WHEN >= since, _WHEN < until)
     if environments is not None:
         stmt = stmt.where(work.c.environment.in_(list(environments)))
     with ledger.engine.connect() as conn:
-        rows = [dict(r) for r in conn.execute(stmt.order_by(work.c.created_at, work.c.id)).mappings()]
+        rows = [dict(r) for r in conn.execute(stmt.order_by(_WHEN, work.c.id)).mappings()]
     df = pd.DataFrame(rows, columns=[c.name for c in _LEDGER_COLUMNS])
     df["charged"] = df["charged_run_id"].notna() | (df["units"].fillna(0) > 0)
     df["created_at"] = pd.to_datetime(df["created_at"], utc=True)  # SQLite hands back naive UTC
+    df["charged_at"] = pd.to_datetime(df["charged_at"], utc=True)
     df["units"] = df["units"].fillna(0).astype(int)
-    df["day"] = df["created_at"].dt.date
+    df["day"] = df["charged_at"].fillna(df["created_at"]).dt.date
     df["deployment"] = df["deployment"].fillna(LOCAL)
     df["run_id"] = df["run_id"].fillna("(unknown)")
     df["charged_run_id"] = df["charged_run_id"].fillna(df["run_id"])  # only charged rows use it

@@ -28,11 +28,12 @@ from sqlalchemy import (
     create_engine,
     event,
     insert,
+    inspect,
     select,
     update,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 __all__ = ["Ledger", "LedgerEntry", "OWNER", "default_ledger_url", "owner_alive", "TERMINAL", "IN_FLIGHT"]
 
@@ -69,6 +70,7 @@ work = Table(
     Column("height", Integer),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("charged_at", DateTime(timezone=True)),  # when this run saw the success the vendor charged
     UniqueConstraint("content_key", "attempt", name="uq_backdrop_work_key_attempt"),
 )
 
@@ -102,6 +104,7 @@ class LedgerEntry:
     height: int | None
     created_at: datetime
     updated_at: datetime
+    charged_at: datetime | None = None
 
 
 #: who holds a `creating` row: a run on this host whose process is gone holds nothing any more
@@ -163,8 +166,27 @@ def _engine(url: str) -> Engine:
                     cur.close()
 
             metadata.create_all(engine)
+            _add_new_columns(engine)
             _engines[url] = engine
         return _engines[url]
+
+
+#: Columns added after the first release, each nullable: an older ledger gets them, its rows kept.
+_ADDED_COLUMNS = ("charged_at",)
+
+
+def _add_new_columns(engine: Engine) -> None:
+    def present() -> set[str]:
+        return {c["name"] for c in inspect(engine).get_columns(work.name)}
+
+    for name in (n for n in _ADDED_COLUMNS if n not in present()):
+        kind = work.c[name].type.compile(dialect=engine.dialect)
+        try:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f"ALTER TABLE {work.name} ADD COLUMN {name} {kind}")
+        except DBAPIError:
+            if name not in present():  # not another process adding it at the same moment
+                raise
 
 
 class Ledger:
@@ -214,7 +236,7 @@ class Ledger:
             update(work)
             .where(work.c.content_key == content_key, work.c.attempt == attempt,
                    work.c.charged_run_id.is_(None))
-            .values(units=units, charged_run_id=run_id, updated_at=_now())
+            .values(units=units, charged_run_id=run_id, charged_at=_now(), updated_at=_now())
         )
         with self.engine.begin() as conn:
             return conn.execute(stmt).rowcount == 1

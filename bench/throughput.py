@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import bisect
 import http.server
 import json
 import os
@@ -86,6 +87,25 @@ def _poll_wait(base: str, key: str, time_scale: float) -> dict[str, float | None
             "poll_wait_p95_seconds": round(waits[int(0.95 * (len(waits) - 1))], 2)}
 
 
+def _refusals(base: str, key: str, time_scale: float) -> dict[str, int]:
+    """The sandbox's 429s by the window that refused them, from its journal (when each request was counted):
+    `window` (250 per 300 s was full), `per_second` (5 per second was full); `after_first_minute` counts
+    those more than 60 vendor seconds after the first request (the steady state)."""
+    api = [e for e in admin(base, key, "journal") if e.get("route") not in ("storage_upload", "storage_result")]
+    if not api:
+        return {"window": 0, "per_second": 0, "after_first_minute": 0}
+    start = min(e["received"] for e in api)
+    accepted = sorted(e["received"] for e in api if e["status"] != 429)
+    long_s = 300 / time_scale
+    out = {"window": 0, "per_second": 0, "after_first_minute": 0}
+    for e in (e for e in api if e["status"] == 429 and e.get("fault") == "rate_limit"):
+        t = e["received"]
+        in_window = bisect.bisect_right(accepted, t) - bisect.bisect_right(accepted, t - long_s)
+        out["window" if in_window >= 250 else "per_second"] += 1
+        out["after_first_minute"] += (t - start) * time_scale > 60
+    return out
+
+
 def _static_server(folder: Path) -> tuple[http.server.ThreadingHTTPServer, int]:
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def __init__(self, *a: Any, **kw: Any) -> None:
@@ -97,6 +117,13 @@ def _static_server(folder: Path) -> tuple[http.server.ThreadingHTTPServer, int]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, server.server_port
+
+
+def _report_refusals(results: dict[str, Any], mode: str, base: str, key: str, time_scale: float) -> None:
+    refused = _refusals(base, key, time_scale)
+    results[mode]["http_429_by_window"] = refused
+    print(f"{mode}: the sandbox refused {refused['window']} for the 300 s window and {refused['per_second']} "
+          f"for the 1 s window; {refused['after_first_minute']} after the first minute", flush=True)
 
 
 def main() -> None:
@@ -135,6 +162,7 @@ def main() -> None:
             if "upload" in modes:
                 res = batch("upload", args.rows, names, "--input-mode", "upload")
                 results["upload"] = _figures("upload", res, s, args.rows, LIMIT_PER_HOUR["upload"])
+                _report_refusals(results, "upload", base, "sandbox-bench-upload", s)
                 results["upload"].update(_poll_wait(base, "sandbox-bench-upload", s))
                 print(f"upload: finished tasks waited for their poll p50 "
                       f"{results['upload']['poll_wait_p50_seconds']} s, p95 "
@@ -143,11 +171,13 @@ def main() -> None:
                 urls = [f"http://127.0.0.1:{port}/{name}" for name in names]
                 res = batch("url", args.rows, urls, "--input-mode", "url")
                 results["url"] = _figures("url", res, s, args.rows, LIMIT_PER_HOUR["url"])
+                _report_refusals(results, "url", base, "sandbox-bench-url", s)
             if "vendor_sample" in modes:
                 res = batch("vendor_sample", args.vendor_rows, names, "--input-mode", "upload",
                             BACKDROP_POLL_STRATEGY="fixed")
                 results["vendor_sample"] = _figures("vendor_sample", res, s, args.vendor_rows,
                                                     LIMIT_PER_HOUR["upload"])
+                _report_refusals(results, "vendor_sample", base, "sandbox-bench-vendor_sample", s)
             if "webhook" in modes:
                 hook_port = free_port()
                 res = batch("webhook", args.rows, names, "--input-mode", "upload",
@@ -155,6 +185,7 @@ def main() -> None:
                             BACKDROP_WEBHOOK_LISTEN=f"127.0.0.1:{hook_port}",
                             BACKDROP_WEBHOOK_SECRET=WEBHOOK_SECRET)
                 results["webhook"] = _figures("webhook", res, s, args.rows, LIMIT_PER_HOUR["upload"])
+                _report_refusals(results, "webhook", base, "sandbox-bench-webhook", s)
             if "two_workers" in modes:
                 key = "sandbox-bench-two"
                 configure(base, key, duration_mode="lognormal")
@@ -178,6 +209,7 @@ def main() -> None:
                 pictures = sum(p["requests_by_route"].get(r, 0) for p in parts for r in ("file", "create", "poll"))
                 merged["api_requests_per_picture"] = round(pictures / merged["succeeded"], 3)
                 results["two_workers"] = _figures("two_workers", merged, s, args.rows, LIMIT_PER_HOUR["upload"])
+                _report_refusals(results, "two_workers", base, key, s)
             if "rerun" in modes and "upload" in modes:
                 t0 = time.monotonic()
                 res = run_batch(pics / "upload.csv", tmp / "out-upload-again",

@@ -92,6 +92,7 @@ class Gate:
             await self.app(scope, receive, send)
             return
         rid = ids.request_id()
+        received = time.time()  # when the rate limits counted it; "time" below is when it was answered
         path: str = scope["path"]
         method: str = scope["method"]
         route = route_name(method, path)
@@ -123,7 +124,7 @@ class Gate:
             key = scope.get(KEY)
             if key is not None and not path.startswith("/_sandbox/"):
                 client = scope.get("client") or ("", 0)
-                entry = {"time": time.time(), "method": method, "path": path,
+                entry = {"time": time.time(), "received": received, "method": method, "path": path,
                          "status": status["code"], "key": mask(key), "client": client[0],
                          "request_id": rid, "route": route}
                 if status["fault"]:

@@ -25,17 +25,20 @@ class LedgerFiller:
 
     def add(self, when: datetime, status: str, *, units: int = 0, run_id: str | None = "run-a",
             charged_run_id: str | None = None, deployment: str | None = None, task_id: str | None = None,
-            environment: str = "env-1") -> str:
-        """One attempt created at `when`; a charged one gets units and charged_run_id (default run_id)."""
+            environment: str = "env-1", charged_at: datetime | None = None) -> str:
+        """One attempt created at `when`; a charged one gets units, charged_run_id (default run_id) and
+        charged_at (default `when`)."""
         n = next(self._ids)
         task_id = task_id if task_id is not None else f"task-{n}"
         if units and charged_run_id is None:
             charged_run_id = run_id
+        if units and charged_at is None:
+            charged_at = when
         with self.ledger.engine.begin() as conn:
             conn.execute(insert(work).values(
                 content_key=f"key-{n}", attempt=1, status=status, run_id=run_id, deployment=deployment,
                 environment=environment, row_id=f"row-{n}", task_id=task_id, units=units,
-                charged_run_id=charged_run_id, created_at=when, updated_at=when))
+                charged_run_id=charged_run_id, charged_at=charged_at, created_at=when, updated_at=when))
         return task_id
 
 

@@ -51,6 +51,19 @@ def test_the_period_is_half_open_in_utc(filler: LedgerFiller) -> None:
     assert report.totals["created"] == 2
 
 
+def test_a_charge_counts_on_the_day_it_was_charged_not_created(filler: LedgerFiller) -> None:
+    """Created a minute before midnight, charged a minute after: the next day's cost, in every table."""
+    paid = filler.add(at(2, 23, 59), "succeeded", units=4, charged_at=at(3, 0, 1))
+    filler.add(at(7, 23, 59), "succeeded", units=4, charged_at=at(8, 0, 1))  # charged after the period
+    filler.add(at(31, month=10, hour=23, minute=59), "succeeded", units=4, charged_at=at(1, 0, 1))  # in
+    report = build_cost_report(filler.ledger, *NOV, _settings(), now=at(8))
+    days = _by(report.daily.astype({"day": str}), "day")
+    assert (days["2026-11-02"]["units"], days["2026-11-03"]["units"]) == (0, 4)
+    assert (days["2026-11-01"]["created"], days["2026-11-01"]["units"]) == (1, 4)
+    assert report.totals["units"] == 8
+    assert report.focus.set_index("ResourceId").loc[paid, "ChargePeriodStart"] == "2026-11-03T00:00:00Z"
+
+
 def test_charges_count_for_the_run_that_recorded_them_creates_for_the_run_that_made_them(
     filler: LedgerFiller,
 ) -> None:

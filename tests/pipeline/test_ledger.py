@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
-from backdrop.ledger import Ledger
+from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
+
+from backdrop.ledger import Ledger, work
 
 
 def test_claim_is_exclusive_and_latest_follows_attempts(tmp_path: Path) -> None:
@@ -25,3 +28,21 @@ def test_ledger_survives_a_new_process_view(tmp_path: Path) -> None:
     Ledger(url).mark("k", 1, status="succeeded", units=4, output_path="/x.jpg")
     entries = Ledger(url).entries(run_id="r1")
     assert [(e.row_id, e.status, e.units) for e in entries] == [("a", "succeeded", 4)]
+
+
+def test_a_ledger_from_before_charged_at_gets_the_column_and_keeps_its_rows(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = sqlite3.connect(tmp_path / "old.db")
+    columns = ", ".join(f"{c.name} {c.type.compile(dialect=sqlite_dialect())}" for c in work.columns
+                        if c.name not in ("charged_at",))
+    old.execute(f"CREATE TABLE backdrop_work ({columns})")
+    old.execute("INSERT INTO backdrop_work (id, content_key, attempt, status, units, created_at, updated_at) "
+                "VALUES (1, 'k', 1, 'created', 0, '2026-11-01 10:00:00', '2026-11-01 10:00:00')")
+    old.commit()
+    old.close()
+    ledger = Ledger(url)
+    entry = ledger.latest("k")
+    assert entry is not None and (entry.status, entry.charged_at) == ("created", None)
+    assert ledger.record_charge("k", 1, 4, "run-1")
+    charged = ledger.latest("k")
+    assert charged is not None and charged.charged_at is not None and charged.units == 4

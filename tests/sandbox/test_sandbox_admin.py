@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
@@ -61,8 +63,10 @@ def test_reset_clears_state_and_overrides(api: httpx.Client, upload: Upload,
 
 
 def test_journal_rows(api: httpx.Client, sandbox: SandboxHandle) -> None:
+    before = time.time()
     api.get("/s2s/v2.0/credit/feature-cost", params={"page_size": 2})
     (row,) = sandbox.journal()
+    assert before <= row["received"] <= row["time"] <= time.time()  # counted, then answered
     assert row["method"] == "GET" and row["path"] == "/s2s/v2.0/credit/feature-cost"
     assert (row["status"], row["route"], row["client"]) == (200, "feature_cost", "127.0.0.1")
     assert row["key"] == "*" * (len(sandbox.api_key) - 4) + sandbox.api_key[-4:]

@@ -153,19 +153,17 @@ class _Slot:
 JITTER_MARGIN_SECONDS = 0.05
 
 
-#: The short (per-second) window is widened by this share: a request that leaves a little late (a busy
-#: event loop) must not bring its successor inside the server's window. It costs no throughput: the long
-#: window (250 per 300 s), not the short one, sets the sustained rate.
+#: The short (per-second) window is widened by this share, and by at least SHORT_WINDOW_MIN_SLACK_SECONDS:
+#: slots are booked ahead, and one whose request leaves late (a busy event loop stalls for tens of
+#: milliseconds, whatever the window) must not bring its successor inside the server's window. It costs no
+#: throughput: the long window (250 per 300 s), not the short one, sets the sustained rate.
 SHORT_WINDOW_SLACK = 0.2
-
-
-#: The long window is widened by this share too (3 s of 300 s): under load a request can leave tens of
-#: milliseconds after its slot, and a 429 costs a whole request plus a back-off; 1% of throughput is cheaper.
-LONG_WINDOW_SLACK = 0.01
+SHORT_WINDOW_MIN_SLACK_SECONDS = 0.1
 
 
 def _margin(seconds: float) -> float:
-    return max(JITTER_MARGIN_SECONDS * min(1.0, seconds), LONG_WINDOW_SLACK * seconds)
+    """The long window's margin, for clock skew between hosts (the settling of slots covers lateness)."""
+    return JITTER_MARGIN_SECONDS * min(1.0, seconds)
 
 
 def _windows(settings: BackdropSettings) -> tuple[tuple[int, float], ...]:
@@ -178,7 +176,7 @@ def _windows(settings: BackdropSettings) -> tuple[tuple[int, float], ...]:
     return (
         (settings.rate_limit_requests,
          settings.rate_limit_window_seconds + _margin(settings.rate_limit_window_seconds)),
-        (burst, burst_seconds * (1 + SHORT_WINDOW_SLACK)),
+        (burst, burst_seconds + max(SHORT_WINDOW_SLACK * burst_seconds, SHORT_WINDOW_MIN_SLACK_SECONDS)),
     )
 
 

@@ -84,7 +84,6 @@ slots = Table(
     Column("slot_at", Double, nullable=False),  # when the server may have counted it (see `_Slot`)
     Column("booked_at", Double, nullable=False),  # the time it was given
     Column("in_flight", Boolean, nullable=False),  # given and not yet answered
-    Column("waits", Boolean, nullable=False),  # an upload or a create (see POLL_RESERVE_SHARE)
     Index("ix_backdrop_rate_slots_key_slot", "key_id", "slot_at"),
 )
 
@@ -222,7 +221,7 @@ class DatabaseLimiter:
         # per window, the count-th latest slot that can still share a window with a slot taken
         # now; one row in one round trip, each an index range scan of at most `count` entries
         self._kth = self._kth_query(self.windows)
-        self._kth_waiting = self._kth_query(for_waiting(self.windows), waiting=True)  # polls keep a share
+        self._kth_waiting = self._kth_query(for_waiting(self.windows))  # polls keep a share
         self._insert = insert(slots)
         # a request in flight may arrive any moment: it counts from now (until IN_FLIGHT_MAX_SECONDS)
         self._in_flight = update(slots).where(
@@ -235,12 +234,11 @@ class DatabaseLimiter:
         self._release = update(slots).where(slots.c.id == bindparam("slot_id")).values(in_flight=False)
 
     @staticmethod
-    def _kth_query(windows: Sequence[tuple[int, float]], waiting: bool = False) -> Any:
+    def _kth_query(windows: Sequence[tuple[int, float]]) -> Any:
         key = bindparam("key")
-        among = [slots.c.waits.is_(True)] if waiting else []
         return select(*(
             select(slots.c.slot_at)
-            .where(slots.c.key_id == key, slots.c.slot_at > bindparam(f"since{i}"), *among)
+            .where(slots.c.key_id == key, slots.c.slot_at > bindparam(f"since{i}"))
             .order_by(slots.c.slot_at.desc())
             # constants, not parameters: PostgreSQL plans a prepared OFFSET $n poorly
             .offset(literal_column(str(count - 1), Integer))
@@ -283,11 +281,9 @@ class DatabaseLimiter:
             params.update({f"since{i}": now - s for i, (_, s) in enumerate(self.windows)})
             conn.execute(self._in_flight, params)
             conn.execute(self._delete, params)
-            found = list(conn.execute(self._kth, params).one())
-            if horizon is not None:  # an upload or a create: the polls' share stays free
-                found += conn.execute(self._kth_waiting, params).one()
+            found = conn.execute(self._kth if horizon is None else self._kth_waiting, params).one()
             slot = now
-            for (_, seconds), kth in zip(self.windows * (1 + (horizon is not None)), found, strict=True):
+            for (_, seconds), kth in zip(self.windows, found, strict=True):
                 # at most count-1 slots lie after (slot - seconds): the window ending at any
                 # later slot holds at most count, even when other hosts' slots are out of order
                 if kth is not None:
@@ -295,7 +291,7 @@ class DatabaseLimiter:
             if horizon is not None and slot - now > horizon:
                 return None
             inserted = conn.execute(self._insert, {"key_id": self.key_id, "slot_at": slot, "booked_at": slot,
-                                                   "in_flight": in_flight, "waits": horizon is not None})
+                                                   "in_flight": in_flight})
             slot_id = int(inserted.inserted_primary_key[0])
         return slot, slot_id
 

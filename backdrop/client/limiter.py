@@ -38,15 +38,13 @@ class RateLimiter(Protocol):
         """The request sent in this slot has its answer (or failed): count the slot from now on."""
 
 
-#: Requests that can wait (uploads, creates) may take at most this share of any window between them, so
-#: that when a burst of them has filled the 300 s window, tasks finishing meanwhile still get their polls.
-#: Polls count against the whole window only; with polls about a third of all requests, it costs nothing.
+#: Requests that can wait (uploads, creates) leave this share of every window to polls: when a burst of
+#: creates has filled the 300 s window, tasks finishing meanwhile still get their polls.
 POLL_RESERVE_SHARE = 0.2
 
 
 def for_waiting(windows: Sequence[tuple[int, float]]) -> tuple[tuple[int, float], ...]:
-    """The windows that the slots of requests that can wait are counted in, among themselves: each with
-    POLL_RESERVE_SHARE of its count left to polls."""
+    """The windows as requests that can wait see them: each with POLL_RESERVE_SHARE of its count left to polls."""
     return tuple((max(1, count - math.floor(count * POLL_RESERVE_SHARE)), seconds) for count, seconds in windows)
 
 
@@ -57,15 +55,6 @@ def wait_horizon(windows: Sequence[tuple[int, float]]) -> float:
     never waits behind a long line of creates and no task is left unpolled near the polling window.
     """
     return 2 * max(seconds / count for count, seconds in windows)
-
-
-def _earliest(start: float, times: list[float], windows: Sequence[tuple[int, float]]) -> float:
-    """The earliest time from `start` at which every window has room among `times`."""
-    slot = start
-    for count, seconds in windows:
-        if len(times) >= count:
-            slot = max(slot, heapq.nlargest(count, times)[-1] + seconds)
-    return slot
 
 
 class SlidingWindowLimiter:
@@ -109,17 +98,19 @@ class SlidingWindowLimiter:
         return got[0]
 
     def _reserve(self, horizon: float | None) -> tuple[float, _Slot] | None:
-        waits = horizon is not None
+        windows = self.windows if horizon is None else self._waiting
         with self._lock:
             now = self._clock()
             for cell in self._slots:
                 cell.still_open(now)
-            slot = _earliest(now, [cell.at for cell in self._slots], self.windows)
-            if waits:  # and among the requests that can wait, the polls' share left free
-                slot = _earliest(slot, [cell.at for cell in self._slots if cell.waits], self._waiting)
+            times = [cell.at for cell in self._slots]
+            slot = now
+            for count, seconds in windows:
+                if len(times) >= count:
+                    slot = max(slot, heapq.nlargest(count, times)[-1] + seconds)
             if horizon is not None and slot - now > horizon:
                 return None
-            cell = _Slot(slot, waits)
+            cell = _Slot(slot)
             self._slots.append(cell)
             return slot - now, cell
 
@@ -156,12 +147,11 @@ class _Slot:
     """One granted slot. `at` is when the server may have counted it: its time, moved to `now` while the
     request is in flight (it may arrive any moment), then to the moment its answer came back."""
 
-    __slots__ = ("at", "booked", "open", "waits")
+    __slots__ = ("at", "booked", "open")
 
-    def __init__(self, at: float, waits: bool = False) -> None:
+    def __init__(self, at: float) -> None:
         self.at = self.booked = at
         self.open = True
-        self.waits = waits  # an upload or a create (see POLL_RESERVE_SHARE)
 
     def still_open(self, now: float) -> None:
         if self.open and self.at < now and now - self.booked < IN_FLIGHT_MAX_SECONDS:

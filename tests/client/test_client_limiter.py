@@ -210,14 +210,6 @@ def test_polls_go_first_creates_book_only_a_short_way_ahead() -> None:
     assert limiter.reserve() == 1.5  # a poll always books (after a burst, the window frees 10 at once)
 
 
-def test_the_polls_share_limits_creates_only_and_wastes_nothing() -> None:
-    """Polls that came first leave creates their whole share: the window fills to its count."""
-    limiter = SlidingWindowLimiter([(10, 10.0)], clock=lambda: 0.0)
-    horizon = limiter_module.wait_horizon(limiter.windows)
-    assert [limiter.reserve(), limiter.reserve()] == [0.0, 0.0]
-    assert [limiter.reserve(horizon) for _ in range(9)] == [0.0] * 8 + [None]
-
-
 @pytest.mark.anyio
 async def test_a_waiting_create_yields_to_polls_until_the_queue_is_short() -> None:
     clock = [0.0]

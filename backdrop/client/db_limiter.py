@@ -59,7 +59,6 @@ from backdrop.client.limiter import (
     IN_FLIGHT_MAX_SECONDS,
     RateLimiter,
     _windows,
-    for_waiting,
     shared_limiter,
     wait_horizon,
 )
@@ -220,8 +219,16 @@ class DatabaseLimiter:
         )
         # per window, the count-th latest slot that can still share a window with a slot taken
         # now; one row in one round trip, each an index range scan of at most `count` entries
-        self._kth = self._kth_query(self.windows)
-        self._kth_waiting = self._kth_query(for_waiting(self.windows))  # polls keep a share
+        self._kth = select(*(
+            select(slots.c.slot_at)
+            .where(slots.c.key_id == key, slots.c.slot_at > bindparam(f"since{i}"))
+            .order_by(slots.c.slot_at.desc())
+            # constants, not parameters: PostgreSQL plans a prepared OFFSET $n poorly
+            .offset(literal_column(str(count - 1), Integer))
+            .limit(literal_column("1", Integer))
+            .scalar_subquery()
+            for i, (count, _) in enumerate(self.windows)
+        ))
         self._insert = insert(slots)
         # a request in flight may arrive any moment: it counts from now (until IN_FLIGHT_MAX_SECONDS)
         self._in_flight = update(slots).where(
@@ -232,20 +239,6 @@ class DatabaseLimiter:
         self._settle = update(slots).where(slots.c.id == bindparam("slot_id")).values(
             in_flight=False, slot_at=case((slots.c.slot_at < at, at), else_=slots.c.slot_at))
         self._release = update(slots).where(slots.c.id == bindparam("slot_id")).values(in_flight=False)
-
-    @staticmethod
-    def _kth_query(windows: Sequence[tuple[int, float]]) -> Any:
-        key = bindparam("key")
-        return select(*(
-            select(slots.c.slot_at)
-            .where(slots.c.key_id == key, slots.c.slot_at > bindparam(f"since{i}"))
-            .order_by(slots.c.slot_at.desc())
-            # constants, not parameters: PostgreSQL plans a prepared OFFSET $n poorly
-            .offset(literal_column(str(count - 1), Integer))
-            .limit(literal_column("1", Integer))
-            .scalar_subquery()
-            for i, (count, _) in enumerate(windows)
-        ))
 
     def take_slot(self, horizon: float | None = None) -> float | None:
         """Take the next free slot in the database; returns its wall-clock time (blocking I/O).
@@ -281,7 +274,7 @@ class DatabaseLimiter:
             params.update({f"since{i}": now - s for i, (_, s) in enumerate(self.windows)})
             conn.execute(self._in_flight, params)
             conn.execute(self._delete, params)
-            found = conn.execute(self._kth if horizon is None else self._kth_waiting, params).one()
+            found = conn.execute(self._kth, params).one()
             slot = now
             for (_, seconds), kth in zip(self.windows, found, strict=True):
                 # at most count-1 slots lie after (slot - seconds): the window ending at any

@@ -38,16 +38,6 @@ class RateLimiter(Protocol):
         """The request sent in this slot has its answer (or failed): count the slot from now on."""
 
 
-#: Requests that can wait (uploads, creates) leave this share of every window to polls: when a burst of
-#: creates has filled the 300 s window, tasks finishing meanwhile still get their polls.
-POLL_RESERVE_SHARE = 0.2
-
-
-def for_waiting(windows: Sequence[tuple[int, float]]) -> tuple[tuple[int, float], ...]:
-    """The windows as requests that can wait see them: each with POLL_RESERVE_SHARE of its count left to polls."""
-    return tuple((max(1, count - math.floor(count * POLL_RESERVE_SHARE)), seconds) for count, seconds in windows)
-
-
 def wait_horizon(windows: Sequence[tuple[int, float]]) -> float:
     """How far ahead requests that `can_wait` may book: two steady-state slots (2 x 1.2 s at the vendor).
 
@@ -78,7 +68,6 @@ class SlidingWindowLimiter:
             if count < 1 or seconds <= 0:
                 raise ValueError(f"bad window ({count}, {seconds}): need count >= 1, seconds > 0")
         self.windows: tuple[tuple[int, float], ...] = tuple((int(n), float(s)) for n, s in windows)
-        self._waiting = for_waiting(self.windows)
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -87,9 +76,8 @@ class SlidingWindowLimiter:
         self._slots: deque[_Slot] = deque(maxlen=max(n for n, _ in self.windows) + RECENT_EXTRA)
 
     def reserve(self, horizon: float | None = None) -> float | None:
-        """Take the next free slot and return how many seconds to wait until it; with a `horizon` (a request
-        that can wait), take it only if it is at most that far ahead (else None, and nothing is taken), in
-        windows that leave POLL_RESERVE_SHARE to polls. The slot counts
+        """Take the next free slot and return how many seconds to wait until it; with a `horizon`,
+        take it only if it is at most that far ahead (else None, and nothing is taken). The slot counts
         from its own time: nothing tracks its request (`acquire` and `settle` do)."""
         got = self._reserve(horizon)
         if got is None:
@@ -98,14 +86,13 @@ class SlidingWindowLimiter:
         return got[0]
 
     def _reserve(self, horizon: float | None) -> tuple[float, _Slot] | None:
-        windows = self.windows if horizon is None else self._waiting
         with self._lock:
             now = self._clock()
             for cell in self._slots:
                 cell.still_open(now)
             times = [cell.at for cell in self._slots]
             slot = now
-            for count, seconds in windows:
+            for count, seconds in self.windows:
                 if len(times) >= count:
                     slot = max(slot, heapq.nlargest(count, times)[-1] + seconds)
             if horizon is not None and slot - now > horizon:

@@ -107,13 +107,6 @@ def test_requests_that_can_wait_book_only_within_the_horizon(db_url: str) -> Non
     assert limiter.take_slot() == 1_010.0  # a poll books it
 
 
-def test_requests_that_can_wait_leave_a_share_of_the_window_to_polls(db_url: str) -> None:
-    clock = FakeClock(1_000.0)
-    limiter = DatabaseLimiter(db_url, "k", [(10, 10.0)], clock=clock)
-    assert [limiter.take_slot(horizon=2.0) for _ in range(9)] == [1_000.0] * 8 + [None]
-    assert [limiter.take_slot() for _ in range(3)] == [1_000.0, 1_000.0, 1_010.0]  # polls: the last 2 of 10
-
-
 def test_acquire_sleeps_until_its_slot(db_url: str) -> None:
     clock = FakeClock(1_000.0)
     limiter = DatabaseLimiter(db_url, "k", [(5, 1.0)], clock=clock, sleep=clock.sleep)

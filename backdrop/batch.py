@@ -100,6 +100,7 @@ class ItemResult:
     request_id: str | None = None
     attempts: int = 0
     polls: int = 0
+    poll_gap: float | None = None  # PollResult.gap_seconds of the poll that found the task ended
     started_at: str | None = None
     finished_at: str | None = None
     seconds: float | None = None

@@ -95,10 +95,15 @@ async def create_task(
 
 @dataclass(frozen=True)
 class PollResult:
-    """The terminal status of a task and how many polls it took. Small: safe as a Prefect result."""
+    """The terminal status of a task and how many polls it took. Small: safe as a Prefect result.
+
+    `gap_seconds`: from the last answer that said `running` (or from the start of the wait, or from the
+    webhook's delivery) to the answer that found the task ended, the most it can have waited for that poll.
+    """
 
     status: TaskStatus
     polls: int
+    gap_seconds: float | None = None
 
 
 async def wait_for_task(
@@ -128,7 +133,7 @@ async def wait_for_task(
         first_delay = 0.0
     learn = first_delay is None
     delay = planner.first_delay() if first_delay is None else first_delay
-    start = now()
+    start = last_seen = now()
     polls = 0
     while True:
         remaining = settings.poll_deadline_seconds - (now() - start)
@@ -142,7 +147,8 @@ async def wait_for_task(
         if learn and polls == 1:
             planner.observe_first_poll(done=status.status != "running")
         if status.status != "running":
-            return PollResult(status=status, polls=polls)
+            return PollResult(status=status, polls=polls, gap_seconds=round(now() - last_seen, 3))
+        last_seen = now()
         delay = planner.next_delay(delay)
 
 

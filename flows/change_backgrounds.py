@@ -179,6 +179,7 @@ async def change_backgrounds(
         latency_p50_seconds=round(float(latencies.quantile(0.5)), 3) if len(latencies) else None,
         latency_p95_seconds=round(float(latencies.quantile(0.95)), 3) if len(latencies) else None,
         first_poll_seconds=round(planner.first_delay(), 3) if planner else None,
+        **_poll_wait_bound([r.poll_gap for _, r in results if r.poll_gap is not None and not r.reused]),
         done_at_first_poll=(round(planner.done_at_first / planner.first_polls, 3)
                             if planner and planner.first_polls else None),
         webhooks=hooks.counters() if hooks is not None else None,
@@ -216,3 +217,12 @@ async def change_backgrounds(
                          message=f"{bad} of {summary['rows']} rows did not succeed")
     return summary
 
+
+
+def _poll_wait_bound(gaps: list[float]) -> dict[str, float | None]:
+    """p50 and p95 of the most each finished task can have waited for the poll that found it done."""
+    if not gaps:
+        return {"poll_wait_bound_p50_seconds": None, "poll_wait_bound_p95_seconds": None}
+    ordered = sorted(gaps)
+    return {"poll_wait_bound_p50_seconds": round(ordered[len(ordered) // 2], 3),
+            "poll_wait_bound_p95_seconds": round(ordered[int(0.95 * (len(ordered) - 1))], 3)}

@@ -200,7 +200,7 @@ class PictureRunner:
         ledger.mark(item.key, attempt, status="succeeded", output_path=str(got.path),
                     output_sha256=got.sha256, width=got.width, height=got.height)
         return ItemResult(status="succeeded", task_id=task_id, request_id=st.request_id,
-                          attempts=attempts, polls=polled.polls, units=units,
+                          attempts=attempts, polls=polled.polls, poll_gap=polled.gap_seconds, units=units,
                           output_path=str(got.path), output_sha256=got.sha256, width=got.width,
                           height=got.height, note=item.prepared.note if charged_here else
                           "paid for by another run of Backdrop (its report counts the units)")

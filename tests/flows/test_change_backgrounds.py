@@ -37,6 +37,9 @@ def test_every_row_succeeds_is_paid_once_and_lands_on_disk(pipeline_env: Any, tm
     assert (summary["succeeded"], summary["units_charged"]) == (3, 12)
     # the fewest requests a picture can take with an upload: file slot, create, one poll
     assert (summary["api_requests_per_picture"], summary["http_429"]) == (3.0, 0)
+    # one poll each, so the most a finished task waited for it is the wait from its create to that poll
+    bound = (summary["poll_wait_bound_p50_seconds"], summary["poll_wait_bound_p95_seconds"])
+    assert 0 < bound[0] <= bound[1] <= max(df["seconds"])
     assert summary["requests_by_route"]["put"] == summary["requests_by_route"]["download"] == 3
     assert summary["vendor_units"] == 12 and summary["units_difference"] == 0
 

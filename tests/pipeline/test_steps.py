@@ -80,6 +80,24 @@ async def test_wait_gives_up_at_the_deadline_without_failing_the_task(sandbox: A
 
 
 @pytest.mark.anyio
+async def test_wait_reports_the_gap_since_the_task_was_last_seen_running(sandbox: Any, tmp_path: Path) -> None:
+    """The poll that finds the task done says how long it can have waited: since the last `running`."""
+    clock = [0.0]
+
+    async def sleep(seconds: float) -> None:  # the sandbox lives in real time; the gap is read on `clock`
+        clock[0] += seconds
+        await asyncio.sleep(seconds)
+
+    settings = _settings(sandbox, poll_strategy="fixed", poll_first_seconds=0.1, poll_interval_seconds=0.1)
+    async with BackdropClient(settings) as client:
+        file_id = await steps.upload_input(client, _picture(tmp_path), "image/jpeg")
+        task_id = (await client.create_task(src_file_id=file_id, prompt="x [[sandbox:duration=0.35]]")).task_id
+        polled = await steps.wait_for_task(client, task_id, settings, sleep=sleep, now=lambda: clock[0])
+    assert polled.status.status == "success" and polled.polls >= 3
+    assert polled.gap_seconds == pytest.approx(0.1)  # one interval, not the whole wait (>= 0.3 s)
+
+
+@pytest.mark.anyio
 async def test_download_renews_an_expired_result_url(sandbox: Any, tmp_path: Path) -> None:
     async with BackdropClient(_settings(sandbox)) as client:
         file_id = await steps.upload_input(client, _picture(tmp_path), "image/jpeg")

@@ -46,6 +46,11 @@ class BackdropSettings(BaseSettings):
         1.0, gt=0, description="The window the per-second limit is counted over (1 s at the vendor; "
         "shorter against a sandbox that runs faster than real time)."
     )
+    rate_limit_burst: int | None = Field(
+        None, ge=1, description="At most this many requests at once, then the window's average rate "
+        "(250 per 300 s: one per 1.2 s); unset = the whole window may go at once, fastest for small batches. "
+        "A small burst spreads a big batch evenly, so that no task waits for the first window to slide.",
+    )
 
     # Retries of requests that are safe to repeat (and of 429s, which the server refused).
     max_retries: int = Field(4, ge=0, le=20)

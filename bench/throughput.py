@@ -134,6 +134,8 @@ def main() -> None:
     ap.add_argument("--time-scale", type=float, default=20.0)
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--modes", default="upload,url,webhook,vendor_sample,two_workers,rss,rerun")
+    ap.add_argument("--rate-limit-burst", type=int, default=None,
+                    help="BACKDROP_RATE_LIMIT_BURST for every batch (default: unset, the whole window at once)")
     args = ap.parse_args()
     modes = args.modes.split(",")
     s = args.time_scale
@@ -149,8 +151,10 @@ def main() -> None:
         with prefect_server(tmp / "prefect") as api_url, sandbox(s, webhook_secret=WEBHOOK_SECRET) as base:
             common = {"PREFECT_API_URL": api_url, "PREFECT_HOME": str(tmp / "prefect-client")}
 
+            burst = {"BACKDROP_RATE_LIMIT_BURST": str(args.rate_limit_burst)} if args.rate_limit_burst else {}
+
             def env_for(key: str, home: str, **extra: str) -> dict[str, str]:
-                return scaled_env(base, key, s, BACKDROP_HOME=str(tmp / home), **common, **extra)
+                return scaled_env(base, key, s, BACKDROP_HOME=str(tmp / home), **common, **burst, **extra)
 
             def batch(mode: str, rows: int, csv_rows: list[str], *flags: str, **extra: str) -> dict[str, Any]:
                 key = f"sandbox-bench-{mode}"

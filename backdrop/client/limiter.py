@@ -173,11 +173,16 @@ def _windows(settings: BackdropSettings) -> tuple[tuple[int, float], ...]:
     # (2.5/s over 1 s -> 2 per 0.8 s; a sandbox 20x faster counts 5 per 0.05 s, not 100 per 1 s).
     burst = max(1, math.floor(per_second * short))
     burst_seconds = burst / per_second
-    return (
+    windows = (
         (settings.rate_limit_requests,
          settings.rate_limit_window_seconds + _margin(settings.rate_limit_window_seconds)),
         (burst, burst_seconds + max(SHORT_WINDOW_SLACK * burst_seconds, SHORT_WINDOW_MIN_SLACK_SECONDS)),
     )
+    if settings.rate_limit_burst is not None and settings.rate_limit_burst < settings.rate_limit_requests:
+        # `burst` requests per the time the window's average rate takes to allow them
+        n = settings.rate_limit_burst
+        windows += ((n, n * settings.rate_limit_window_seconds / settings.rate_limit_requests),)
+    return windows
 
 
 def limiter_from_settings(settings: BackdropSettings) -> SlidingWindowLimiter:

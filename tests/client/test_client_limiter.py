@@ -167,6 +167,21 @@ def test_settings_become_windows_with_a_jitter_margin() -> None:
     assert scaled.windows[1][1] == pytest.approx(0.05 + limiter_module.SHORT_WINDOW_MIN_SLACK_SECONDS)
 
 
+def test_a_burst_setting_spreads_requests_at_the_window_s_average_rate() -> None:
+    windows = limiter_from_settings(make_settings(rate_limit_burst=10)).windows
+    assert windows[2] == (10, pytest.approx(12.0))  # 10 at once, then one per 1.2 s on average
+    clock = FakeClock()
+    limiter = SlidingWindowLimiter(windows, clock=clock)
+    slots = []
+    for _ in range(260):
+        slots.append(clock.now + limiter.reserve())  # type: ignore[operator]
+    assert worst_window(slots, 12.0) == 10 and worst_window(slots, 300.0) <= 250
+    gaps = [b - a for a, b in zip(slots, slots[1:], strict=False)]
+    assert max(gaps) < 15.0  # never the 4-minute silence of a whole window spent at once
+    unset = limiter_from_settings(make_settings()).windows
+    assert len(unset) == 2  # by default the whole window may go at once
+
+
 def test_shared_limiter_is_one_per_url_key_and_limits() -> None:
     a = shared_limiter(make_settings())
     assert shared_limiter(make_settings()) is a

@@ -27,12 +27,13 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    func,
     insert,
     inspect,
     select,
     update,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 __all__ = ["Ledger", "LedgerEntry", "OWNER", "default_ledger_url", "owner_alive", "TERMINAL", "IN_FLIGHT"]
@@ -165,28 +166,45 @@ def _engine(url: str) -> Engine:
                     cur.execute("PRAGMA busy_timeout=30000")
                     cur.close()
 
-            metadata.create_all(engine)
-            _add_new_columns(engine)
+            _create_tables(engine)
             _engines[url] = engine
         return _engines[url]
+
+
+#: Key of the advisory lock that serialises table creation on PostgreSQL (distinct from the limiter's).
+_CREATE_LOCK = 0x0BAC_D40E
+
+
+def _create_tables(engine: Engine) -> None:
+    """Create the table, then add newer columns. Workers starting together on a fresh PostgreSQL would
+    race on CREATE TABLE (checked, then created): there it runs under an advisory lock; SQLite's file lock
+    serialises it, and a lost race there is tried once more."""
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.execute(select(func.pg_advisory_xact_lock(_CREATE_LOCK)))
+            metadata.create_all(conn)
+            _add_new_columns(conn)
+        return
+    for last in (False, True):
+        try:
+            with engine.begin() as conn:
+                metadata.create_all(conn)
+                _add_new_columns(conn)
+            return
+        except DBAPIError:
+            if last:
+                raise
 
 
 #: Columns added after the first release, each nullable: an older ledger gets them, its rows kept.
 _ADDED_COLUMNS = ("charged_at",)
 
 
-def _add_new_columns(engine: Engine) -> None:
-    def present() -> set[str]:
-        return {c["name"] for c in inspect(engine).get_columns(work.name)}
-
-    for name in (n for n in _ADDED_COLUMNS if n not in present()):
-        kind = work.c[name].type.compile(dialect=engine.dialect)
-        try:
-            with engine.begin() as conn:
-                conn.exec_driver_sql(f"ALTER TABLE {work.name} ADD COLUMN {name} {kind}")
-        except DBAPIError:
-            if name not in present():  # not another process adding it at the same moment
-                raise
+def _add_new_columns(conn: Connection) -> None:
+    present = {c["name"] for c in inspect(conn).get_columns(work.name)}
+    for name in (n for n in _ADDED_COLUMNS if n not in present):
+        kind = work.c[name].type.compile(dialect=conn.dialect)
+        conn.exec_driver_sql(f"ALTER TABLE {work.name} ADD COLUMN {name} {kind}")
 
 
 class Ledger:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -107,9 +108,14 @@ def summarize(
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
+#: `-` or `+` then only letters, digits, `_`, `.` and `-`: a vendor id such as `-W8vz...` or a signed number,
+#: which a spreadsheet cannot run as anything (no operator, call or DDE link); prefixing it would corrupt it
+_PLAIN_SIGNED = re.compile(r"[+-][A-Za-z0-9_.-]*")
+
+
 def escape_formula(value: Any) -> Any:
     """Neutralise spreadsheet formulas in text cells (CSV injection): prefix them with a quote."""
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
+    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _PLAIN_SIGNED.fullmatch(value):
         return "'" + value
     return value
 

@@ -11,7 +11,7 @@ import pytest
 from backdrop.batch import output_names
 from backdrop.inputs import InputRow
 from backdrop.outputs import output_path, safe_stem
-from backdrop.report import RowOutcome, build_report, summarize, write_report
+from backdrop.report import RowOutcome, build_report, escape_formula, summarize, write_report
 
 
 @pytest.mark.parametrize("row_id", ["../../etc/passwd", "/abs/path", "..", ".hidden", "a/b\\c", "", "é"])
@@ -55,6 +55,16 @@ def test_summary_counts_units_against_failures() -> None:
     assert s["rows_failed_not_charged"] == 1
     assert s["failures_by_code"] == {"error_inference": 1}
     assert s["cost"] == pytest.approx(0.22)
+
+
+@pytest.mark.parametrize(("cell", "escaped"), [
+    ('=HYPERLINK("x")', True), ("@SUM(A1)", True), ("+cmd|' /C calc'!A0", True), ("-2+3", True),
+    ("\tx", True), ("-W8vzXJdkOZe74G1BYsVeB3oCtwCIzSvd", False), ("-4.5", False), ("+33", False),
+    ("plain text", False),
+])
+def test_formula_escaping_leaves_ids_and_numbers_alone(cell: str, escaped: bool) -> None:
+    """A vendor task id may start with `-`: it stays intact, as nothing in it can run."""
+    assert escape_formula(cell) == ("'" + cell if escaped else cell)
 
 
 def test_written_csv_escapes_formulas_and_parquet_keeps_values(tmp_path: Path) -> None:

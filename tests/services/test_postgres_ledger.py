@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
 from backdrop.ledger import Ledger
+from tests.conftest import fresh_postgres_database
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.postgres
 
@@ -45,3 +52,23 @@ def test_attempts_and_filters_work_on_postgres(ledger: Ledger) -> None:
     assert [a.attempt for a in ledger.attempts(key)] == [1, 2]
     found = ledger.entries(environment=env, statuses=("ambiguous",))
     assert [(e.content_key, e.attempt) for e in found] == [(key, 1)]
+
+
+OPEN_LEDGER = """
+import sys, time
+from backdrop.ledger import Ledger
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # all start at the same instant
+print(Ledger(sys.argv[1]).latest("nothing"))
+"""
+
+
+def test_workers_opening_a_fresh_ledger_at_once_all_get_it() -> None:
+    """Workers starting together on a new database must not race on CREATE TABLE (two did, in CI)."""
+    with fresh_postgres_database("backdrop_fresh") as url:
+        start = time.time() + 3.0
+        procs = [subprocess.Popen([sys.executable, "-c", OPEN_LEDGER, url, str(start)], cwd=ROOT,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(6)]
+        outputs = [p.communicate(timeout=60) for p in procs]
+    assert [(p.returncode, out.strip()) for p, (out, _) in zip(procs, outputs, strict=True)] == [(0, "None")] * 6, \
+        [err[-800:] for _, err in outputs]

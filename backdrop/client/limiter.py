@@ -74,6 +74,7 @@ class SlidingWindowLimiter:
         # Granted slots in grant order. Only the recent ones matter to any window: a slot granted
         # max(n) + RECENT_EXTRA grants ago is long settled.
         self._slots: deque[_Slot] = deque(maxlen=max(n for n, _ in self.windows) + RECENT_EXTRA)
+        self._open: set[_Slot] = set()  # granted and not yet answered
 
     def reserve(self, horizon: float | None = None) -> float | None:
         """Take the next free slot and return how many seconds to wait until it; with a `horizon`,
@@ -82,23 +83,26 @@ class SlidingWindowLimiter:
         got = self._reserve(horizon)
         if got is None:
             return None
-        got[1].open = False
+        self._close(got[1])
         return got[0]
 
     def _reserve(self, horizon: float | None) -> tuple[float, _Slot] | None:
         with self._lock:
             now = self._clock()
-            for cell in self._slots:
-                cell.still_open(now)
-            times = [cell.at for cell in self._slots]
+            for cell in list(self._open):  # at most the requests in flight: a handful
+                if not cell.still_open(now):
+                    self._open.discard(cell)
             slot = now
+            times: list[float] | None = None
             for count, seconds in self.windows:
-                if len(times) >= count:
+                if len(self._slots) >= count:  # only a full window needs its count-th latest slot
+                    times = times if times is not None else [cell.at for cell in self._slots]
                     slot = max(slot, heapq.nlargest(count, times)[-1] + seconds)
             if horizon is not None and slot - now > horizon:
                 return None
             cell = _Slot(slot)
             self._slots.append(cell)
+            self._open.add(cell)
             return slot - now, cell
 
     async def acquire(self, *, can_wait: bool = False) -> object:
@@ -111,7 +115,7 @@ class SlidingWindowLimiter:
             if wait > 0:
                 await sleep(wait)
         except BaseException:
-            cell.open = False  # cancelled before sending: the slot keeps its time and nothing more
+            self._close(cell)  # cancelled before sending: the slot keeps its time and nothing more
             raise
         return cell
 
@@ -119,6 +123,12 @@ class SlidingWindowLimiter:
         if isinstance(ticket, _Slot):
             with self._lock:
                 ticket.settle(self._clock())
+                self._open.discard(ticket)
+
+    def _close(self, cell: _Slot) -> None:
+        with self._lock:
+            cell.open = False
+            self._open.discard(cell)
 
     def __repr__(self) -> str:
         return f"SlidingWindowLimiter({list(self.windows)!r})"
@@ -140,9 +150,12 @@ class _Slot:
         self.at = self.booked = at
         self.open = True
 
-    def still_open(self, now: float) -> None:
-        if self.open and self.at < now and now - self.booked < IN_FLIGHT_MAX_SECONDS:
-            self.at = now
+    def still_open(self, now: float) -> bool:
+        """Count an unanswered request from now; False once it is no longer taken as in flight."""
+        if not self.open or now - self.booked >= IN_FLIGHT_MAX_SECONDS:
+            return False
+        self.at = max(self.at, now)
+        return True
 
     def settle(self, now: float) -> None:
         self.at = max(self.at, now)

@@ -59,6 +59,7 @@ from backdrop.client.limiter import (
     IN_FLIGHT_MAX_SECONDS,
     RateLimiter,
     _windows,
+    checked_windows,
     shared_limiter,
     wait_horizon,
 )
@@ -199,16 +200,12 @@ class DatabaseLimiter:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        if not windows:
-            raise ValueError("at least one (count, seconds) window is needed")
-        for count, seconds in windows:
-            if count < 1 or seconds <= 0:
-                raise ValueError(f"bad window ({count}, {seconds}): need count >= 1, seconds > 0")
+        checked = checked_windows(windows)
         if not key_id:
             raise ValueError("key_id must not be empty")
         self.url = url
         self.key_id = key_id
-        self.windows: tuple[tuple[int, float], ...] = tuple((int(n), float(s)) for n, s in windows)
+        self.windows = checked
         self._clock = clock
         self._sleep = sleep
         self.last_slot: float | None = None

@@ -38,6 +38,16 @@ class RateLimiter(Protocol):
         """The request sent in this slot has its answer (or failed): count the slot from now on."""
 
 
+def checked_windows(windows: Sequence[tuple[int, float]]) -> tuple[tuple[int, float], ...]:
+    """The `(count, seconds)` windows as a tuple; ValueError unless there is one and each is sound."""
+    if not windows:
+        raise ValueError("at least one (count, seconds) window is needed")
+    for count, seconds in windows:
+        if count < 1 or seconds <= 0:
+            raise ValueError(f"bad window ({count}, {seconds}): need count >= 1, seconds > 0")
+    return tuple((int(n), float(s)) for n, s in windows)
+
+
 def wait_horizon(windows: Sequence[tuple[int, float]]) -> float:
     """How far ahead requests that `can_wait` may book: two steady-state slots (2 x 1.2 s at the vendor).
 
@@ -62,12 +72,7 @@ class SlidingWindowLimiter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
-        if not windows:
-            raise ValueError("at least one (count, seconds) window is needed")
-        for count, seconds in windows:
-            if count < 1 or seconds <= 0:
-                raise ValueError(f"bad window ({count}, {seconds}): need count >= 1, seconds > 0")
-        self.windows: tuple[tuple[int, float], ...] = tuple((int(n), float(s)) for n, s in windows)
+        self.windows = checked_windows(windows)
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()

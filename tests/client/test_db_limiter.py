@@ -159,14 +159,15 @@ def test_stale_slots_are_deleted_after_the_longest_window_and_the_grace(db_url: 
     assert stored_slots(db_url, "k") == [1_000.0 + 69.0, 1_000.0 + 71.0]
 
 
-def test_threads_with_their_own_event_loops_share_one_limit(db_url: str) -> None:
+def check_threads(url: str, key_id: str) -> None:
+    """Four threads, each with its own event loop and its own instance, never exceed the windows together."""
     windows = [(4, 0.1), (6, 0.3)]
     start = threading.Barrier(4)
     loops: set[int] = set()
     granted: list[float] = []
 
     def thread_main() -> None:
-        limiter = DatabaseLimiter(db_url, "threads", windows)
+        limiter = DatabaseLimiter(url, key_id, windows)
 
         async def run() -> None:
             loops.add(id(asyncio.get_running_loop()))
@@ -184,9 +185,13 @@ def test_threads_with_their_own_event_loops_share_one_limit(db_url: str) -> None
     for t in threads:
         t.join(timeout=30)
     assert len(loops) == 4 and len(granted) == 20
-    assert sorted(granted) == stored_slots(db_url, "threads", "booked_at")
+    assert sorted(granted) == stored_slots(url, key_id, "booked_at")
     for count, seconds in windows:
         assert worst_window(granted, seconds) <= count
+
+
+def test_threads_with_their_own_event_loops_share_one_limit(db_url: str) -> None:
+    check_threads(db_url, "threads")
 
 
 # ---- several processes ---------------------------------------------------------------------

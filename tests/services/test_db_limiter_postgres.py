@@ -3,10 +3,8 @@ on one key never exceeding a window (advisory locks, not SQLite's write lock, se
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import random
-import threading
 import uuid
 from collections.abc import Iterator
 
@@ -16,7 +14,7 @@ from sqlalchemy import text
 from backdrop.client import SlidingWindowLimiter
 from backdrop.client.db_limiter import DatabaseLimiter
 from tests.client.helpers import FakeClock, worst_window
-from tests.client.test_db_limiter import check_processes, stored_slots
+from tests.client.test_db_limiter import check_processes, check_threads, stored_slots
 
 module = importlib.import_module("backdrop.client.db_limiter")
 
@@ -45,31 +43,7 @@ def test_the_same_slots_as_the_in_process_limiter(pg_url: str) -> None:
 
 
 def test_threads_of_one_process_share_the_limit(pg_url: str) -> None:
-    key = f"threads-{uuid.uuid4().hex[:8]}"
-    windows = [(4, 0.1), (6, 0.3)]
-    granted: list[float] = []
-    start = threading.Barrier(4)
-
-    def thread_main() -> None:
-        limiter = DatabaseLimiter(pg_url, key, windows)
-
-        async def run() -> None:
-            for _ in range(5):
-                await limiter.settle(await limiter.acquire())  # answered at once
-                assert limiter.last_slot is not None
-                granted.append(limiter.last_slot)
-
-        start.wait()
-        asyncio.run(run())
-
-    threads = [threading.Thread(target=thread_main) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    assert sorted(granted) == stored_slots(pg_url, key, "booked_at")
-    for count, seconds in windows:
-        assert worst_window(granted, seconds) <= count
+    check_threads(pg_url, f"threads-{uuid.uuid4().hex[:8]}")
 
 
 def test_processes_sharing_one_database_never_exceed_the_windows(pg_url: str) -> None:

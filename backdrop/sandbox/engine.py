@@ -17,6 +17,8 @@ log = logging.getLogger("backdrop.sandbox")
 
 MAX_BYTES = 10 * 1024 * 1024
 MAX_SIDE = 4096
+#: result_size="scaled": results at this fraction of the input's pixel size
+RESULT_SCALE = 0.75
 
 _MESSAGES = {
     "exceed_max_filesize": "The input file size exceeds the maximum allowed limit.",
@@ -95,11 +97,15 @@ def _run(st: KeyState, task: Task) -> None:
     check_image(data)
     if task.engine_fault:
         raise EngineFailure("error_inference", "injected by fault_engine_error_rate")
+    cfg = st.config
+    png = cfg.result_format == "png"
+    scale = RESULT_SCALE if cfg.result_size == "scaled" else 1.0
     try:
-        out = imaging.compose(data, prompt=task.prompt, template_id=task.template_id)
+        out = imaging.compose(data, prompt=task.prompt, template_id=task.template_id,
+                              scale=scale, fmt="PNG" if png else "JPEG")
     except imaging.ImageDecodeError as exc:
         raise EngineFailure("error_decode_image", str(exc)) from exc
-    path = st.root / f"{task.task_id}.jpg"
+    path = st.root / f"{task.task_id}{'.png' if png else '.jpg'}"
     path.write_bytes(out)
     task.result_path = path
 

@@ -1,6 +1,7 @@
 """The sandbox's picture composer: cut the subject out with a colour matte, put it on a backdrop.
 
-`compose(data, prompt=..., template_id=...)` returns JPEG bytes of the input's (upright) size:
+`compose(data, prompt=..., template_id=...)` returns JPEG bytes of the input's (upright) size
+(`scale=` and `fmt="PNG"` give another size or PNG, for the sandbox's vendor-variant settings):
 
 1. decode a jpg/png (EXIF orientation applied); an alpha channel with real transparency is the
    matte;
@@ -22,11 +23,12 @@ import io
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
-__all__ = ["TEMPLATES", "ImageDecodeError", "compose"]
+__all__ = ["TEMPLATES", "ImageDecodeError", "compose", "scaled_size"]
 
 _T = [
     ("nature_cherryblossom", "Cherry blossom", "Nature", "pink cherry blossom, spring sky"),
@@ -94,10 +96,12 @@ class _Spec:
         return np.array(self.colours[0] if self.colours else default, dtype=np.float32)
 
 
-def compose(data: bytes, *, prompt: str | None = None, template_id: str | None = None) -> bytes:
+def compose(data: bytes, *, prompt: str | None = None, template_id: str | None = None,
+            scale: float = 1.0, fmt: Literal["JPEG", "PNG"] = "JPEG") -> bytes:
     """Return `data` with its background replaced, as JPEG bytes of the same (upright) size.
 
-    `template_id` wins over `prompt`; an unknown template id raises `ValueError`.
+    `template_id` wins over `prompt`; an unknown template id raises `ValueError`. `scale` other
+    than 1 resizes the result (aspect kept, at least 1 px a side); `fmt="PNG"` encodes it as PNG.
     """
     if template_id is not None:
         if template_id not in _TEMPLATE_PROMPTS:
@@ -115,9 +119,20 @@ def compose(data: bytes, *, prompt: str | None = None, template_id: str | None =
     backdrop = backdrop.resize(size, Image.BICUBIC)
     shadow = _to_l(_shadow(small_alpha)).resize(size, Image.BILINEAR)
     backdrop = Image.composite(Image.new("RGB", size), backdrop, shadow)
+    result = Image.composite(subject, backdrop, alpha)
+    if scale != 1.0:
+        result = result.resize(scaled_size(size, scale), Image.LANCZOS)
     out = io.BytesIO()
-    Image.composite(subject, backdrop, alpha).save(out, "JPEG", quality=90)
+    if fmt == "PNG":
+        result.save(out, "PNG")
+    else:
+        result.save(out, "JPEG", quality=90)
     return out.getvalue()
+
+
+def scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
+    """`size` times `scale`, rounded, at least 1 px a side."""
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
 
 
 def _cut_out(subject: Image.Image) -> tuple[Image.Image, Image.Image, np.ndarray]:

@@ -38,10 +38,14 @@ async def credit(request: Request) -> Response:
 async def credit_history(request: Request) -> Response:
     start, size = page_params(request, max_size=30)
     st = key_state(request)
+    cfg = st.config
     with st.lock:
-        charges = list(reversed(st.charges))
+        charges = list(st.charges)  # oldest first, as charged
+    if cfg.history_order == "newest_first":
+        charges.reverse()
+    shift = cfg.history_timestamp_offset_s
     rows = [{
-        "id": c.history_id, "timestamp": int(c.time * 1000), "action": "change_background",
+        "id": c.history_id, "timestamp": int((c.time + shift) * 1000), "action": "change_background",
         "target_id": c.task_id,
         "info": {"credits": [{"id": st.lot_id, "amount": -c.units, "amount_dec": float(-c.units)}],
                  "dst_actions": []},

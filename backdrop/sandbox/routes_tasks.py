@@ -180,7 +180,8 @@ async def poll_task(slug: str, task_id: str, request: Request) -> Response:
     if task.status == "error":
         return responses.ok({"task_status": "error", "error": task.error,
                              "error_message": task.error_message, "results": None})
-    path = f"/_storage/result/{task.result_token}.jpg"
+    ext = task.result_path.suffix if task.result_path else ".jpg"  # .png with result_format=png
+    path = f"/_storage/result/{task.result_token}{ext}"
     cfg = st.config
     query = ids.signed_query(reg.settings.signing_secret.get_secret_value(), "GET", path,
                              cfg.real(cfg.result_url_ttl_s))
@@ -190,7 +191,7 @@ async def poll_task(slug: str, task_id: str, request: Request) -> Response:
 
 @router.get("/_storage/result/{name}")
 async def download_result(name: str, request: Request) -> Response:
-    """S3-like presigned GET: no auth header; JPEG bytes sent as `binary/octet-stream`."""
+    """S3-like presigned GET: no auth header; JPEG (or PNG) bytes sent as `binary/octet-stream`."""
     reg = registry(request)
     problem = ids.check_signature(
         reg.settings.signing_secret.get_secret_value(), "GET", request.url.path,
@@ -201,7 +202,7 @@ async def download_result(name: str, request: Request) -> Response:
     if problem:
         return responses.s3_error(403, "AccessDenied", "Request has expired")
     with reg.lock:
-        owner = reg.result_tokens.get(name.removesuffix(".jpg"))
+        owner = reg.result_tokens.get(name.removesuffix(".jpg").removesuffix(".png"))
     st = reg.state(owner[0]) if owner else None
     with (st.lock if st else reg.lock):
         task = st.tasks.get(owner[1]) if st and owner else None

@@ -11,7 +11,7 @@ import base64
 import secrets
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 FaultRoute = Literal[
@@ -57,6 +57,17 @@ class SandboxSettings(BaseSettings):
     task_ttl_s: float = Field(86400.0, gt=0)
     upload_headers_shape: Literal["object", "list"] = "object"
 
+    # Vendor variants: the contract is silent on these; see README "Vendor-variant profiles".
+    profile: str = Field("default", description="Named set of variant settings (profiles.py).")
+    history_order: Literal["newest_first", "oldest_first"] = "newest_first"
+    result_size: Literal["input", "scaled"] = Field(
+        "input", description="'scaled': results at 3/4 of the input's pixel size, aspect kept."
+    )
+    result_format: Literal["jpeg", "png"] = "jpeg"
+    history_timestamp_offset_s: float = Field(
+        0.0, description="Shift of the credit history's timestamps (local time written as UTC)."
+    )
+
     rate_limit_enabled: bool = True
     rate_limit_requests: int = Field(250, ge=1)
     rate_limit_window_s: float = Field(300.0, gt=0)
@@ -84,6 +95,16 @@ class SandboxSettings(BaseSettings):
     fault_lost_create_rate: float = Field(0.0, ge=0, le=1)
 
     src_url_timeout_s: float = Field(5.0, gt=0, description="Real seconds to fetch a src_file_url.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_profile(cls, data: object) -> object:
+        """Lay the named profile's values under the fields given explicitly (env or arguments)."""
+        if isinstance(data, dict) and "profile" in data:
+            from .profiles import profile_values
+
+            return {**profile_values(data["profile"]), **data}
+        return data
 
     def real(self, vendor_seconds: float) -> float:
         """Real seconds for a span of vendor seconds."""

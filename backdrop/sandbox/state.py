@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import ids
+from . import ids, profiles
 from .ratelimit import Bucket
 from .settings import NOT_PER_KEY, SandboxSettings
 
@@ -126,6 +126,8 @@ class KeyState:
         bad = sorted(set(changes) - set(SandboxSettings.model_fields) | set(changes) & NOT_PER_KEY)
         if bad:
             raise ValueError(f"Unknown or read-only config fields: {', '.join(bad)}")
+        if "profile" in changes:  # the profile's values, under the fields named in this PATCH
+            changes = {**profiles.patch_body(changes["profile"]), **changes}
         with self.lock:
             merged = {**self.overrides, **changes}
             data = {**self._base.model_dump(), **merged}

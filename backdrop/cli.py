@@ -207,7 +207,7 @@ def demo(*, out: str = "demo-output", time_scale: float = 20.0, verbose: bool = 
 
 
 @app.command
-def sandbox(*, host: str = "127.0.0.1", port: int = 8765, time_scale: float = 1.0) -> int:
+def sandbox(*, host: str = "127.0.0.1", port: int = 8765, time_scale: float = 1.0, profile: str | None = None) -> int:
     """Serve the sandbox (a local emulator of the API) in the foreground.
 
     Parameters
@@ -218,9 +218,12 @@ def sandbox(*, host: str = "127.0.0.1", port: int = 8765, time_scale: float = 1.
         Port to listen on (0 picks a free one).
     time_scale
         How much faster than the vendor the sandbox runs (1 = real time).
+    profile
+        Vendor-variant profile: default, oldest-first, resized, png, short-window, shifted-clock or hostile
+        (see backdrop/sandbox/README.md). Default: $BACKDROP_SANDBOX_PROFILE, else none.
     """
     return subprocess.call([sys.executable, "-m", "backdrop.sandbox", "--host", host, "--port", str(port),
-                            "--time-scale", str(time_scale)])
+                            "--time-scale", str(time_scale), *(["--profile", profile] if profile else [])])
 
 
 def _cost_tables(summary: dict[str, Any]) -> list[Table]:

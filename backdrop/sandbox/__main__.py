@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from pydantic import ValidationError
+
+from .profiles import PROFILES
 from .server import serve
 from .settings import SandboxSettings
 
@@ -16,12 +19,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration-mode", choices=["lognormal", "fixed", "immediate"])
     parser.add_argument("--balance", type=int, help="starting balance of every key")
     parser.add_argument("--ready-file", help="write the base URL here once listening")
+    parser.add_argument("--profile", choices=list(PROFILES),
+                        help="vendor-variant profile (default: $BACKDROP_SANDBOX_PROFILE or none)")
     args = parser.parse_args(argv)
     overrides = {name: value for name, value in (("time_scale", args.time_scale),
                                                  ("duration_mode", args.duration_mode),
-                                                 ("starting_balance", args.balance))
+                                                 ("starting_balance", args.balance),
+                                                 ("profile", args.profile))
                  if value is not None}
-    settings = SandboxSettings.model_validate({**SandboxSettings().model_dump(), **overrides})
+    try:  # the environment's BACKDROP_SANDBOX_* first, these flags over them
+        settings = SandboxSettings(**overrides)
+    except ValidationError as exc:
+        parser.error(f"bad sandbox settings: {exc}")
     serve(args.host, args.port, settings, ready_file=args.ready_file)
 
 

@@ -15,6 +15,7 @@ import httpx
 import uvicorn
 
 from .app import create_app
+from .profiles import with_profile
 from .settings import SandboxSettings
 
 
@@ -43,12 +44,12 @@ class SandboxServer:
     """A sandbox on a real socket, served by uvicorn in a daemon thread.
 
     Binds before starting (port 0 = a free port), and returns from `start()` only once
-    `/_sandbox/health` answers.
+    `/_sandbox/health` answers. `profile` names a vendor-variant profile (profiles.py).
     """
 
     def __init__(self, settings: SandboxSettings | None = None, *, host: str = "127.0.0.1",
-                 port: int = 0) -> None:
-        self.settings = settings or SandboxSettings()
+                 port: int = 0, profile: str | None = None) -> None:
+        self.settings = with_profile(profile, settings)
         self.host = host
         self._port = port
         self._sock: socket.socket | None = None
@@ -102,9 +103,9 @@ class SandboxServer:
 
 
 def serve(host: str = "127.0.0.1", port: int = 8765, settings: SandboxSettings | None = None,
-          *, ready_file: str | os.PathLike[str] | None = None) -> None:
+          *, ready_file: str | os.PathLike[str] | None = None, profile: str | None = None) -> None:
     """Serve in the foreground until SIGINT/SIGTERM; print the URL (and write it) once ready."""
-    settings = settings or SandboxSettings()
+    settings = with_profile(profile, settings)
     sock = _bind(host, port)
     url = _url(host, int(sock.getsockname()[1]))
     server = _server(settings)

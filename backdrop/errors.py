@@ -5,12 +5,13 @@
     ├── ApiError                  the server answered with an error status
     │   ├── RateLimited           429; retryable (no Retry-After: back off with jitter)
     │   ├── ServerError           5xx; retryable for requests that are safe to repeat
-    │   │   └── TaskTimeout       500 TaskTimeout on a poll; retryable (poll again)
+    │   │   └── TaskTimeout       500 TaskTimeout on a poll; not retryable (every later poll says the same)
     │   ├── AuthError             401 (InvalidApiKey, ...); fatal for the batch
     │   ├── InvalidParameters     400 InvalidParameters / BadRequest; fatal for the row
     │   ├── CreditInsufficiency   400; stop creating, let in-flight tasks finish
     │   ├── InvalidTaskId         400 on a poll: unknown or expired task; fatal for the row
-    │   ├── NotFound              404: unknown route; the message names the feature setting
+    │   ├── NotFound              404: unknown route (or, on a create, an unknown file id)
+    │   ├── FileNotUploaded       500 unknown_internal_error on a create from a file id: the PUT never completed
     │   └── Forbidden             403 from storage: a signed URL expired or was forged
     ├── EngineError               HTTP 200 with task_status "error"; fatal for the row, not charged
     ├── TransportError            no usable answer
@@ -22,6 +23,12 @@
 
 Every error carries `status`, `error_code`, `message` and `request_id` (the `x-request-id`
 header) where they exist, and `retryable` says whether repeating the same request is safe.
+
+`refused` says the request definitely had no effect (nothing created, nothing charged): the server
+answered with its own error body (`{status, error, error_code}`) and a 4xx status, or with the documented
+500 `unknown_internal_error` for a file never uploaded (FileNotUploaded), or the connection was never made
+(NotSent), or the client refused before sending. Anything a create ends in that is not `refused` may have
+made a task: see `is_definite_refusal` and AmbiguousCreate.
 No error message ever contains the API key or a signed URL's query string.
 """
 
@@ -38,6 +45,7 @@ __all__ = [
     "CreditInsufficiency",
     "DownloadError",
     "EngineError",
+    "FileNotUploaded",
     "Forbidden",
     "InvalidParameters",
     "InvalidTaskId",
@@ -49,6 +57,7 @@ __all__ = [
     "ServerError",
     "TaskTimeout",
     "TransportError",
+    "is_definite_refusal",
 ]
 
 
@@ -56,6 +65,8 @@ class BackdropError(Exception):
     """Base of every error Backdrop raises on purpose."""
 
     retryable: ClassVar[bool] = False
+    #: the request definitely had no effect on the server (see the module docstring); set per instance
+    refused: bool = False
     #: short machine code for reports (overridden per instance where the vendor gives one)
     code: ClassVar[str] = "backdrop_error"
 
@@ -66,12 +77,15 @@ class BackdropError(Exception):
         status: int | None = None,
         error_code: str | None = None,
         request_id: str | None = None,
+        refused: bool | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.error_code = error_code
         self.request_id = request_id
+        if refused is not None:
+            self.refused = refused
 
     @property
     def report_code(self) -> str:
@@ -92,7 +106,8 @@ class BackdropError(Exception):
         # Prefect pickles failed states; keep the keyword fields across pickling.
         return (
             _rebuild,
-            (self.__class__, self.message, self.status, self.error_code, self.request_id, self._extra()),
+            (self.__class__, self.message, self.status, self.error_code, self.request_id,
+             {**self._extra(), "refused": self.refused}),
         )
 
     def _extra(self) -> dict[str, Any]:
@@ -125,6 +140,9 @@ class ServerError(ApiError):
 
 
 class TaskTimeout(ServerError):
+    """The task timed out: every later poll answers the same, so neither the client nor a Prefect retry repeats it."""
+
+    retryable = False
     code = "TaskTimeout"
 
 
@@ -146,6 +164,18 @@ class InvalidTaskId(ApiError):
 
 class NotFound(ApiError):
     code = "not_found"
+
+
+class FileNotUploaded(ApiError):
+    """A create from a file id answered with the documented 500 `unknown_internal_error` (debugging guide D7):
+    the file's upload PUT never completed, and no task was made. Upload the picture again before creating."""
+
+    refused = True
+    code = "file_not_uploaded"
+
+    @property
+    def report_code(self) -> str:
+        return self.code  # the vendor's `unknown_internal_error` says nothing a report reader can act on
 
 
 class Forbidden(ApiError):
@@ -171,6 +201,7 @@ class TransportError(BackdropError):
 
 class NotSent(TransportError):
     retryable = True
+    refused = True
     code = "connect_error"
 
 
@@ -198,3 +229,11 @@ class PollDeadlineExceeded(BackdropError):
 
 class DownloadError(BackdropError):
     code = "download_error"
+
+
+def is_definite_refusal(exc: BaseException) -> bool:
+    """True when `exc` proves the request had no effect (for a create: no task, no charge).
+
+    Anything else raised once a create may have left means "maybe created": reconcile, never re-create blindly.
+    """
+    return isinstance(exc, BackdropError) and not isinstance(exc, AmbiguousCreate) and exc.refused

@@ -16,6 +16,7 @@ from backdrop.errors import (
     AuthError,
     BackdropError,
     CreditInsufficiency,
+    FileNotUploaded,
     Forbidden,
     InvalidParameters,
     InvalidTaskId,
@@ -48,12 +49,34 @@ def safe_url(url: httpx.URL | str) -> str:
     return str(u.copy_with(query=None, fragment=None))
 
 
+def _json_body(response: httpx.Response) -> Any:
+    """The decoded JSON body, or None for a body that is not JSON (or cannot even be decoded)."""
+    try:
+        return response.json()
+    except (ValueError, RecursionError, httpx.DecodingError):
+        return None
+
+
+def is_vendor_error_body(response: httpx.Response) -> bool:
+    """The vendor's flat error envelope: a JSON object whose `status` is the HTTP status, with a non-empty
+    string `error` or `error_code`. A proxy's HTML page or its own JSON (`{"message": ...}`) is not one."""
+    body = _json_body(response)
+    if not isinstance(body, dict):
+        return False
+    status = body.get("status")
+    if type(status) is not int or status != response.status_code:
+        return False
+    return any(isinstance(body.get(k), str) and body[k].strip() for k in ("error", "error_code"))
+
+
 def _body_fields(response: httpx.Response) -> tuple[str | None, str | None]:
     """(message, error_code) from a flat vendor error body; tolerant of any other body."""
-    try:
-        body: Any = response.json()
-    except ValueError:
-        text = response.text.strip()
+    body = _json_body(response)
+    if body is None:
+        try:
+            text = response.text.strip()
+        except (ValueError, httpx.DecodingError):
+            return None, None
         # Storage (S3-style) answers with XML or text; keep it short and only if it is short.
         return (text[:_MAX_MESSAGE] if text and len(text) <= _MAX_MESSAGE else None), None
     if not isinstance(body, dict):
@@ -72,17 +95,24 @@ def error_from_response(
     secret: str | None = None,
     feature: str | None = None,
     with_url: bool = False,
+    create_from_file: bool = False,
 ) -> ApiError:
     """Map an error response; `message` is the body's `error` text (else the reason phrase).
 
     `feature` is set when the path is a feature route, so a 404 there can say which setting to
     fix. `with_url` appends the URL without its query (for storage, whose bodies say little).
+    `create_from_file`: the request is a task create from a `src_file_id`, where a 404 or the
+    documented 500 `unknown_internal_error` point at a file that was never uploaded.
+
+    The error is `refused` (the request had no effect) only for the vendor's own error body with a
+    4xx status, and for the documented missing-upload 500 on a create (FileNotUploaded).
     """
     status = response.status_code
     message, code = _body_fields(response)
     request_id = response.headers.get("x-request-id")
     text = scrub(message, secret) if message else None
     lowered = (text or "").strip().rstrip(".").lower()
+    vendor_body = is_vendor_error_body(response)
 
     cls: type[ApiError]
     if status == 400:
@@ -98,7 +128,14 @@ def error_from_response(
         cls = Forbidden
     elif status == 404:
         cls = NotFound
-        if feature is not None:
+        if feature is not None and create_from_file:
+            hint = (
+                f"the create answered 404: either the API has no route for feature {feature!r} (set "
+                f"BACKDROP_FEATURE to {' or '.join(FEATURE_SLUGS)}), or it does not know the file id "
+                "(the upload's PUT never completed, or the file expired)"
+            )
+            text = f"{hint} (server said: {text})" if text else hint
+        elif feature is not None:
             hint = (
                 f"the API has no route for feature {feature!r}; set BACKDROP_FEATURE to "
                 f"{' or '.join(FEATURE_SLUGS)}"
@@ -108,6 +145,16 @@ def error_from_response(
         cls = RateLimited
     elif status == 500 and (code == "TaskTimeout" or lowered == "task execution timed out"):
         cls = TaskTimeout
+    elif (
+        status == 500 and create_from_file and vendor_body
+        and (code == "unknown_internal_error" or lowered == "unknown_internal_error")
+    ):
+        cls = FileNotUploaded
+        hint = (
+            "no task was made: the file was never uploaded (its upload's PUT never completed); "
+            "upload the picture again, then create"
+        )
+        text = f"{hint} (server said: {text})" if text else hint
     elif status >= 500:
         cls = ServerError
     else:
@@ -115,7 +162,8 @@ def error_from_response(
     full = text or response.reason_phrase or f"HTTP {status}"
     if with_url:
         full += f" ({response.request.method} {safe_url(response.request.url)})"
-    return cls(full, status=status, error_code=code, request_id=request_id)
+    refused = cls is FileNotUploaded or (vendor_body and 400 <= status < 500)
+    return cls(full, status=status, error_code=code, request_id=request_id, refused=refused)
 
 
 def error_from_transport(

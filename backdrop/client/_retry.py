@@ -8,11 +8,11 @@ from typing import TypeVar
 
 import httpx
 
-from backdrop.client._errors import describe, error_from_transport
+from backdrop.client._errors import describe, error_from_transport, scrub
 from backdrop.client._http import Policy, backoff_delay, should_retry
 from backdrop.client.limiter import RateLimiter
 from backdrop.client.models import ClientStats
-from backdrop.errors import AmbiguousCreate, BackdropError, OutcomeUnknown, RateLimited, ServerError
+from backdrop.errors import AmbiguousCreate, BackdropError, NotSent, RateLimited
 from backdrop.settings import BackdropSettings
 
 T = TypeVar("T")
@@ -46,11 +46,22 @@ class Retrier:
         self, route: str, policy: Policy, attempt: Callable[[], Awaitable[T]], *, paced: bool = True
     ) -> T:
         """Run `attempt` until it returns or fails for good. `paced` attempts (API routes) first
-        await the limiter; storage attempts do not."""
+        await the limiter; storage attempts do not.
+
+        Under Policy.CREATE, once the request may have left only a definite refusal (`err.refused`:
+        the vendor's error body with a 4xx, the documented missing-upload 500, a connection never
+        made) escapes as itself; everything else becomes AmbiguousCreate.
+        """
         retry = 0
         while True:
             # polls first: uploads and creates book only a short way ahead
-            ticket = await self._limiter.acquire(can_wait=route in ("file", "create")) if paced else None
+            try:
+                ticket = await self._limiter.acquire(can_wait=route in ("file", "create")) if paced else None
+            except Exception as exc:
+                if policy is not Policy.CREATE:
+                    raise
+                # nothing was sent yet: the create is definitely not made
+                raise NotSent(f"the rate limiter failed before sending: {type(exc).__name__}") from exc
             self._stats.count_request(route)
             try:
                 return await attempt()
@@ -62,12 +73,22 @@ class Retrier:
                 err.__cause__ = exc
             except BackdropError as exc:
                 err = exc
+            except Exception as exc:
+                # e.g. httpx.DecodingError (a body labelled gzip that is not), a parser's
+                # RecursionError, a bug: the request may have been answered, and the answer is lost
+                if policy is not Policy.CREATE:
+                    raise
+                raise AmbiguousCreate(
+                    "the create request may have reached the server and its answer could not be "
+                    "read; reconcile before creating again "
+                    f"({type(exc).__name__}: {scrub(str(exc), self._secret)[:300]})",
+                ) from exc
             finally:
                 if ticket is not None:  # the answer is in: the server counted the request by now
                     await self._limiter.settle(ticket)
             if isinstance(err, RateLimited):
                 self._stats.bump("http_429")
-            if policy is Policy.CREATE and isinstance(err, (OutcomeUnknown, ServerError)):
+            if policy is Policy.CREATE and not err.refused:
                 raise AmbiguousCreate(
                     "the create request may have reached the server and no usable answer came "
                     f"back; reconcile before creating again ({describe(err)})",

@@ -103,6 +103,7 @@ class BackdropClient:
         json: Any = None,
         params: dict[str, Any] | None = None,
         feature_route: bool = False,
+        create_from_file: bool = False,
     ) -> tuple[Any, str | None]:
         """One API call with retries: (the envelope's content, x-request-id)."""
         feature = self.settings.feature if feature_route else None
@@ -110,7 +111,9 @@ class BackdropClient:
         async def attempt() -> tuple[Any, str | None]:
             resp = await self._api.request(method, path, json=json, params=params)
             if not resp.is_success:
-                raise error_from_response(resp, secret=self._key, feature=feature)
+                raise error_from_response(
+                    resp, secret=self._key, feature=feature, create_from_file=create_from_file
+                )
             try:
                 body = resp.json()
             except ValueError:
@@ -220,7 +223,7 @@ class BackdropClient:
     ) -> CreatedTask:
         """Start a task (billable on success). Never repeated once it may have been sent."""
         if (src_file_id is None) == (src_file_url is None):
-            raise InvalidParameters("give exactly one of src_file_id and src_file_url")
+            raise InvalidParameters("give exactly one of src_file_id and src_file_url", refused=True)
         body: dict[str, str] = {}
         for name, value in (
             ("src_file_id", src_file_id),
@@ -239,9 +242,10 @@ class BackdropClient:
             policy=Policy.CREATE,
             json=body,
             feature_route=True,
+            create_from_file=src_file_id is not None,
         )
         task_id = data.get("task_id") if isinstance(data, dict) else None
-        if not task_id:
+        if isinstance(task_id, bool) or not isinstance(task_id, str | int) or not str(task_id).strip():
             raise AmbiguousCreate(
                 "the create answered 200 without a task_id; reconcile before creating again",
                 status=200,

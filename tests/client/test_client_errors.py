@@ -90,7 +90,7 @@ async def test_get_task_maps_error_status(
 
 
 async def test_404_on_a_feature_route_names_the_setting() -> None:
-    api = Recorder([api_json(404, {"detail": "Not Found"})])
+    api = Recorder([api_json(404, {"status": 404, "error": "Not Found"})])
     settings = make_settings().model_copy(update={"feature": "bg-nope"})
     client = BackdropClient(
         settings, limiter=NoWait(), transport=api.transport, sleep=SleepRecorder()
@@ -101,6 +101,8 @@ async def test_404_on_a_feature_route_names_the_setting() -> None:
     text = str(info.value)
     assert "the API has no route for feature 'bg-nope'" in text
     assert "set BACKDROP_FEATURE to bg-replace or bg-replace-v2" in text
+    assert "does not know the file id" in text  # the other likely cause of a 404 on a create
+    assert info.value.refused
     assert api.requests[0].url.path == "/s2s/v2.0/task/bg-nope"
     assert len(api.requests) == 1  # a 404 is never retried
 

@@ -161,7 +161,8 @@ async def test_get_does_not_retry_client_errors(
         httpx.ReadError("reset"),
         httpx.RemoteProtocolError("eof"),
         httpx.WriteTimeout("slow"),
-        api_json(500, BOOM, request_id="rid-500"),
+        # a 500 that is not the documented missing-upload refusal
+        api_json(500, {"status": 500, "error": "Internal Server Error"}, request_id="rid-500"),
         api_json(502, "bad gateway", request_id="rid-502"),
         # answered, but without a task_id
         api_json(200, {"status": 200, "data": {}}, request_id="rid-200"),

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from backdrop.client import BackdropClient, DownloadedFile, TaskStatus
-from backdrop.errors import AmbiguousCreate, Forbidden, PollDeadlineExceeded
+from backdrop.errors import AmbiguousCreate, Forbidden, PollDeadlineExceeded, is_definite_refusal
 from backdrop.ledger import Ledger
 from backdrop.polling import PollPlanner
 from backdrop.settings import BackdropSettings
@@ -68,8 +68,9 @@ async def create_task(
 ) -> str:
     """Create the vendor task and record its id in the ledger before returning it.
 
-    Raises AmbiguousCreate (ledger: `ambiguous`) when the answer was lost; any other error means no task
-    was created (ledger: `failed`).
+    Only a definite refusal (`backdrop.errors.is_definite_refusal`: the vendor's 4xx error body, the
+    documented missing-upload 500, a connection never made) is re-raised as itself with the ledger `failed`
+    (no task). Anything else may have made a task: the ledger says `ambiguous` and AmbiguousCreate is raised.
     """
     try:
         created = await client.create_task(
@@ -84,10 +85,20 @@ async def create_task(
                     error_message=str(exc)[:500], request_id=exc.request_id)
         raise
     except Exception as exc:
-        code = getattr(exc, "report_code", type(exc).__name__)
-        ledger.mark(key, attempt, status="failed", error_code=code, error_message=str(exc)[:500],
-                    request_id=getattr(exc, "request_id", None))
-        raise
+        if is_definite_refusal(exc):
+            code = getattr(exc, "report_code", type(exc).__name__)
+            ledger.mark(key, attempt, status="failed", error_code=code, error_message=str(exc)[:500],
+                        request_id=getattr(exc, "request_id", None))
+            raise
+        # not a refusal: the request may have left and made a task
+        ambiguous = AmbiguousCreate(
+            "the create may have reached the server and ended in an unexpected error; reconcile before "
+            f"creating again ({type(exc).__name__}: {str(exc)[:300]})",
+            status=getattr(exc, "status", None), request_id=getattr(exc, "request_id", None),
+        )
+        ledger.mark(key, attempt, status="ambiguous", error_code=ambiguous.report_code,
+                    error_message=str(ambiguous)[:500], request_id=ambiguous.request_id)
+        raise ambiguous from exc
     ledger.mark(key, attempt, status="created", task_id=created.task_id,
                 request_id=created.request_id, file_id=src_file_id)
     return created.task_id

@@ -1,0 +1,337 @@
+"""Issue 11, "sent means maybe": once a create may have left, only a definite refusal means "not created".
+
+The oracle `expected` states the rule independently of the client's code:
+* refused: the vendor's error body (`{status, error|error_code}`, `status` equal to the HTTP status) with a 4xx,
+  or the documented 500 `unknown_internal_error` on a create from a file id (FileNotUploaded);
+* not sent: ConnectError / ConnectTimeout / PoolTimeout (NotSent);
+* created: a 200 whose `data.task_id` is a non-empty string;
+* ambiguous: everything else (other 5xx, a 4xx or 5xx without the vendor's body, an undecodable 200, a 200
+  without a task id, any exception raised once the request was handed to the transport).
+
+Every answer goes through `steps.create_task` with a real SQLite ledger: refused and not sent leave the row
+`failed`, ambiguous leaves it `ambiguous`, and no create is ever sent twice.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from backdrop import steps
+from backdrop.errors import (
+    AmbiguousCreate,
+    FileNotUploaded,
+    InvalidParameters,
+    NotFound,
+    NotSent,
+    RateLimited,
+    ServerError,
+    TaskTimeout,
+    is_definite_refusal,
+)
+from backdrop.ledger import Ledger
+from tests.client.helpers import Recorder, make_client
+
+pytestmark = pytest.mark.anyio
+
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+class Raise:
+    """A transport step that takes the request (reads its body) and then raises `exc`."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        request.read()
+        raise self.exc
+
+    def __repr__(self) -> str:
+        return f"Raise({self.exc!r})"
+
+
+@dataclass
+class Answer:
+    """One HTTP answer, built afresh (and decoded lazily, as from the network) for each request."""
+
+    status: int
+    raw: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        request.read()
+        headers = {"x-request-id": "7301234567890123", **self.headers}
+        return httpx.Response(self.status, headers=headers, stream=httpx.ByteStream(self.raw))
+
+    def __repr__(self) -> str:
+        raw = self.raw
+        if raw.startswith(b"\x1f\x8b"):
+            raw = b"gzip:" + gzip.decompress(raw)
+        return f"{self.status}:{self.headers.get('content-encoding', '')}:{raw[:60]!r}"
+
+
+def api_json(status: int, body: Any) -> Answer:
+    return Answer(status, json.dumps(body).encode(), {"content-type": "application/json"})
+
+
+def _vendor_shaped(status: int, body: Any) -> bool:
+    if not isinstance(body, dict) or type(body.get("status")) is not int or body["status"] != status:
+        return False
+    return any(isinstance(body.get(k), str) and body[k].strip() for k in ("error", "error_code"))
+
+
+def expected(step: Any, *, by_file: bool = True) -> str:
+    """The classification of one create answer: created, refused, not_sent or ambiguous."""
+    if isinstance(step, _NOT_SENT):
+        return "not_sent"
+    if isinstance(step, (BaseException, Raise)):
+        return "ambiguous"
+    status, headers, raw = step.status, step.headers, step.raw
+    if headers.get("content-encoding") == "gzip":
+        if not raw.startswith(b"\x1f\x8b"):
+            return "ambiguous"  # the body cannot be decoded
+        raw = gzip.decompress(raw)
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        body = None
+    if 200 <= status < 300:
+        data = body.get("data") if isinstance(body, dict) else None
+        task_id = data.get("task_id") if isinstance(data, dict) else None
+        return "created" if isinstance(task_id, str) and task_id.strip() else "ambiguous"
+    vendor = _vendor_shaped(status, body)
+    if vendor and 400 <= status < 500:
+        return "refused"
+    if vendor and status == 500 and by_file and "unknown_internal_error" in (body.get("error"), body.get("error_code")):
+        return "refused"
+    return "ambiguous"
+
+
+def html(status: int) -> Answer:
+    return Answer(status, f"<html><body><h1>{status}</h1></body></html>".encode(), {"content-type": "text/html"})
+
+
+def plain_labelled_gzip(body: Any) -> Answer:
+    return Answer(200, json.dumps(body).encode(), {"content-type": "application/json", "content-encoding": "gzip"})
+
+
+CREATED = {"status": 200, "data": {"task_id": "task-1"}}
+
+ANSWERS: list[Any] = [
+    # the issue's named cases
+    plain_labelled_gzip(CREATED),
+    Raise(RuntimeError("the transport broke after sending")),
+    html(502),
+    api_json(503, {"status": 503, "error": "Service Unavailable"}),
+    api_json(400, {"status": 400, "error": "bad prompt", "error_code": "InvalidParameters"}),
+    api_json(500, {"status": 500, "error": "unknown_internal_error", "error_code": "unknown_internal_error"}),
+    httpx.ConnectError("refused"),
+    # definite refusals: the vendor's body with a 4xx
+    api_json(400, {"status": 400, "error": "Insufficient units", "error_code": "CreditInsufficiency"}),
+    api_json(401, {"status": 401, "error": "This API key is not recognized.", "error_code": "InvalidApiKey"}),
+    api_json(404, {"status": 404, "error": "Not Found"}),
+    api_json(429, {"status": 429, "error": "Too many requests"}),
+    api_json(500, {"status": 500, "error": "unknown_internal_error"}),
+    api_json(500, {"status": 500, "error_code": "unknown_internal_error"}),
+    httpx.ConnectTimeout("slow connect"),
+    httpx.PoolTimeout("no connection free"),
+    # not the vendor's body, or not a refusal: maybe created
+    html(400),
+    html(404),
+    html(429),
+    html(500),
+    html(504),
+    api_json(404, {"detail": "Not Found"}),
+    api_json(403, {"message": "Forbidden"}),  # a gateway's own JSON
+    api_json(400, {"status": 502, "error": "mismatched status"}),
+    api_json(400, {"status": "400", "error": "status as text"}),
+    api_json(400, {"status": 400}),
+    api_json(400, ["not", "an", "object"]),
+    api_json(500, {"status": 500, "error": "Internal Server Error"}),
+    api_json(500, {"status": 500, "error_code": "TaskTimeout"}),
+    api_json(503, {"status": 503, "error": "unknown_internal_error"}),
+    api_json(409, "conflict"),
+    api_json(200, {"status": 200, "data": {}}),
+    api_json(200, {"status": 200, "data": {"task_id": ""}}),
+    api_json(200, {"status": 200, "data": {"task_id": None}}),
+    api_json(200, {"status": 200}),
+    Answer(200, b"<html>proxy</html>"),
+    Answer(200, b'{"status": 200, "data": {"task_id": "t'),
+    Answer(200, b"[" * 100_000 + b"]" * 100_000),  # RecursionError in the parser
+    plain_labelled_gzip({"status": 400, "error": "bad", "error_code": "InvalidParameters"}),
+    httpx.ReadTimeout("no answer"),
+    httpx.ReadError("reset"),
+    httpx.RemoteProtocolError("eof"),
+    httpx.WriteTimeout("slow"),
+    Raise(ValueError("a parser's bug")),
+    Raise(KeyError("task_id")),
+    Raise(RecursionError("deep")),
+    Raise(httpx.DecodingError("bad gzip")),
+    # created
+    api_json(200, CREATED),
+    Answer(200, gzip.compress(json.dumps(CREATED).encode()), {"content-encoding": "gzip"}),
+]
+
+
+def _ledger(tmp_path: Path) -> Ledger:
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    ledger.claim("k", 1, run_id="r")
+    return ledger
+
+
+async def _create(step: Any, tmp_path: Path, *, by_file: bool = True) -> tuple[Any, Recorder, Ledger]:
+    api = Recorder([step, api_json(200, {"status": 200, "data": {"task_id": "second"}})])
+    ledger = _ledger(tmp_path)
+    async with make_client(api, max_retries=0) as client:
+        try:
+            outcome: Any = await steps.create_task(
+                client, ledger, key="k", attempt=1,
+                src_file_id="file-1" if by_file else None,
+                src_file_url=None if by_file else "https://img.test/a.jpg",
+                prompt="beach", template_id=None, task_type="prompt",
+            )
+        except Exception as exc:  # the test inspects what the step raised
+            outcome = exc
+    return outcome, api, ledger
+
+
+@pytest.mark.parametrize("step", ANSWERS, ids=repr)
+async def test_a_create_answer_is_classified_and_recorded(step: Any, tmp_path: Path) -> None:
+    outcome, api, ledger = await _create(step, tmp_path)
+    entry = ledger.latest("k")
+    assert len(api.requests) == 1  # never sent twice
+    want = expected(step)
+    if want == "created":
+        assert outcome == "task-1" and entry.status == "created"
+        return
+    assert isinstance(outcome, Exception)
+    if want == "ambiguous":
+        assert isinstance(outcome, AmbiguousCreate), outcome
+        assert not is_definite_refusal(outcome)
+        assert (entry.status, entry.error_code) == ("ambiguous", "ambiguous_create")
+        assert "reconcile" in str(outcome)
+    else:
+        assert is_definite_refusal(outcome), outcome
+        assert not isinstance(outcome, AmbiguousCreate)
+        assert isinstance(outcome, NotSent) == (want == "not_sent")
+        assert entry.status == "failed"
+        assert entry.error_code == outcome.report_code
+
+
+async def test_a_create_answered_200_labelled_gzip_on_a_plain_body_is_ambiguous(tmp_path: Path) -> None:
+    outcome, api, ledger = await _create(plain_labelled_gzip(CREATED), tmp_path)
+    assert isinstance(outcome, AmbiguousCreate)
+    assert isinstance(outcome.__cause__, httpx.DecodingError)
+    assert ledger.latest("k").status == "ambiguous"
+    assert len(api.requests) == 1
+
+
+async def test_the_documented_missing_upload_500_is_its_own_refusal(tmp_path: Path) -> None:
+    body = {"status": 500, "error": "unknown_internal_error", "error_code": "unknown_internal_error"}
+    outcome, _, ledger = await _create(api_json(500, body), tmp_path)
+    assert isinstance(outcome, FileNotUploaded) and not isinstance(outcome, ServerError)
+    assert outcome.report_code == "file_not_uploaded"
+    assert outcome.error_code == "unknown_internal_error"  # the vendor's code is kept for the record
+    assert "PUT never completed" in str(outcome)
+    assert (ledger.latest("k").status, ledger.latest("k").error_code) == ("failed", "file_not_uploaded")
+
+
+async def test_the_missing_upload_500_on_a_create_from_a_url_is_ambiguous(tmp_path: Path) -> None:
+    # the documented cause (a file never PUT) cannot apply: it is an internal error like any other
+    step = api_json(500, {"status": 500, "error": "unknown_internal_error"})
+    assert expected(step, by_file=False) == "ambiguous"
+    outcome, _, ledger = await _create(step, tmp_path, by_file=False)
+    assert isinstance(outcome, AmbiguousCreate)
+    assert ledger.latest("k").status == "ambiguous"
+
+
+async def test_a_404_on_a_create_names_both_likely_causes(tmp_path: Path) -> None:
+    outcome, _, _ = await _create(api_json(404, {"status": 404, "error": "Not Found"}), tmp_path)
+    assert isinstance(outcome, NotFound) and outcome.refused
+    text = str(outcome)
+    assert "no route for feature 'bg-replace'" in text and "BACKDROP_FEATURE" in text
+    assert "does not know the file id" in text
+
+
+async def test_a_refused_create_is_retried_only_for_429_and_never_after_an_ambiguous_answer() -> None:
+    too_many = api_json(429, {"status": 429, "error": "Too many requests"})
+    api = Recorder([too_many, html(429), api_json(200, CREATED)])
+    async with make_client(api) as client:
+        with pytest.raises(AmbiguousCreate):  # the HTML 429 is not the vendor's: maybe created
+            await client.create_task(src_file_id="file-1")
+    assert len(api.requests) == 2
+
+    api = Recorder([too_many, too_many])
+    async with make_client(api, max_retries=1) as client:
+        with pytest.raises(RateLimited) as info:
+            await client.create_task(src_file_id="file-1")
+    assert is_definite_refusal(info.value) and len(api.requests) == 2
+
+
+async def test_a_limiter_failure_before_sending_is_not_sent(tmp_path: Path) -> None:
+    class Broken:
+        async def acquire(self, *, can_wait: bool = False) -> int:
+            raise RuntimeError("limiter database unavailable")
+
+        async def settle(self, ticket: object) -> None:
+            raise AssertionError("nothing to settle")
+
+    api = Recorder([api_json(200, CREATED)])
+    ledger = _ledger(tmp_path)
+    async with make_client(api, limiter=Broken()) as client:  # type: ignore[arg-type]
+        with pytest.raises(NotSent):
+            await steps.create_task(client, ledger, key="k", attempt=1, src_file_id="file-1", src_file_url=None,
+                                    prompt=None, template_id=None, task_type="prompt")
+    assert api.requests == [] and ledger.latest("k").status == "failed"
+
+
+async def test_an_error_after_the_client_returned_is_ambiguous_in_the_step(tmp_path: Path) -> None:
+    # not a BackdropError and not from the transport: the step still must not say "never created"
+    ledger = _ledger(tmp_path)
+
+    class Exploding:
+        async def create_task(self, **_: Any) -> Any:
+            raise KeyError("task_id")
+
+    with pytest.raises(AmbiguousCreate) as info:
+        await steps.create_task(Exploding(), ledger, key="k", attempt=1,  # type: ignore[arg-type]
+                                src_file_id="file-1", src_file_url=None, prompt=None, template_id=None,
+                                task_type="prompt")
+    assert isinstance(info.value.__cause__, KeyError)
+    assert ledger.latest("k").status == "ambiguous"
+
+
+async def test_a_locally_refused_create_is_failed_without_a_request(tmp_path: Path) -> None:
+    api = Recorder([api_json(200, CREATED)])
+    ledger = _ledger(tmp_path)
+    async with make_client(api) as client:
+        with pytest.raises(InvalidParameters):
+            await steps.create_task(client, ledger, key="k", attempt=1, src_file_id=None, src_file_url=None,
+                                    prompt=None, template_id=None, task_type="prompt")
+    assert api.requests == [] and ledger.latest("k").status == "failed"
+
+
+def test_refused_survives_pickling_as_prefect_does() -> None:
+    err = NotFound("gone", status=404, refused=True)
+    back = pickle.loads(pickle.dumps(err))
+    assert back.refused and back.status == 404
+    assert not pickle.loads(pickle.dumps(NotFound("html 404", status=404))).refused
+    assert pickle.loads(pickle.dumps(FileNotUploaded("x", status=500))).report_code == "file_not_uploaded"
+
+
+def test_task_timeout_is_not_retryable_anywhere() -> None:
+    from tasks.policies import retry_if_transient
+
+    class State:
+        data = TaskTimeout("timed out", status=500, error_code="TaskTimeout")
+
+    assert TaskTimeout.retryable is False and ServerError.retryable is True
+    assert retry_if_transient(None, None, State()) is False

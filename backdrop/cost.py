@@ -170,7 +170,7 @@ def load_attempts(ledger: Ledger, since: datetime, until: datetime,
         rows = [dict(r) for r in conn.execute(stmt.order_by(_WHEN, work.c.id)).mappings()]
     df = pd.DataFrame(rows, columns=[c.name for c in _LEDGER_COLUMNS])
     df["charged"] = df["charged_run_id"].notna() | (df["units"].fillna(0) > 0)
-    df["created_at"] = pd.to_datetime(df["created_at"], utc=True)  # SQLite hands back naive UTC
+    df["created_at"] = pd.to_datetime(df["created_at"], utc=True)  # the ledger reads back aware UTC
     df["charged_at"] = pd.to_datetime(df["charged_at"], utc=True)
     df["units"] = df["units"].fillna(0).astype(int)
     df["day"] = df["charged_at"].fillna(df["created_at"]).dt.date

@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TypeDecorator,
     UniqueConstraint,
     create_engine,
     event,
@@ -36,11 +37,38 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-__all__ = ["Ledger", "LedgerEntry", "OWNER", "default_ledger_url", "owner_alive", "TERMINAL", "IN_FLIGHT"]
+__all__ = ["Ledger", "LedgerEntry", "OWNER", "UTCDateTime", "as_utc", "default_ledger_url", "owner_alive", "TERMINAL",
+           "IN_FLIGHT"]
 
 TERMINAL = frozenset({"succeeded", "failed"})
 #: states where a vendor task may exist that we must not duplicate
 IN_FLIGHT = frozenset({"creating", "created", "ambiguous", "pending_reconcile"})
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """The same instant as an aware UTC datetime. Aware values are converted (`astimezone`, never a relabel:
+    PostgreSQL hands `timestamptz` back in the session's TimeZone, e.g. +09:00 under PGTZ=Asia/Tokyo);
+    naive values are taken as UTC, because Backdrop only ever writes UTC and SQLite keeps no zone."""
+    if value is None:
+        return None
+    if value.tzinfo is None or value.utcoffset() is None:
+        return datetime.combine(value.date(), value.time(), UTC)
+    return value.astimezone(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """`DateTime(timezone=True)` that stores UTC and always reads back aware UTC, whatever the database's
+    or the session's time zone (and SQLite's naive strings)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return as_utc(value)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return as_utc(value)
+
 
 metadata = MetaData()
 work = Table(
@@ -69,9 +97,9 @@ work = Table(
     Column("output_sha256", String(64)),
     Column("width", Integer),
     Column("height", Integer),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-    Column("charged_at", DateTime(timezone=True)),  # when this run saw the success the vendor charged
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("charged_at", UTCDateTime),  # when this run saw the success the vendor charged
     UniqueConstraint("content_key", "attempt", name="uq_backdrop_work_key_attempt"),
 )
 
@@ -106,6 +134,11 @@ class LedgerEntry:
     created_at: datetime
     updated_at: datetime
     charged_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        # aware UTC whoever built the entry (rows read back already are: see `UTCDateTime`)
+        for name in ("created_at", "updated_at", "charged_at"):
+            object.__setattr__(self, name, as_utc(getattr(self, name)))
 
 
 #: who holds a `creating` row: a run on this host whose process is gone holds nothing any more

@@ -190,7 +190,7 @@ async def change_backgrounds(
         summary["estimated_cost"] = round(to_pay * settings.units_per_task * settings.unit_price, 4)
     paid_ids = sorted({r.task_id for _, r in results if r.task_id and not r.reused and r.units})
     if settings.reconcile_with_vendor and paid_ids:
-        since = min([run_started, *(e.created_at.replace(tzinfo=UTC) for e in ledger.entries(run_id=run_id))])
+        since = min([run_started, *(e.created_at for e in ledger.entries(run_id=run_id))])
         vendor = await vendor_units_for(feature_slug, paid_ids, since)
         summary["vendor_units"] = vendor
         summary["units_difference"] = vendor - summary["units_charged"]

@@ -1,6 +1,7 @@
 """`backdrop`: run a batch, run the demo, serve the sandbox.
 
-Exit codes: 0 every row succeeded (or a dry run), 1 some rows did not, 2 bad usage or a bad CSV.
+Exit codes: 0 every row succeeded (or a dry run), 1 some rows did not, 2 bad usage, a bad CSV, or Prefect
+not starting.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from typing import Any, Literal
 from cyclopts import App
 from rich.console import Console
 from rich.table import Table
+
+from backdrop import prefect_startup
 
 app = App(name="backdrop", help="Bulk background changes for product photos (Perfect Corp API, Prefect).")
 console = Console(stderr=True)
@@ -101,6 +104,7 @@ def _run_flow(params: dict[str, Any], *, as_json: bool) -> int:
         console.print(f"[red]error:[/red] {exc.message}")
         return 2
 
+    prefect_startup.generous_startup_timeout()  # before Prefect starts its temporary server
     from flows.change_backgrounds import change_backgrounds
 
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -300,6 +304,7 @@ def cost(*, since: str | None = None, until: str | None = None, out: str = "cost
         console.print("[red]error:[/red] --until must be after --since")
         return 2
     _quiet_prefect(verbose)
+    prefect_startup.generous_startup_timeout()
     from flows.cost_report import cost_report
 
     state = asyncio.run(cost_report(since=first, until=after, out=out, return_state=True))
@@ -321,7 +326,15 @@ def cost(*, since: str | None = None, until: str | None = None, out: str = "cost
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except Exception as exc:  # Prefect's server failing to start: one line, the traceback with --verbose
+        if (line := prefect_startup.failure_line(exc)) is None:
+            raise
+        if "--verbose" in sys.argv:
+            console.print_exception()
+        console.print(f"[red]error:[/red] {line}", soft_wrap=True, highlight=False)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from prefect.schedules import Cron
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from backdrop.prefect_startup import generous_startup_timeout  # noqa: E402
 from flows.change_backgrounds import change_backgrounds  # noqa: E402
 from flows.cost_report import cost_report  # noqa: E402
 
@@ -45,4 +46,5 @@ def deployments() -> list:
 
 
 if __name__ == "__main__":
+    generous_startup_timeout()  # 180 s for a temporary server (no PREFECT_API_URL) unless set
     serve(*deployments(), pause_on_shutdown=False)

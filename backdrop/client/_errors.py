@@ -69,6 +69,16 @@ def is_vendor_error_body(response: httpx.Response) -> bool:
     return any(isinstance(body.get(k), str) and body[k].strip() for k in ("error", "error_code"))
 
 
+def is_missing_upload_body(response: httpx.Response) -> bool:
+    """The debugging guide's (D7) answer to a task on a file never uploaded: the vendor's error body with
+    status 500 whose `error` and `error_code`, where present, are both exactly `unknown_internal_error`."""
+    if response.status_code != 500 or not is_vendor_error_body(response):
+        return False
+    body = _json_body(response)
+    fields = [body[k] for k in ("error", "error_code") if body.get(k) is not None]
+    return all(isinstance(f, str) and f.strip() == "unknown_internal_error" for f in fields)
+
+
 def _body_fields(response: httpx.Response) -> tuple[str | None, str | None]:
     """(message, error_code) from a flat vendor error body; tolerant of any other body."""
     body = _json_body(response)
@@ -113,6 +123,7 @@ def error_from_response(
     text = scrub(message, secret) if message else None
     lowered = (text or "").strip().rstrip(".").lower()
     vendor_body = is_vendor_error_body(response)
+    missing_upload = create_from_file and is_missing_upload_body(response)
 
     cls: type[ApiError]
     if status == 400:
@@ -143,18 +154,15 @@ def error_from_response(
             text = f"{hint} (server said: {text})" if text else hint
     elif status == 429:
         cls = RateLimited
-    elif status == 500 and (code == "TaskTimeout" or lowered == "task execution timed out"):
-        cls = TaskTimeout
-    elif (
-        status == 500 and create_from_file and vendor_body
-        and (code == "unknown_internal_error" or lowered == "unknown_internal_error")
-    ):
+    elif missing_upload:
         cls = FileNotUploaded
         hint = (
             "no task was made: the file was never uploaded (its upload's PUT never completed); "
             "upload the picture again, then create"
         )
         text = f"{hint} (server said: {text})" if text else hint
+    elif status == 500 and (code == "TaskTimeout" or lowered == "task execution timed out"):
+        cls = TaskTimeout
     elif status >= 500:
         cls = ServerError
     else:

@@ -106,12 +106,16 @@ def expected(step: Any, *, by_file: bool = True) -> str:
     if 200 <= status < 300:
         data = body.get("data") if isinstance(body, dict) else None
         task_id = data.get("task_id") if isinstance(data, dict) else None
-        return "created" if isinstance(task_id, str) and task_id.strip() else "ambiguous"
+        ok = isinstance(task_id, str | int) and not isinstance(task_id, bool) and str(task_id).strip()
+        return "created" if ok else "ambiguous"
     vendor = _vendor_shaped(status, body)
     if vendor and 400 <= status < 500:
         return "refused"
-    if vendor and status == 500 and by_file and "unknown_internal_error" in (body.get("error"), body.get("error_code")):
-        return "refused"
+    if vendor and status == 500 and by_file:
+        # the documented missing-upload answer, and nothing that contradicts it
+        fields = [body[k] for k in ("error", "error_code") if body.get(k) is not None]
+        if all(isinstance(f, str) and f.strip() == "unknown_internal_error" for f in fields):
+            return "refused"
     return "ambiguous"
 
 
@@ -157,6 +161,8 @@ ANSWERS: list[Any] = [
     api_json(400, ["not", "an", "object"]),
     api_json(500, {"status": 500, "error": "Internal Server Error"}),
     api_json(500, {"status": 500, "error_code": "TaskTimeout"}),
+    api_json(500, {"status": 500, "error": "unknown_internal_error", "error_code": "TaskTimeout"}),
+    api_json(500, {"status": 500, "error": "Unknown_Internal_Error."}),
     api_json(503, {"status": 503, "error": "unknown_internal_error"}),
     api_json(409, "conflict"),
     api_json(200, {"status": 200, "data": {}}),
@@ -335,3 +341,101 @@ def test_task_timeout_is_not_retryable_anywhere() -> None:
 
     assert TaskTimeout.retryable is False and ServerError.retryable is True
     assert retry_if_transient(None, None, State()) is False
+
+
+# ---- generated answers: the same oracle over (status, body, encoding, exception) drawn by Hypothesis ----------
+
+_CODES = ["unknown_internal_error", "InvalidParameters", "CreditInsufficiency", "InvalidApiKey", "TaskTimeout",
+          "InvalidTaskId", "BadRequest"]
+_MESSAGES = ["unknown_internal_error", "Too many requests", "Task execution timed out", "Not Found", "", " "]
+_EXCEPTIONS: list[BaseException | Raise] = [
+    httpx.ConnectError("refused"), httpx.ConnectTimeout("slow"), httpx.PoolTimeout("busy"),
+    httpx.ReadTimeout("lost"), httpx.ReadError("reset"), httpx.WriteError("broken pipe"),
+    httpx.RemoteProtocolError("eof"), httpx.ProxyError("proxy"),
+    Raise(RuntimeError("after sending")), Raise(ValueError("parse")), Raise(KeyError("task_id")),
+    Raise(RecursionError("deep")), Raise(httpx.DecodingError("bad gzip")),
+]
+
+
+def _answers() -> Any:
+    from hypothesis import strategies as st
+
+    scalars = st.none() | st.booleans() | st.integers(-2, 600) | st.text(max_size=12)
+    json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3)
+                               | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=6)
+
+    @st.composite
+    def answer(draw: Any) -> Any:
+        kind = draw(st.sampled_from(["exception", "vendor", "success", "json", "raw"]))
+        if kind == "exception":
+            return draw(st.sampled_from(_EXCEPTIONS))
+        status = draw(st.sampled_from([200, 201, 400, 401, 403, 404, 409, 422, 429, 500, 502, 503, 504])
+                      | st.integers(200, 599))
+        if kind == "vendor":
+            body: Any = {"status": draw(st.just(status) | st.integers(200, 599) | st.text(max_size=3))}
+            for name, values in (("error", _MESSAGES), ("error_code", _CODES)):
+                if draw(st.booleans()):
+                    body[name] = draw(st.sampled_from(values) | scalars)
+            raw = json.dumps(body).encode()
+        elif kind == "success":
+            data = draw(st.fixed_dictionaries({}, optional={"task_id": scalars, "task_status": scalars}) | scalars)
+            raw = json.dumps({"status": 200, "data": data}).encode()
+        elif kind == "json":
+            raw = json.dumps(draw(json_values)).encode()
+        else:
+            raw = draw(st.sampled_from([b"<html><h1>Bad Gateway</h1></html>", b"", b"{", b"[" * 5000])
+                       | st.binary(max_size=40))
+        encoding = draw(st.sampled_from(["", "", "gzip", "gzip-mislabelled"]))
+        headers = {"content-type": "application/json"}
+        if encoding:
+            headers["content-encoding"] = "gzip"
+            raw = gzip.compress(raw) if encoding == "gzip" else raw
+        return Answer(status, raw, headers)
+
+    return answer()
+
+
+def test_generated_create_answers_follow_the_rule(tmp_path: Path) -> None:
+    pytest.importorskip("hypothesis")
+    import anyio
+    from hypothesis import HealthCheck, given
+    from hypothesis import settings as hsettings
+    from hypothesis import strategies as st
+
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    counter = iter(range(10**9))
+
+    @hsettings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(step=_answers(), by_file=st.booleans())
+    def check(step: Any, by_file: bool) -> None:
+        key = f"k{next(counter)}"
+        ledger.claim(key, 1, run_id="r")
+        api = Recorder([step, api_json(200, {"status": 200, "data": {"task_id": "second"}})])
+
+        async def run() -> Any:
+            async with make_client(api, max_retries=0) as client:
+                try:
+                    return await steps.create_task(
+                        client, ledger, key=key, attempt=1,
+                        src_file_id="file-1" if by_file else None,
+                        src_file_url=None if by_file else "https://img.test/a.jpg",
+                        prompt="beach", template_id=None, task_type="prompt",
+                    )
+                except Exception as exc:  # inspected below
+                    return exc
+
+        outcome = anyio.run(run)
+        entry = ledger.latest(key)
+        want = expected(step, by_file=by_file)
+        assert len(api.requests) == 1
+        if want == "created":
+            assert isinstance(outcome, str) and entry.status == "created"
+        elif want == "ambiguous":
+            assert isinstance(outcome, AmbiguousCreate), (want, outcome)
+            assert entry.status == "ambiguous"
+        else:
+            assert is_definite_refusal(outcome) and not isinstance(outcome, AmbiguousCreate), (want, outcome)
+            assert isinstance(outcome, NotSent) == (want == "not_sent")
+            assert entry.status == "failed"
+
+    check()

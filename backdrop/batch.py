@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
-from backdrop.inputs import MAX_PROMPT_CHARS, InputRow
+from backdrop.inputs import MAX_PROMPT_CHARS, InputRow, normalise_prompt
 from backdrop.outputs import copy_atomic, safe_stem
 from backdrop.preflight import InputRejected, PreparedInput
 from backdrop.report import RowOutcome
@@ -58,14 +58,15 @@ def is_public_url(source: str) -> bool:
 
 
 def check_prompt(row: InputRow) -> InputRejected | None:
-    """A row needs a prompt or a template; prompts have a sane length."""
+    """A row needs a prompt or a template; prompts have a sane length (once normalised, as they are sent)."""
     if row.template_id:
         return None
-    if not row.prompt or not row.prompt.strip():
+    prompt = normalise_prompt(row.prompt)
+    if not prompt:
         return InputRejected("prompt_missing", "the row has neither a prompt nor a template_id")
-    if len(row.prompt) > MAX_PROMPT_CHARS:
+    if len(prompt) > MAX_PROMPT_CHARS:
         return InputRejected(
-            "prompt_too_long", f"prompt is {len(row.prompt)} characters (limit {MAX_PROMPT_CHARS})"
+            "prompt_too_long", f"prompt is {len(prompt)} characters (limit {MAX_PROMPT_CHARS})"
         )
     return None
 
@@ -136,7 +137,7 @@ def group_rows(
         if key not in items:
             items[key] = WorkItem(
                 key=key, prepared=found, source=row.image_url, task_type=task_type,
-                prompt=row.prompt if task_type == "prompt" else None,
+                prompt=normalise_prompt(row.prompt) if task_type == "prompt" else None,  # what is sent
                 template_id=row.template_id if task_type == "template" else None,
             )
         items[key].rows.append(row)
@@ -157,7 +158,8 @@ def output_names(rows: list[InputRow], out_dir: Path) -> dict[int, Path]:
 
 
 class Budget:
-    """`max_units` for one run: units are reserved before each create, so concurrency cannot overshoot."""
+    """`max_units` for one run: units are reserved before each create, so concurrency cannot overshoot, and a
+    create that may still be charged (its answer was lost, its task's end was not seen) counts as spent."""
 
     def __init__(self, max_units: int | None, units_per_task: int) -> None:
         self.max_units = max_units
@@ -174,11 +176,17 @@ class Budget:
             self.reserved += self.units_per_task
             return True
 
-    async def settle(self, charged: bool) -> None:
+    async def settle(self, *, spent: bool) -> None:
+        """End a reservation: `spent` when the vendor charged it or still may."""
         async with self._lock:
             self.reserved -= self.units_per_task
-            if charged:
+            if spent:
                 self.spent += self.units_per_task
+
+    async def refund(self) -> None:
+        """A create counted as spent turned out never to have been made (the credit history says so)."""
+        async with self._lock:
+            self.spent = max(0, self.spent - self.units_per_task)
 
 
 def row_outcomes(rows: list[InputRow], rejected: dict[int, InputRejected],

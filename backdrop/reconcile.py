@@ -1,160 +1,329 @@
-"""Settling what the ledger cannot know alone, from the vendor's credit history.
+"""Settling lost creates from the vendor's credit history, failing closed.
 
-Two questions, both answered from `GET /s2s/v1.0/client/credit/history` (`target_id` = task id):
+A create whose answer was lost (`ambiguous`, or `creating` left by a dead run) may or may not have made a
+task, and the vendor charges a task at its success. The only record is `GET /s2s/v1.0/client/credit/history`:
+charges with a time stamp and the task id (`target_id`), nothing about the input. So:
 
-1. A create whose answer was lost (`ambiguous`, or `creating` left by a crash): did the vendor make a task?
-   Charges in the history that no ledger row knows ("orphans") are the candidates. Each is attributed by its
-   picture (a result keeps its input's size and subject); see `reconcile_ambiguous`. What cannot be settled
-   stays `pending_reconcile`, unless the policy allows one re-create, which the report flags as a possible
-   duplicate charge. Pairing by time is never used: tasks finish out of order, and a wrong pair would hand one
-   row another row's picture.
-2. After a run: how many units did the vendor charge for this run's tasks, against what the report claims?
+* **Orphans** are the charges of this feature that no ledger row knows by a create's answer.
+* Each lost create has a **window**: from a little before its claim until `settle_after` after the last moment
+  its request can have left (the ledger touches the row right before sending). A task is charged inside its
+  create's window; that bound is the one assumption, and it is a setting.
+* The vendor's time stamps are compared with ours only through a **calibrated skew**: the known tasks in the
+  same history pages (created and seen done by Backdrop) bound how far the vendor's clock or zone is from ours.
+  With nothing to calibrate against, any zone (±14 h) is allowed, which makes windows wide and decisions rare.
+* A lost create with **no orphan in its window**, once the window has closed and the history has been read
+  completely back to its start, made no charge: it is `not_created` and may be created again.
+* A charge is **attributed** to a lost create only when it is the only orphan in that create's window, that
+  window is the only unsettled create's window it falls in, no other unsettled create has the same picture,
+  and the result picture keeps the input's subject (`backdrop.evidence`). Then the row gets the task id.
+* Everything else stays `pending_reconcile`, with its candidate charges written to the ledger, for a person to
+  settle with `backdrop reconcile`. Nothing is created again while any charge could be its.
+
+Nothing here depends on the history's order (it is read until the order seen so far proves the rest is older,
+or to its end), on the result's size or format, on the host's or the database's time zone, or on who else
+spends on the key.
 """
 
 from __future__ import annotations
 
-import io
-import tempfile
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
-
-import numpy as np
-from PIL import Image
+from typing import Protocol
 
 from backdrop.client import BackdropClient
+from backdrop.client.models import CreditHistoryEntry
 from backdrop.errors import BackdropError
-from backdrop.ledger import Ledger, LedgerEntry
+from backdrop.evidence import Verdict, keeps_subject
+from backdrop.ledger import Ledger, LedgerEntry, owner_alive
 
-__all__ = ["AmbiguousPolicy", "Settlement", "reconcile_ambiguous", "vendor_units"]
+__all__ = [
+    "LOST",
+    "ClientVendor",
+    "History",
+    "Settlement",
+    "Vendor",
+    "candidate_action",
+    "is_lost",
+    "read_history",
+    "settle_lost_creates",
+    "vendor_units",
+]
 
-AmbiguousPolicy = Literal["wait", "recreate_once"]
-#: a charge can be recorded a little before the ledger row's time (clocks differ)
-_CLOCK_SLACK = timedelta(minutes=5)
+#: ledger states of a create whose answer never came
+LOST = ("ambiguous", "creating", "pending_reconcile")
+#: clocks of this host, the database and the vendor differ a little even when calibrated
+CLOCK_SLACK = timedelta(minutes=2)
+#: our own clock against itself (and other hosts' NTP clocks): the history is read after this much more
+RIPE_SLACK = timedelta(seconds=1)
+#: the widest a time zone mistake can be (UTC-12 to UTC+14)
+MAX_ZONE_ERROR = timedelta(hours=14)
+#: documented credit-history actions of *other* features (unit system bundle); anything else may be ours
+_OTHER_ACTIONS = frozenset({
+    "photo_enhance", "api_photo_enhance", "object_removal", "api_object_removal", "background_removal",
+    "api_background_removal", "colorize", "api_colorize", "text_to_image", "api_text_to_image", "hair_style",
+    "api_hair_style", "blur_background", "wig", "trial_gift_text_to_image", "sign_up_gift",
+    "subscription_credits", "subscriber_gift", "permanent_credits", "compensation_from_customer_service",
+    "renew", "expire",
+})
+
+
+def candidate_action(action: str) -> bool:
+    """A charge whose action names another feature is never ours; `change_background` or unknown may be."""
+    return action.strip().lower() not in _OTHER_ACTIONS
+
+
+@dataclass(frozen=True)
+class History:
+    entries: list[CreditHistoryEntry]
+    complete_since: datetime | None  # every entry at or after this was read (None: not even that)
+
+
+class Vendor(Protocol):
+    """What settling needs from the vendor (the client in production, a fake in the model test)."""
+
+    async def history_page(self, token: str | None) -> tuple[list[CreditHistoryEntry], str | None]: ...
+
+    async def picture_verdict(self, task_id: str, entry: LedgerEntry) -> Verdict: ...
+
+
+async def read_history(
+    page: Callable[[str | None], Awaitable[tuple[list[CreditHistoryEntry], str | None]]],
+    since: datetime,
+    *,
+    max_pages: int,
+) -> History:
+    """Every entry at or after `since`, whatever the order the vendor lists them in.
+
+    Paging stops early only when every entry read so far came newest first and the last page reached back
+    past `since`; otherwise it reads to the end. If `max_pages` runs out first, the history is incomplete and
+    `complete_since` says how far back it is complete (None when the order gives no such bound).
+    """
+    entries: list[CreditHistoryEntry] = []
+    token: str | None = None
+    newest_first = True
+    seen: set[str] = set()
+    for _ in range(max_pages):
+        items, token = await page(token)
+        for e in items:
+            if entries and e.timestamp > entries[-1].timestamp:
+                newest_first = False
+            entries.append(e)
+        if not token:
+            return History(entries, complete_since=datetime.min.replace(tzinfo=UTC))
+        if newest_first and entries and entries[-1].timestamp < since:
+            return History(entries, complete_since=entries[-1].timestamp)
+        if token in seen:
+            break  # a vendor repeating its token: what we have is all we will get
+        seen.add(token)
+    oldest = entries[-1].timestamp if entries and newest_first else None
+    return History(entries, complete_since=oldest)
+
+
+def is_lost(e: LedgerEntry, *, create_window: float, now: datetime) -> bool:
+    """A create with no task id whose answer will not come any more (its run is gone, or it is too old)."""
+    if e.task_id or e.status not in LOST:
+        return False
+    if e.status != "creating":
+        return True
+    if owner_alive(e.owner) is True:
+        return False
+    return owner_alive(e.owner) is False or (now - e.updated_at).total_seconds() >= create_window
 
 
 @dataclass
 class Settlement:
-    matched: dict[str, str] = field(default_factory=dict)  # content_key -> task id found
+    attributed: dict[str, str] = field(default_factory=dict)  # content_key -> task id
     not_created: list[str] = field(default_factory=list)
-    unresolved: list[str] = field(default_factory=list)
-    recreate: list[str] = field(default_factory=list)  # unresolved, re-created under recreate_once
-    orphans: list[str] = field(default_factory=list)  # charged task ids no row could claim
+    pending: dict[str, list[str]] = field(default_factory=dict)  # content_key -> candidate task ids
+    waiting: list[str] = field(default_factory=list)  # windows still open
+    history_complete: bool = True
 
 
-def _ambiguous(ledger: Ledger, environment: str, settle_after: float, now: datetime) -> list[LedgerEntry]:
-    cutoff = now - timedelta(seconds=settle_after)
-    rows = ledger.entries(environment=environment, statuses=("ambiguous", "creating"))
-    return [e for e in rows if not e.task_id and e.updated_at.replace(tzinfo=e.updated_at.tzinfo or UTC) <= cutoff]
+def _skew(history: list[CreditHistoryEntry], known: dict[str, LedgerEntry]) -> tuple[timedelta, timedelta]:
+    """Bounds on (vendor time - our time), from the known tasks in the history: each was charged after its
+    create's claim and before Backdrop saw it done."""
+    lo, hi = -MAX_ZONE_ERROR, MAX_ZONE_ERROR
+    for h in history:
+        row = known.get(h.target_id or "")
+        if row is None or row.charged_at is None or h.units >= 0:
+            continue
+        lo = max(lo, h.timestamp - row.charged_at)
+        hi = min(hi, h.timestamp - row.created_at)
+    if lo > hi:  # contradictory: some clock jumped; trust nothing
+        return -MAX_ZONE_ERROR, MAX_ZONE_ERROR
+    return lo - CLOCK_SLACK, hi + CLOCK_SLACK
 
 
-#: mean absolute difference (0-255) of the centres of an input and a result below which they may be a pair
-_MATCH_THRESHOLD = 40.0
-#: the best candidate must be clearly better than the next one
-_MATCH_MARGIN = 0.6
-
-
-def _fingerprint(data: bytes) -> tuple[tuple[int, int], np.ndarray]:
-    """Size and a 16x16 grey thumbnail of the centre: the subject, which a background change keeps."""
-    with Image.open(io.BytesIO(data)) as img:
-        size = img.size
-        w, h = size
-        centre = img.convert("L").crop((w // 4, h // 4, w - w // 4, h - h // 4)).resize((16, 16))
-        return size, np.asarray(centre, dtype=np.float32)
-
-
-async def _result_fingerprint(client: BackdropClient, task_id: str, tmp: Path) -> Any:
-    """The fingerprint of a charged task's result, or None if it cannot be fetched any more."""
-    try:
-        status = await client.get_task(task_id)
-        if status.status != "success" or not status.result_url:
-            return None
-        got = await client.download(status.result_url, tmp / f"{task_id[:16]}.img")
-        return _fingerprint(got.path.read_bytes())
-    except (BackdropError, OSError):
-        return None
-
-
-def _best(candidates: list[tuple[float, LedgerEntry]]) -> LedgerEntry | None:
-    ranked = sorted(candidates, key=lambda c: c[0])
-    if not ranked or ranked[0][0] > _MATCH_THRESHOLD:
-        return None
-    if len(ranked) > 1 and ranked[0][0] > _MATCH_MARGIN * ranked[1][0]:
-        return None  # two inputs look alike: do not guess
-    return ranked[0][1]
-
-
-async def reconcile_ambiguous(
-    client: BackdropClient,
+async def settle_lost_creates(
+    vendor: Vendor,
     ledger: Ledger,
     *,
     environment: str,
+    key_id: str | None,
     settle_after: float,
-    inputs: dict[str, str],
-    policy: AmbiguousPolicy = "wait",
+    create_window: float,
+    max_pages: int = 200,
     now: datetime | None = None,
 ) -> Settlement:
-    """Settle the ambiguous creates of `environment` older than `settle_after` whose input is in `inputs`.
-
-    `inputs` maps image sha256 to the staged input picture. Each charge no ledger row knows is attributed by
-    its picture: a result has its input's size and keeps its subject, so the one pending input of that size
-    whose centre matches it (clearly better than any other) is its create. When every such charge was
-    inspected and all that resemble none of our inputs are someone else's, the creates left over made no
-    charge, so no success: they may be created again.
-    """
+    """Settle what the vendor's records can tell about the lost creates of `environment` (see the module)."""
     now = now or datetime.now(UTC)
-    pending = [e for e in _ambiguous(ledger, environment, settle_after, now) if e.image_sha256 in inputs]
+    rows = ledger.entries(environment=environment)
+    unsettled = [e for e in rows if not e.task_id and e.status in LOST]
+    lost = {e.id: e for e in unsettled if is_lost(e, create_window=create_window, now=now)}
     result = Settlement()
-    if not pending:
+    if not lost:
         return result
-    since = min(e.created_at for e in pending).replace(tzinfo=UTC) - _CLOCK_SLACK
-    history = await client.credit_history(since=since)
-    known = ledger.known_task_ids()
-    orphans = [e.target_id for e in history if e.target_id and e.units < 0 and e.target_id not in known]
-    fingerprints = {e.image_sha256: _fingerprint(Path(inputs[e.image_sha256]).read_bytes()) for e in pending}
-    left = list(pending)
-    settled = True
-    with tempfile.TemporaryDirectory(prefix="backdrop-reconcile-") as tmp:
-        for task_id in orphans:
-            found = await _result_fingerprint(client, task_id, Path(tmp))
-            if found is None:
-                settled = False  # a charge we cannot look at may be ours
-                result.orphans.append(task_id)
-                continue
-            size, centre = found
-            scored = [(float(np.abs(fingerprints[e.image_sha256][1] - centre).mean()), e)
-                      for e in left if fingerprints[e.image_sha256][0] == size]
-            entry = _best(scored)
-            if entry is None:
-                if any(score <= _MATCH_THRESHOLD for score, _ in scored):
-                    settled = False  # looks like one of ours, but which one is unclear
-                result.orphans.append(task_id)
-                continue
-            left.remove(entry)
-            ledger.mark(entry.content_key, entry.attempt, status="created", task_id=task_id, error_code=None,
-                        error_message="task id recovered from the credit history, matched by its picture")
-            result.matched[entry.content_key] = task_id
-    for entry in left:
-        if settled:
-            ledger.mark(entry.content_key, entry.attempt, status="failed", error_code="ambiguous_not_created",
-                        error_message="no charge for this picture appeared after the lost create")
-            result.not_created.append(entry.content_key)
+    attributed_ids = {e.task_id for e in rows if e.task_id and e.error_code == "attributed"}
+    answered = ledger.known_task_ids() - attributed_ids  # task ids a create's own answer gave us
+    known = {e.task_id: e for e in rows if e.task_id and e.task_id in answered}
+
+    def after(e: LedgerEntry) -> timedelta:
+        """How long after its last touch a lost create may still be charged: a `creating` row was touched right
+        before sending, and the send itself can last `create_window`; an `ambiguous` row was marked after."""
+        return timedelta(seconds=settle_after + (create_window if e.status == "creating" else 0.0))
+
+    # read with the widest skew first, so that the calibration has the pages it needs
+    since = min(e.created_at for e in unsettled) - MAX_ZONE_ERROR - 2 * CLOCK_SLACK
+    history = await read_history(vendor.history_page, since, max_pages=max_pages)
+    lo, hi = _skew(history.entries, known)
+    orphans = [h for h in history.entries
+               if h.units < 0 and h.target_id and candidate_action(h.action) and h.target_id not in answered]
+
+    def window(e: LedgerEntry) -> tuple[datetime, datetime | None]:
+        """In the vendor's time: from before the claim to `after` past the last moment it can have been sent."""
+        if e.id not in lost:
+            return e.created_at + lo - CLOCK_SLACK, None  # still being sent: open-ended
+        return e.created_at + lo - CLOCK_SLACK, e.updated_at + after(e) + hi + CLOCK_SLACK
+
+    windows = {e.id: window(e) for e in unsettled}
+
+    def inside(h: CreditHistoryEntry, e: LedgerEntry) -> bool:
+        if h.timestamp.timestamp() <= 0:
+            return True  # no time stamp: it could be anyone's
+        start, end = windows[e.id]
+        return h.timestamp >= start and (end is None or h.timestamp <= end)
+
+    holders = {h.target_id: [e for e in unsettled if inside(h, e)] for h in orphans}
+    complete = history.complete_since
+    result.history_complete = complete is not None
+    ripe: dict[int, list[str]] = {}  # lost row id -> its candidate charges
+    for e in lost.values():
+        if key_id is not None and e.key_id is not None and e.key_id != key_id:
+            continue  # made with another key: its account may not be this history's
+        if now < e.updated_at + after(e) + RIPE_SLACK:
+            result.waiting.append(e.content_key)  # a charge may still come
             continue
-        recreated_before = any(a.error_code == "ambiguous_recreated" for a in ledger.attempts(entry.content_key))
-        if policy == "recreate_once" and not recreated_before:
-            ledger.mark(entry.content_key, entry.attempt, status="failed", error_code="ambiguous_recreated",
-                        error_message="could not tell whether the lost create was charged; re-created once "
-                                      "under ambiguous_policy=recreate_once")
-            result.recreate.append(entry.content_key)
-        else:
-            result.unresolved.append(entry.content_key)
+        if complete is None or complete > windows[e.id][0]:
+            result.pending[e.content_key] = []  # the history does not reach back far enough to tell
+            continue
+        mine = [h.target_id or "" for h in orphans if inside(h, e)]
+        if not mine:
+            ledger.mark(e.content_key, e.attempt, status="failed", error_code="ambiguous_not_created",
+                        error_message="no charge of this feature appeared in the lost create's window")
+            result.not_created.append(e.content_key)
+            continue
+        ripe[e.id] = mine
+
+    verdicts: dict[tuple[str, int], Verdict] = {}
+
+    async def verdict(task_id: str, e: LedgerEntry) -> Verdict:
+        if (task_id, e.id) not in verdicts:
+            verdicts[task_id, e.id] = await vendor.picture_verdict(task_id, e)
+        return verdicts[task_id, e.id]
+
+    for row_id, mine in ripe.items():
+        e = lost[row_id]
+        same_picture = any(o.id != e.id and o.image_sha256 == e.image_sha256 for o in unsettled)
+        chosen = await _attribute(e, mine, holders, attributed_ids, verdict) if not same_picture else None
+        if chosen is not None:
+            ledger.mark(e.content_key, e.attempt, status="created", task_id=chosen, error_code="attributed",
+                        error_message="task id recovered from the credit history: the one charge in the lost "
+                                      "create's window whose picture keeps its input's subject, and no other "
+                                      "unsettled create's picture")
+            attributed_ids.add(chosen)
+            result.attributed[e.content_key] = chosen
+            continue
+        ledger.mark(e.content_key, e.attempt, status="pending_reconcile", error_code="ambiguous_create",
+                    error_message="candidate charges: " + " ".join(mine))
+        result.pending[e.content_key] = mine
     return result
 
 
-async def vendor_units(client: BackdropClient, task_ids: set[str], since: datetime) -> float:
-    """Units the vendor's credit history charged for `task_ids` since `since`."""
+async def _attribute(
+    e: LedgerEntry,
+    mine: list[str],
+    holders: dict[str | None, list[LedgerEntry]],
+    taken: set[str | None],
+    verdict: Callable[[str, LedgerEntry], Awaitable[Verdict]],
+) -> str | None:
+    """The one charge that is `e`'s beyond doubt, or None.
+
+    It must keep `e`'s subject, every other charge in `e`'s window must clearly not, and every other
+    unsettled create whose window holds that charge must clearly not be in its picture either.
+    """
+    matches = []
+    for task_id in mine:
+        v = await verdict(task_id, e)
+        if v == "unknown":
+            return None
+        if v == "match":
+            matches.append(task_id)
+    if len(matches) != 1 or matches[0] in taken:
+        return None
+    chosen = matches[0]
+    for other in holders.get(chosen, []):
+        if other.id != e.id and await verdict(chosen, other) != "no":
+            return None
+    return chosen
+
+
+async def vendor_units(
+    page: Callable[[str | None], Awaitable[tuple[list[CreditHistoryEntry], str | None]]],
+    task_ids: set[str],
+    since: datetime,
+    *,
+    max_pages: int = 200,
+) -> float | None:
+    """Units the vendor's credit history charged for `task_ids`; None when the history could not be read back
+    to `since` (minus any zone error)."""
     if not task_ids:
         return 0.0
-    history = await client.credit_history(since=since - _CLOCK_SLACK)
-    return float(sum(-e.units for e in history if e.target_id in task_ids and e.units < 0))
+    history = await read_history(page, since - MAX_ZONE_ERROR - CLOCK_SLACK, max_pages=max_pages)
+    if history.complete_since is None:
+        return None
+    return float(sum(-e.units for e in history.entries if e.target_id in task_ids and e.units < 0))
+
+
+class ClientVendor:
+    """`Vendor` over the HTTP client: history pages, and a charged task's result judged against the staged
+    input of the lost create (`inputs`: image sha256 -> staged file). Each result is fetched once."""
+
+    def __init__(self, client: BackdropClient, inputs: dict[str, str], tmp: Path) -> None:
+        self.client, self.inputs, self.tmp = client, inputs, tmp
+        self._results: dict[str, bytes | None] = {}
+
+    async def history_page(self, token: str | None) -> tuple[list[CreditHistoryEntry], str | None]:
+        return await self.client.credit_history_page(token)
+
+    async def _result(self, task_id: str) -> bytes | None:
+        if task_id not in self._results:
+            try:
+                status = await self.client.get_task(task_id)
+                got = None
+                if status.status == "success" and status.result_url:
+                    got = await self.client.download(status.result_url, self.tmp / f"{len(self._results)}.img")
+                self._results[task_id] = got.path.read_bytes() if got else None
+            except (BackdropError, OSError):
+                self._results[task_id] = None  # a charge we cannot look at proves nothing
+        return self._results[task_id]
+
+    async def picture_verdict(self, task_id: str, entry: LedgerEntry) -> Verdict:
+        staged = self.inputs.get(entry.image_sha256 or "")
+        result = await self._result(task_id) if staged else None
+        if staged is None or result is None:
+            return "unknown"
+        source = await asyncio.to_thread(Path(staged).read_bytes)
+        return await asyncio.to_thread(keeps_subject, source, result)

@@ -6,12 +6,17 @@ at the edge where the HTTP header is built.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_API_URL = "https://yce-api-01.makeupar.com"
+#: the vendor's documented spellings of one API server (contract: "perfectcorp.com answers identically")
+VENDOR_HOSTS = frozenset({"yce-api-01.makeupar.com", "yce-api-01.perfectcorp.com"})
+VENDOR_SERVICE = "yce-api-01.makeupar.com"
 
 FeatureSlug = Literal["bg-replace-v2", "bg-replace"]
 FileRoute = Literal["auto", "feature", "universal"]
@@ -26,6 +31,12 @@ class BackdropSettings(BaseSettings):
     api_key: SecretStr | None = Field(None, description="API key; never logged or printed.")
     api_key_block: str | None = Field(
         None, description="Name of a Prefect Secret block holding the key (used when api_key is unset)."
+    )
+    account: str = Field(
+        "default", min_length=1,
+        description="Name of the vendor account the key belongs to. What was paid is remembered per account and "
+        "server, not per key: rotating the key keeps it. When one ledger serves several vendor accounts, give "
+        "each account its own name.",
     )
     feature: FeatureSlug = Field(
         "bg-replace-v2",
@@ -98,13 +109,16 @@ class BackdropSettings(BaseSettings):
 
     reconcile_after_seconds: float = Field(
         900.0, ge=0,
-        description="A lost create is settled from the credit history once it is this old (any task it made "
-        "has finished by then).",
+        description="How long after a create was sent the vendor may still charge its task. A lost create is "
+        "settled from the credit history only once this has passed; no charge in that window means no task.",
     )
-    ambiguous_policy: Literal["wait", "recreate_once"] = Field(
-        "wait",
-        description="What to do with a lost create the credit history cannot settle: keep it pending_reconcile, "
-        "or re-create it once (the report flags a possible duplicate charge).",
+    settle_wait_seconds: float = Field(
+        1200.0, ge=0,
+        description="At the end of a run that lost creates, wait at most this long for the credit history to "
+        "settle them (0: leave them pending for the next run or `backdrop reconcile`).",
+    )
+    history_max_pages: int = Field(
+        200, ge=1, description="Credit-history pages read at most when settling lost creates (30 entries each).",
     )
     reconcile_with_vendor: bool = Field(
         True, description="After each run, compare the units the vendor charged with the report's."
@@ -142,3 +156,26 @@ class BackdropSettings(BaseSettings):
         if self.file_route != "auto":
             return self.file_route
         return "feature" if self.feature == "bg-replace-v2" else "universal"
+
+
+def canonical_service(api_url: str) -> str:
+    """One name per API server, whatever the URL's spelling: the vendor's host aliases are one name, a sandbox on
+    this machine is `loopback:<port>` (localhost, 127.0.0.1, ::1), anything else its lower-cased `host:port`.
+    Scheme, path, user info and a trailing dot or slash do not count; a missing port is the scheme's."""
+    parts = urlsplit(api_url.strip() if "://" in api_url else f"https://{api_url.strip()}")
+    host = (parts.hostname or "").rstrip(".")
+    if host in VENDOR_HOSTS:
+        return VENDOR_SERVICE
+    try:
+        port = parts.port or (80 if parts.scheme == "http" else 443)
+    except ValueError:  # a port that is not a number: keep the spelling, it reaches nothing anyway
+        return f"{host}:{parts.netloc.rpartition(':')[2].lower()}"
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        loopback = host == "localhost" or host.endswith(".localhost")
+    else:
+        mapped = getattr(ip, "ipv4_mapped", None)
+        loopback = ip.is_loopback or bool(mapped and mapped.is_loopback)
+        host = f"[{ip.compressed}]" if ip.version == 6 else ip.compressed
+    return f"loopback:{port}" if loopback else f"{host}:{port}"

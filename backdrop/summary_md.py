@@ -31,8 +31,8 @@ def summary_markdown(s: dict[str, Any]) -> str:
         verdict = "matches the report" if not diff else f"**differs from the report by {diff:+g} units**"
         lines.append(f"**Vendor's credit history:** {s['vendor_units']:g} units for this run's tasks; {verdict}.")
     if s.get("possible_duplicates"):
-        lines.append(f"**Possible duplicate charges:** {s['possible_duplicates']} rows were re-created after a "
-                     "lost create (ambiguous_policy=recreate_once).")
+        lines.append(f"**Possible duplicate charges:** {s['possible_duplicates']} rows were created again by hand "
+                     "(`backdrop reconcile --recreate`) while an earlier create may have been charged.")
     if s.get("dry_run"):
         lines.append(
             f"**Dry run:** nothing was created. Estimated {s.get('estimated_units', 0)} units, "

@@ -31,18 +31,20 @@ from backdrop.batch import Budget, ItemResult, WorkItem
 from backdrop.gallery import write_gallery
 from backdrop.inputs import read_rows
 from backdrop.ledger import Ledger, default_ledger_url
+from backdrop.lifecycle import RowLifecycle, settle_in_run
 from backdrop.preflight import InputRejected, PreparedInput
 from backdrop.report import build_report, summarize, write_report, write_summary
 from backdrop.summary_md import failures_table, summary_markdown
 from backdrop.webhooks import WebhookReceiver
-from flows.picture import PictureRunner, api_requests
+from flows.picture import PrefectSteps, api_requests
 from tasks.preflight import preflight_input
-from tasks.reconcile import reconcile_lost_creates, vendor_units_for
+from tasks.reconcile import settle_lost_creates, vendor_units_for
 from tasks.runtime import (
     client_stats,
     close_clients,
     environment_id,
     forget_planner,
+    key_id,
     set_receiver,
     settings_for,
 )
@@ -87,6 +89,7 @@ async def change_backgrounds(
     settings = settings_for(feature)  # fails fast, and clearly, without a key
     feature_slug = settings.feature
     env = environment_id(settings)
+    key = key_id(settings)
     out_dir = Path(out).expanduser().resolve()
     staging = out_dir / ".backdrop" / "inputs"
     ledger_url = settings.ledger_url or default_ledger_url()
@@ -117,16 +120,22 @@ async def change_backgrounds(
                                  task_type=task_type, environment=env)
 
     items, rejected = batch.group_rows(rows, prepared, key_fn)
-    if not dry_run and ledger.entries(environment=env, statuses=("ambiguous", "creating")):
-        staged = {i.prepared.sha256: i.prepared.path for i in items}
-        settled = await reconcile_lost_creates(feature_slug, ledger_url, env, staged)
-        logger.info("lost creates: %d matched to a charge, %d not created, %d unresolved, %d re-created",
-                    len(settled.matched), len(settled.not_created), len(settled.unresolved),
-                    len(settled.recreate))
+    staged = {i.prepared.sha256: str(i.prepared.path) for i in items}
+    create_window = 2 * (settings.connect_timeout_seconds + settings.read_timeout_seconds)
+
+    async def settle() -> Any:
+        return await settle_lost_creates(feature_slug, ledger_url, env, key or "", staged, create_window)
+
+    if not dry_run and ledger.entries(environment=env, statuses=("ambiguous", "creating", "pending_reconcile")):
+        settled = await settle()
+        logger.info("lost creates: %d attributed to a charge, %d not created, %d pending, %d still in their window",
+                    len(settled.attributed), len(settled.not_created), len(settled.pending), len(settled.waiting))
     names = batch.output_names(rows, out_dir)
-    runner = PictureRunner(settings=settings, ledger=ledger, ledger_url=ledger_url, environment=env,
-                           run_id=run_id, deployment=deployment_name, input_mode=input_mode, dry_run=dry_run,
-                           budget=Budget(max_units, settings.units_per_task), names=names)
+    runner = RowLifecycle(
+        steps=PrefectSteps(settings=settings, environment=env, ledger_url=ledger_url, run_id=run_id),
+        ledger=ledger, environment=env, key_id=key, run_id=run_id, deployment=deployment_name,
+        input_mode=input_mode, dry_run=dry_run, budget=Budget(max_units, settings.units_per_task), names=names,
+        units_per_task=settings.units_per_task, create_window=create_window)
     total, done = len(items), 0
     progress_id = await acreate_progress_artifact(0.0, key="backdrop-progress",
                                                   description=f"pictures done of {total}")
@@ -152,6 +161,9 @@ async def change_backgrounds(
     processing_started = time.monotonic()
     try:
         results = await asyncio.gather(*(_one(i) for i in items))
+        if not dry_run:  # lost creates of this run: wait, bounded, for the vendor's records to settle them
+            results = await settle_in_run(runner, results, settle, wait_seconds=settings.settle_wait_seconds,
+                                          settle_after=settings.reconcile_after_seconds)
         processing_seconds = time.monotonic() - processing_started
         traffic = client_stats()
     finally:
@@ -193,8 +205,10 @@ async def change_backgrounds(
         since = min([run_started, *(e.created_at for e in ledger.entries(run_id=run_id))])
         vendor = await vendor_units_for(feature_slug, paid_ids, since)
         summary["vendor_units"] = vendor
-        summary["units_difference"] = vendor - summary["units_charged"]
-        if summary["units_difference"]:
+        summary["units_difference"] = None if vendor is None else vendor - summary["units_charged"]
+        if vendor is None:
+            logger.warning("the vendor's credit history could not be read back to this run's start")
+        elif summary["units_difference"]:
             logger.warning("the vendor charged %s units for this run's tasks, the report says %s",
                            vendor, summary["units_charged"])
     summary["files"] = write_report(df, summary, out_dir)

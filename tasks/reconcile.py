@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
 from datetime import datetime
+from pathlib import Path
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -13,20 +15,23 @@ from tasks.policies import retry_if_transient
 from tasks.runtime import client_for, settings_for
 
 
-@task(name="reconcile-lost-creates", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30],
+@task(name="settle-lost-creates", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30],
       retry_condition_fn=retry_if_transient)
-async def reconcile_lost_creates(
-    feature: str, ledger_url: str, environment: str, inputs: dict[str, str]
+async def settle_lost_creates(
+    feature: str, ledger_url: str, environment: str, key_id: str, inputs: dict[str, str], create_window: float
 ) -> reconcile.Settlement:
-    """Settle this batch's ambiguous creates old enough to be settled, from the vendor's credit history."""
+    """Settle the lost creates of this account that the vendor's credit history can tell (see backdrop.reconcile)."""
     settings = settings_for(feature)
-    return await reconcile.reconcile_ambiguous(
-        client_for(settings), Ledger(ledger_url), environment=environment, inputs=inputs,
-        settle_after=settings.reconcile_after_seconds, policy=settings.ambiguous_policy)
+    with tempfile.TemporaryDirectory(prefix="backdrop-reconcile-") as tmp:
+        vendor = reconcile.ClientVendor(client_for(settings), inputs, Path(tmp))
+        return await reconcile.settle_lost_creates(
+            vendor, Ledger(ledger_url), environment=environment, key_id=key_id,
+            settle_after=settings.reconcile_after_seconds, create_window=create_window)
 
 
 @task(name="vendor-units", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30],
       retry_condition_fn=retry_if_transient)
-async def vendor_units_for(feature: str, task_ids: list[str], since: datetime) -> float:
+async def vendor_units_for(feature: str, task_ids: list[str], since: datetime) -> float | None:
     """Units the vendor charged for these task ids (credit history, `target_id` = task id)."""
-    return await reconcile.vendor_units(client_for(settings_for(feature)), set(task_ids), since)
+    client = client_for(settings_for(feature))
+    return await reconcile.vendor_units(client.credit_history_page, set(task_ids), since)

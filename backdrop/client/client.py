@@ -310,6 +310,18 @@ class BackdropClient:
         entries = _parse.each(_parse.history_entry, rows)
         return [e for e in entries if since is None or e.timestamp >= since]
 
+    async def credit_history_page(
+        self, token: str | None = None, *, page_size: int = 30
+    ) -> tuple[list[CreditHistoryEntry], str | None]:
+        """One page of the credit history and the next page's token (None on the last page). The order of
+        the entries is not published: `backdrop.reconcile.read_history` reads pages without assuming it."""
+        params: dict[str, Any] = {"page_size": page_size}
+        if token:
+            params["starting_token"] = token
+        content, _ = await self._call("history", "GET", "/s2s/v1.0/client/credit/history", "result", params=params)
+        page = _parse.page(content, "history")
+        return _parse.each(_parse.history_entry, page.items), page.next_token
+
     async def feature_costs(self, *, page_size: int = 20) -> list[FeatureCost]:
         rows = await self._paged(
             "feature_cost", "/s2s/v2.0/credit/feature-cost", "skus", "result", page_size, None

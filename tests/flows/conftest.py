@@ -28,10 +28,13 @@ def pipeline_env(sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     """Point the pipeline at this test's sandbox key, with its own ledger and fast polling."""
     monkeypatch.setenv("BACKDROP_API_URL", sandbox.base_url)
     monkeypatch.setenv("BACKDROP_API_KEY", sandbox.api_key)
+    monkeypatch.setenv("BACKDROP_ACCOUNT", sandbox.api_key)  # each sandbox key is an account of its own
     monkeypatch.setenv("BACKDROP_HOME", str(tmp_path / "home"))
     for name, value in (("POLL_FIRST_SECONDS", "0.02"), ("POLL_INTERVAL_SECONDS", "0.02"),
                         ("POLL_MAX_INTERVAL_SECONDS", "0.1"), ("BACKOFF_BASE_SECONDS", "0.01"),
-                        ("BACKOFF_MAX_SECONDS", "0.05")):
+                        ("BACKOFF_MAX_SECONDS", "0.05"),
+                        # a sandbox task is charged within a second or two: settle lost creates in the run
+                        ("RECONCILE_AFTER_SECONDS", "1"), ("SETTLE_WAIT_SECONDS", "30")):
         monkeypatch.setenv(f"BACKDROP_{name}", value)
     return sandbox
 

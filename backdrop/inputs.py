@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -15,7 +16,7 @@ import pandas as pd
 
 from backdrop.errors import BackdropError
 
-__all__ = ["CsvError", "InputRow", "read_rows", "MAX_PROMPT_CHARS"]
+__all__ = ["CsvError", "InputRow", "read_rows", "normalise_prompt", "MAX_PROMPT_CHARS"]
 
 KNOWN_COLUMNS = ("id", "image_url", "prompt", "template_id")
 #: the vendor publishes no prompt limit; a very long one is almost surely a paste error
@@ -38,6 +39,14 @@ class InputRow:
     prompt: str | None
     template_id: str | None
     extra: dict[str, str] = field(default_factory=dict)
+
+
+def normalise_prompt(prompt: str | None) -> str | None:
+    """The prompt as it is sent, keyed and reported: Unicode NFC, trimmed, each run of whitespace one space;
+    case is kept. None for no prompt or only whitespace. "beach", "beach " and "beach\\n" are one paid picture."""
+    if prompt is None:
+        return None
+    return " ".join(unicodedata.normalize("NFC", prompt).split()) or None
 
 
 def _base_dir(location: str) -> Path | None:
@@ -123,7 +132,7 @@ def read_rows(
     rows: list[InputRow] = []
     for line, rec in enumerate(df.to_dict("records"), start=1):
         image_url = str(rec.get("image_url", "")).strip()
-        prompt = prompt_override if prompt_override is not None else (rec.get("prompt") or None)
+        prompt = normalise_prompt(prompt_override if prompt_override is not None else rec.get("prompt"))
         if template_override is not None:
             template_id: str | None = template_override
         elif prompt_override is not None:

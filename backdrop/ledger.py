@@ -100,6 +100,7 @@ work = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("charged_at", UTCDateTime),  # when this run saw the success the vendor charged
+    Column("key_id", String(32)),  # which API key made the create (tasks.runtime.key_id: a hash, not the key)
     UniqueConstraint("content_key", "attempt", name="uq_backdrop_work_key_attempt"),
 )
 
@@ -134,6 +135,7 @@ class LedgerEntry:
     created_at: datetime
     updated_at: datetime
     charged_at: datetime | None = None
+    key_id: str | None = None
 
     def __post_init__(self) -> None:
         # aware UTC whoever built the entry (rows read back already are: see `UTCDateTime`)
@@ -230,7 +232,7 @@ def _create_tables(engine: Engine) -> None:
 
 
 #: Columns added after the first release, each nullable: an older ledger gets them, its rows kept.
-_ADDED_COLUMNS = ("charged_at",)
+_ADDED_COLUMNS = ("charged_at", "key_id")
 
 
 def _add_new_columns(conn: Connection) -> None:

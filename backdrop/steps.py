@@ -15,6 +15,7 @@ from typing import Literal
 
 from backdrop.client import BackdropClient, DownloadedFile, TaskStatus
 from backdrop.errors import AmbiguousCreate, Forbidden, PollDeadlineExceeded, is_definite_refusal
+from backdrop.inputs import normalise_prompt
 from backdrop.ledger import Ledger
 from backdrop.polling import PollPlanner
 from backdrop.settings import BackdropSettings
@@ -43,7 +44,10 @@ def content_key(
     task_type: str,
     environment: str,
 ) -> str:
-    """The identity of one paid picture: image bytes, prompt or template, feature and account."""
+    """The identity of one paid picture: image bytes, the prompt (normalised: `normalise_prompt`) or the template,
+    and `environment` (`tasks.runtime.environment_id`: feature, account and server, never the key)."""
+    prompt = normalise_prompt(prompt) if task_type == "prompt" else None
+    template_id = template_id if task_type == "template" else None
     parts = [CACHE_VERSION, environment, image_sha256, task_type, prompt or "", template_id or ""]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 

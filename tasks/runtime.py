@@ -16,10 +16,10 @@ from pydantic import SecretStr
 from backdrop.client import BackdropClient
 from backdrop.errors import ConfigError
 from backdrop.polling import PollPlanner
-from backdrop.settings import BackdropSettings
+from backdrop.settings import BackdropSettings, canonical_service
 from backdrop.webhooks import WebhookReceiver
 
-__all__ = ["settings_for", "client_for", "close_clients", "environment_id", "planner_for", "client_stats",
+__all__ = ["settings_for", "client_for", "close_clients", "environment_id", "key_id", "planner_for", "client_stats",
            "set_receiver", "receiver"]
 
 _lock = threading.Lock()
@@ -57,18 +57,29 @@ def settings_for(feature: str | None = None) -> BackdropSettings:
 
 
 def environment_id(settings: BackdropSettings) -> str:
-    """A short, non-reversible id of (API URL, key, feature): cache keys differ per account and server.
+    """A short id of (account, server, feature): what was paid for is shared by every key of one account.
 
-    The whole URL counts, port included: a sandbox restarted on another port is a new server that knows
-    none of the old one's tasks, so nothing created there may be reused here.
+    The account is `BACKDROP_ACCOUNT` (one name per vendor account sharing a ledger); the server is
+    `canonical_service(api_url)`: the vendor's host aliases are one server, a sandbox is `loopback:<port>` (one
+    restarted on another port is a new server that knows none of the old one's tasks). Neither the key (rotating
+    it must not pay for everything again) nor the URL's spelling counts.
     """
-    raw = f"{settings.api_url.rstrip('/')}\n{settings.api_key_value()}\n{settings.feature}"
+    raw = f"{settings.account}\n{canonical_service(settings.api_url)}\n{settings.feature}"
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+def key_id(settings: BackdropSettings) -> str | None:
+    """A short, non-reversible id of the API key itself (None without a key), for the ledger's `key_id`."""
+    value = settings.api_key_value()
+    if not value:
+        return None
+    return hashlib.sha256(f"backdrop-key-id\n{value}".encode()).hexdigest()[:16]
 
 
 def client_for(settings: BackdropSettings) -> BackdropClient:
     loop = asyncio.get_running_loop()
-    key = (threading.get_ident(), id(loop), environment_id(settings) + settings.model_dump_json())
+    # the key's id too: the dump masks the key, and the environment id no longer holds it
+    key = (threading.get_ident(), id(loop), f"{key_id(settings)}{settings.model_dump_json()}")
     with _lock:
         client = _clients.get(key)
         if client is None:

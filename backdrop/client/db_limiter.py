@@ -64,7 +64,7 @@ from backdrop.client.limiter import (
     wait_horizon,
 )
 from backdrop.errors import ConfigError
-from backdrop.settings import BackdropSettings
+from backdrop.settings import BackdropSettings, canonical_service
 
 __all__ = ["DatabaseLimiter", "SKEW_GRACE_SECONDS", "key_fingerprint", "limiter_for"]
 
@@ -346,8 +346,9 @@ def _transient(exc: DBAPIError) -> bool:
 
 
 def key_fingerprint(settings: BackdropSettings) -> str:
-    """A stable id for (API URL, API key) that does not reveal the key."""
-    material = f"{settings.api_url.rstrip('/')}\n{settings.api_key_value() or ''}"
+    """A stable id for (server, API key) that does not reveal the key: the vendor counts per key, and the
+    server's host aliases are one server (`canonical_service`), so they share one limit."""
+    material = f"{canonical_service(settings.api_url)}\n{settings.api_key_value() or ''}"
     return hashlib.sha256(material.encode()).hexdigest()[:32]
 
 

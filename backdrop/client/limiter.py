@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, runtime_checkable
 
-from backdrop.settings import BackdropSettings
+from backdrop.settings import BackdropSettings, canonical_service
 
 __all__ = ["RateLimiter", "SlidingWindowLimiter", "limiter_from_settings", "shared_limiter", "wait_horizon"]
 
@@ -217,7 +217,7 @@ def shared_limiter(settings: BackdropSettings) -> SlidingWindowLimiter:
     """The process-wide limiter for this API URL, key and limits (the vendor counts per key)."""
     key_value = settings.api_key_value() or ""
     fingerprint = hashlib.sha256(key_value.encode()).hexdigest()[:16]
-    key = (settings.api_url.rstrip("/"), fingerprint, _windows(settings))
+    key = (canonical_service(settings.api_url), fingerprint, _windows(settings))  # host aliases: one limit
     with _shared_lock:
         limiter = _shared.get(key)
         if limiter is None:

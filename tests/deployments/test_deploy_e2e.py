@@ -113,7 +113,7 @@ def test_the_manual_deployment_runs_on_a_process_worker_against_the_sandbox(
         server: PrefectServer, sandbox: SandboxHandle, tmp_path: Path) -> None:
     csv, out = _batch(tmp_path / "batch"), tmp_path / "out"
     worker_env = {
-        "BACKDROP_API_URL": sandbox.base_url, "BACKDROP_API_KEY": sandbox.api_key,
+        "BACKDROP_API_URL": sandbox.base_url, "BACKDROP_API_KEY": sandbox.api_key, "BACKDROP_ACCOUNT": sandbox.api_key,
         "BACKDROP_HOME": str(tmp_path / "backdrop-home"),
         "BACKDROP_POLL_FIRST_SECONDS": "0.05", "BACKDROP_POLL_INTERVAL_SECONDS": "0.05",
         "BACKDROP_POLL_MAX_INTERVAL_SECONDS": "0.2", "BACKDROP_BACKOFF_BASE_SECONDS": "0.05",

@@ -78,6 +78,7 @@ def _csv(folder: Path, name: str, pictures: list[str]) -> Path:
 def _worker_env(sandbox: SandboxHandle, shared_db: str, home: Path) -> dict[str, str]:
     return {
         "BACKDROP_API_URL": sandbox.base_url, "BACKDROP_API_KEY": sandbox.api_key, "BACKDROP_HOME": str(home),
+        "BACKDROP_ACCOUNT": sandbox.api_key,  # each sandbox key is an account of its own
         "BACKDROP_LEDGER_URL": shared_db, "BACKDROP_LIMITER_URL": shared_db,
         "BACKDROP_RATE_LIMIT_REQUESTS": str(WINDOW_REQUESTS), "BACKDROP_RATE_LIMIT_WINDOW_SECONDS": str(WINDOW_SECONDS),
         "BACKDROP_POLL_FIRST_SECONDS": "0.5", "BACKDROP_POLL_INTERVAL_SECONDS": "0.25",

@@ -22,7 +22,7 @@ BIN = Path(sys.executable).parent
 
 def _cli_env(sandbox: Any, tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BACKDROP_", "PREFECT_"))}
-    env.update(BACKDROP_API_URL=sandbox.base_url, BACKDROP_API_KEY=sandbox.api_key,
+    env.update(BACKDROP_API_URL=sandbox.base_url, BACKDROP_API_KEY=sandbox.api_key, BACKDROP_ACCOUNT=sandbox.api_key,
                BACKDROP_HOME=str(tmp_path / "home"), BACKDROP_POLL_FIRST_SECONDS="0.05",
                BACKDROP_POLL_INTERVAL_SECONDS="0.05", BACKDROP_POLL_MAX_INTERVAL_SECONDS="0.2",
                PREFECT_API_URL=str(PREFECT_API_URL.value()), PREFECT_HOME=str(tmp_path / "prefect"),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from backdrop.inputs import CsvError, read_rows
+from backdrop.inputs import CsvError, normalise_prompt, read_rows
 
 N = 100_000
 
@@ -34,7 +34,9 @@ def test_a_100k_row_csv_gives_one_row_per_record_with_its_id(tmp_path: Path) -> 
     assert len(rows) == N
     assert [r.line for r in rows] == list(range(1, N + 1))
     assert [r.row_id for r in rows] == [f"r{i:06d}" for i in range(N)]
-    assert [r.prompt for r in rows[999:1002]] == ["beach 999", _prompt(1000), "beach 1001"]
+    # the quoted multi-line cell is one prompt, normalised as it will be sent (its newline one space)
+    assert [r.prompt for r in rows[999:1002]] == ["beach 999", normalise_prompt(_prompt(1000)), "beach 1001"]
+    assert rows[1000].prompt == "white marble, item 1000 second line"
     last = rows[-1]
     assert (last.image_url, last.prompt, last.extra) == (f"pics/{N - 1}.jpg", f"beach {N - 1}",
                                                          {"sku": f"S-{N - 1}"})

@@ -1,0 +1,156 @@
+"""What counts as one paid picture (security review, finding 20): the picture's bytes, the prompt as sent
+(normalised) or the template, the feature and the account. Never the key, nor how the server's URL is spelt."""
+
+from __future__ import annotations
+
+import sqlite3
+import unicodedata
+from pathlib import Path
+
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
+
+from backdrop import steps
+from backdrop.batch import check_prompt, group_rows
+from backdrop.client.db_limiter import key_fingerprint
+from backdrop.client.limiter import shared_limiter
+from backdrop.inputs import InputRow, normalise_prompt, read_rows
+from backdrop.ledger import Ledger, work
+from backdrop.preflight import PreparedInput
+from backdrop.settings import BackdropSettings, canonical_service
+from tasks.runtime import environment_id, key_id
+
+SHA = "ab" * 32
+WHITESPACE = " \t\n\r\x0b\x0c\u00a0\u2003\u3000"
+
+
+def _key(prompt: str | None, *, env: str = "env", sha: str = SHA) -> str:
+    return steps.content_key(image_sha256=sha, prompt=prompt, template_id=None, task_type="prompt",
+                             environment=env)
+
+
+def _settings(**fields: object) -> BackdropSettings:
+    return BackdropSettings(**{"api_key": "sk-one", **fields})  # type: ignore[arg-type]
+
+
+words = st.lists(st.text(st.characters(blacklist_categories=("Zs", "Zl", "Zp", "Cc", "Cs")), min_size=1, max_size=8),
+                 min_size=1, max_size=5)
+spaces = st.text(st.sampled_from(WHITESPACE), min_size=1, max_size=4)
+
+
+@given(words, st.data())
+@settings(max_examples=300, deadline=None)
+def test_prompts_differing_only_in_whitespace_are_one_picture(parts: list[str], data: st.DataObject) -> None:
+    parts = [p for p in ("".join(p.split()) for p in parts) if p]
+    assume(parts)
+    lead, trail = data.draw(st.text(st.sampled_from(WHITESPACE), max_size=3)), data.draw(spaces | st.just(""))
+    spaced = lead + "".join(p + data.draw(spaces) for p in parts[:-1]) + parts[-1] + trail
+    plain = " ".join(parts)
+    assert _key(spaced) == _key(plain) == _key(unicodedata.normalize("NFD", plain))
+    assert normalise_prompt(spaced) == unicodedata.normalize("NFC", plain)
+
+
+@given(st.text(min_size=1, max_size=30), st.text(min_size=1, max_size=30))
+@settings(max_examples=300, deadline=None)
+def test_prompts_differing_otherwise_are_different_pictures(a: str, b: str) -> None:
+    assume(normalise_prompt(a) != normalise_prompt(b))
+    assert _key(a) != _key(b)
+
+
+@given(st.text(st.characters(whitelist_categories=("Lu", "Ll")), min_size=1, max_size=20))
+@settings(max_examples=200, deadline=None)
+def test_case_is_kept(prompt: str) -> None:
+    assume(prompt.lower() != prompt.upper())
+    assert _key(prompt.lower()) != _key(prompt.upper())
+
+
+def test_the_review_s_four_rows() -> None:
+    assert len({_key(p) for p in ("beach", "beach ", " beach", "beach\n", "beach\t\n", "beach\u00a0")}) == 1
+    assert _key("Beach") != _key("beach") and _key("sunny  beach") == _key("sunny beach") != _key("sunnybeach")
+    assert _key("caf\u00e9") == _key("cafe\u0301")  # NFC: one character or two, one prompt
+
+
+def test_a_template_key_ignores_the_prompt_and_a_prompt_key_the_template() -> None:
+    def key(prompt: str | None, template: str | None, task_type: str) -> str:
+        return steps.content_key(image_sha256=SHA, prompt=prompt, template_id=template, task_type=task_type,
+                                 environment="env")
+
+    assert key("beach", "t1", "template") == key(None, "t1", "template") != key(None, "t2", "template")
+    assert key("beach", "t1", "prompt") == key("beach", None, "prompt")
+
+
+def test_what_is_sent_is_the_normalised_prompt(tmp_path: Path) -> None:
+    csv = tmp_path / "rows.csv"
+    csv.write_text('image_url,prompt\na.jpg,"  sunny \n beach "\na.jpg,sunny beach\nb.jpg,"   "\n')
+    rows, _ = read_rows(str(csv))
+    assert [r.prompt for r in rows] == ["sunny beach", "sunny beach", None]
+    raw = InputRow(line=1, row_id="r", image_url="a.jpg", prompt="  sunny\t beach ", template_id=None)
+    prepared = PreparedInput(sha256=SHA, path=str(tmp_path / "a.jpg"), content_type="image/jpeg", size=1, width=10,
+                             height=10)
+    items, rejected = group_rows([raw, rows[1]], {"a.jpg": prepared},
+                                 lambda p, r, t: _key(r.prompt, sha=p.sha256))
+    assert (len(items), items[0].prompt, rejected) == (1, "sunny beach", {})
+    blank = InputRow(line=2, row_id="s", image_url="a.jpg", prompt=" \n\u3000", template_id=None)
+    problem = check_prompt(blank)
+    assert problem is not None and problem.report_code == "prompt_missing"
+
+
+@pytest.mark.parametrize(("url", "service"), [
+    ("https://yce-api-01.makeupar.com", "yce-api-01.makeupar.com"),
+    ("https://yce-api-01.perfectcorp.com/", "yce-api-01.makeupar.com"),
+    ("https://YCE-API-01.PerfectCorp.com.:443", "yce-api-01.makeupar.com"),
+    ("http://localhost:8765", "loopback:8765"),
+    ("http://127.0.0.1:8765/", "loopback:8765"),
+    ("http://[::1]:8765", "loopback:8765"),
+    ("https://Proxy.Example.com", "proxy.example.com:443"),
+    ("https://proxy.example.com:8443/base/", "proxy.example.com:8443"),
+])
+def test_canonical_service(url: str, service: str) -> None:
+    assert canonical_service(url) == service
+
+
+def test_host_aliases_and_key_rotation_keep_the_environment() -> None:
+    base = _settings()
+    same = [_settings(api_url="https://yce-api-01.perfectcorp.com/"), _settings(api_key="sk-rotated"),
+            _settings(api_url="https://yce-api-01.perfectcorp.com", api_key="sk-rotated")]
+    assert {environment_id(s) for s in same} == {environment_id(base)}
+    assert environment_id(_settings(api_url="http://localhost:8765", api_key="a")) == \
+        environment_id(_settings(api_url="http://127.0.0.1:8765/", api_key="b"))
+
+
+def test_accounts_servers_and_features_are_different_environments() -> None:
+    ids = [environment_id(_settings()), environment_id(_settings(account="shop-eu")),
+           environment_id(_settings(account="shop-us")), environment_id(_settings(feature="bg-replace")),
+           environment_id(_settings(api_url="http://localhost:8765")),
+           environment_id(_settings(api_url="http://localhost:8766"))]
+    assert len(set(ids)) == len(ids)
+
+
+def test_key_id_names_the_key_without_revealing_it() -> None:
+    one, rotated = key_id(_settings()), key_id(_settings(api_key="sk-rotated"))
+    assert one and rotated and one != rotated and "sk-one" not in one and len(one) == 16
+    assert key_id(_settings(api_url="https://yce-api-01.perfectcorp.com")) == one
+    assert key_id(BackdropSettings(api_key=None)) is None
+
+
+def test_host_aliases_share_one_limit_and_keys_do_not() -> None:
+    vendor, alias = _settings(), _settings(api_url="https://yce-api-01.perfectcorp.com/")
+    assert key_fingerprint(vendor) == key_fingerprint(alias) != key_fingerprint(_settings(api_key="sk-two"))
+    assert shared_limiter(vendor) is shared_limiter(alias) is not shared_limiter(_settings(api_key="sk-two"))
+
+
+def test_an_old_ledger_gets_the_key_id_column(tmp_path: Path) -> None:
+    old = sqlite3.connect(tmp_path / "old.db")
+    columns = ", ".join(f"{c.name} {c.type.compile(dialect=sqlite_dialect())}" for c in work.columns
+                        if c.name not in ("charged_at", "key_id"))
+    old.execute(f"CREATE TABLE backdrop_work ({columns})")
+    old.execute("INSERT INTO backdrop_work (id, content_key, attempt, status, units, created_at, updated_at) "
+                "VALUES (1, 'k', 1, 'created', 0, '2026-11-01 10:00:00', '2026-11-01 10:00:00')")
+    old.commit()
+    old.close()
+    ledger = Ledger(f"sqlite:///{tmp_path / 'old.db'}")
+    assert ledger.latest("k").key_id is None  # type: ignore[union-attr]
+    ledger.claim("k2", 1, key_id="0123456789abcdef")
+    assert ledger.latest("k2").key_id == "0123456789abcdef"  # type: ignore[union-attr]

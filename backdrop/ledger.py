@@ -101,6 +101,8 @@ work = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     Column("charged_at", UTCDateTime),  # when this run saw the success the vendor charged
     Column("key_id", String(32)),  # which API key made the create (tasks.runtime.key_id: a hash, not the key)
+    Column("charged_owner", String(200)),  # the process that recorded the charge (host:pid)
+    Column("reported_at", UTCDateTime),  # when the charging run's report was written
     UniqueConstraint("content_key", "attempt", name="uq_backdrop_work_key_attempt"),
 )
 
@@ -136,6 +138,8 @@ class LedgerEntry:
     updated_at: datetime
     charged_at: datetime | None = None
     key_id: str | None = None
+    charged_owner: str | None = None
+    reported_at: datetime | None = None
 
     def __post_init__(self) -> None:
         # aware UTC whoever built the entry (rows read back already are: see `UTCDateTime`)
@@ -232,7 +236,7 @@ def _create_tables(engine: Engine) -> None:
 
 
 #: Columns added after the first release, each nullable: an older ledger gets them, its rows kept.
-_ADDED_COLUMNS = ("charged_at", "key_id")
+_ADDED_COLUMNS = ("charged_at", "key_id", "charged_owner", "reported_at")
 
 
 def _add_new_columns(conn: Connection) -> None:
@@ -289,10 +293,37 @@ class Ledger:
             update(work)
             .where(work.c.content_key == content_key, work.c.attempt == attempt,
                    work.c.charged_run_id.is_(None))
-            .values(units=units, charged_run_id=run_id, charged_at=_now(), updated_at=_now())
+            .values(units=units, charged_run_id=run_id, charged_owner=OWNER, charged_at=_now(), updated_at=_now())
         )
         with self.engine.begin() as conn:
             return conn.execute(stmt).rowcount == 1
+
+    def take_over_charge(self, entry: LedgerEntry, run_id: str, *, stale_after: float = 86400.0) -> bool:
+        """A charge recorded by a run that died before writing its report is in no report: this run reports it.
+
+        Only when the charging process is known to be gone (this host, its pid is dead) or, on another host,
+        when its charge is older than `stale_after` and still unreported. True for the one run that takes it."""
+        if entry.charged_run_id in (None, run_id) or entry.reported_at is not None:
+            return False
+        alive = owner_alive(entry.charged_owner)
+        if alive is True or (alive is None and entry.charged_at is not None
+                             and (_now() - entry.charged_at).total_seconds() < stale_after):
+            return False
+        stmt = (
+            update(work)
+            .where(work.c.content_key == entry.content_key, work.c.attempt == entry.attempt,
+                   work.c.charged_run_id == entry.charged_run_id, work.c.reported_at.is_(None))
+            .values(charged_run_id=run_id, charged_owner=OWNER, updated_at=_now())
+        )
+        with self.engine.begin() as conn:
+            return conn.execute(stmt).rowcount == 1
+
+    def mark_reported(self, run_id: str) -> int:
+        """This run's report is written: the charges it recorded are in it."""
+        stmt = update(work).where(work.c.charged_run_id == run_id, work.c.reported_at.is_(None)).values(
+            reported_at=_now())
+        with self.engine.begin() as conn:
+            return conn.execute(stmt).rowcount
 
     def mark(self, content_key: str, attempt: int, **fields: Any) -> None:
         """Update one attempt (status, task_id, units, output, error...)."""

@@ -92,6 +92,9 @@ class RowLifecycle:
         except Exception as exc:  # noqa: BLE001 - the one broad catch: no row may sink the batch
             log.exception("row %s: unexpected error at %s", item.primary.row_id, trace["stage"])
             result = self._unexpected(item, exc, trace["stage"])
+        if not result.units and (units := self._charged_here(item)):
+            result.units = units  # this run holds the charge (it saw the success, or took it over): report it
+            result.note = "; ".join(filter(None, [result.note, trace.get("adopted")]))
         result.started_at, result.finished_at = started, batch.now_iso()
         result.seconds = round(time.monotonic() - t0, 3)
         return result
@@ -99,6 +102,11 @@ class RowLifecycle:
     async def _process(self, item: WorkItem, trace: dict[str, str]) -> ItemResult:
         dest = self.names[item.primary.line]
         entry = self.ledger.latest(item.key)
+        if entry and self.ledger.take_over_charge(entry, self.run_id):
+            trace["adopted"] = (f"charged in run {entry.charged_run_id}, which ended before writing its report: "
+                                "this report carries the charge")
+            entry = self.ledger.latest(item.key)
+            assert entry is not None
         if entry and entry.status == "succeeded":
             return await self._reuse(item, entry, dest, trace)
         if entry and entry.task_id and entry.status in ("created", "pending_reconcile"):

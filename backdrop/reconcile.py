@@ -58,6 +58,8 @@ LOST = ("ambiguous", "creating", "pending_reconcile")
 CLOCK_SLACK = timedelta(minutes=2)
 #: our own clock against itself (and other hosts' NTP clocks): the history is read after this much more
 RIPE_SLACK = timedelta(seconds=1)
+#: known tasks created this close to a lost create calibrate the vendor's clock for it
+_NEAR = timedelta(hours=2)
 #: the widest a time zone mistake can be (UTC-12 to UTC+14)
 MAX_ZONE_ERROR = timedelta(hours=14)
 #: documented credit-history actions of *other* features (unit system bundle); anything else may be ours
@@ -142,17 +144,24 @@ class Settlement:
     history_complete: bool = True
 
 
-def _skew(history: list[CreditHistoryEntry], known: dict[str, LedgerEntry]) -> tuple[timedelta, timedelta]:
-    """Bounds on (vendor time - our time), from the known tasks in the history: each was charged after its
-    create's claim and before Backdrop saw it done."""
+def _skew(
+    history: list[CreditHistoryEntry], known: dict[str, LedgerEntry], around: tuple[datetime, datetime],
+    now: datetime,
+) -> tuple[timedelta, timedelta]:
+    """Bounds on (vendor time - our time), from the known tasks in the history created near the lost creates
+    (`around`, ±2 h: a zone's summer-time change further away does not count): each was charged after its
+    create's claim and before Backdrop saw it done. A contradiction, or a charge stamped in the vendor's future,
+    means the vendor's clock cannot be trusted: then any zone is allowed."""
     lo, hi = -MAX_ZONE_ERROR, MAX_ZONE_ERROR
+    near = (around[0] - _NEAR, around[1] + _NEAR)
     for h in history:
         row = known.get(h.target_id or "")
-        if row is None or row.charged_at is None or h.units >= 0:
+        if row is None or row.charged_at is None or h.units >= 0 or not near[0] <= row.created_at <= near[1]:
             continue
         lo = max(lo, h.timestamp - row.charged_at)
         hi = min(hi, h.timestamp - row.created_at)
-    if lo > hi:  # contradictory: some clock jumped; trust nothing
+    latest = max((h.timestamp for h in history), default=None)
+    if lo > hi or (latest is not None and latest > now + hi + CLOCK_SLACK):
         return -MAX_ZONE_ERROR, MAX_ZONE_ERROR
     return lo - CLOCK_SLACK, hi + CLOCK_SLACK
 
@@ -188,7 +197,8 @@ async def settle_lost_creates(
     # read with the widest skew first, so that the calibration has the pages it needs
     since = min(e.created_at for e in unsettled) - MAX_ZONE_ERROR - 2 * CLOCK_SLACK
     history = await read_history(vendor.history_page, since, max_pages=max_pages)
-    lo, hi = _skew(history.entries, known)
+    lo, hi = _skew(history.entries, known, (min(e.created_at for e in unsettled),
+                                            max(e.updated_at for e in unsettled)), now)
     orphans = [h for h in history.entries
                if h.units < 0 and h.target_id and candidate_action(h.action) and h.target_id not in answered]
 

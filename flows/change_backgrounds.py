@@ -212,6 +212,7 @@ async def change_backgrounds(
             logger.warning("the vendor charged %s units for this run's tasks, the report says %s",
                            vendor, summary["units_charged"])
     summary["files"] = write_report(df, summary, out_dir)
+    ledger.mark_reported(run_id)  # the charges this run recorded are in its report now
     gallery = await asyncio.to_thread(write_gallery, df, summary, out_dir)  # Pillow work, off the loop
     summary["files"].update(gallery.as_dict())
     write_summary(summary, out_dir)  # again, now listing the gallery too

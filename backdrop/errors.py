@@ -210,6 +210,14 @@ class OutcomeUnknown(TransportError):
     code = "no_answer"
 
 
+class ClaimLost(BackdropError):
+    """Right before sending a create, its ledger claim was no longer ours: another run had settled it as lost.
+    Nothing was sent."""
+
+    refused = True
+    code = "claim_lost"
+
+
 class AmbiguousCreate(BackdropError):
     """The create request may have reached the server, and no answer came back."""
 

@@ -298,6 +298,18 @@ class Ledger:
         with self.engine.begin() as conn:
             return conn.execute(stmt).rowcount == 1
 
+    def touch_claim(self, content_key: str, attempt: int) -> bool:
+        """Right before a create is sent: True if the claim is still `creating` (then stamped now, the moment
+        it left), False if another run has settled it since (then it must not be sent)."""
+        stmt = (
+            update(work)
+            .where(work.c.content_key == content_key, work.c.attempt == attempt, work.c.status == "creating",
+                   work.c.task_id.is_(None))
+            .values(updated_at=_now(), owner=OWNER)
+        )
+        with self.engine.begin() as conn:
+            return conn.execute(stmt).rowcount == 1
+
     def take_over_charge(self, entry: LedgerEntry, run_id: str, *, stale_after: float = 86400.0) -> bool:
         """A charge recorded by a run that died before writing its report is in no report: this run reports it.
 

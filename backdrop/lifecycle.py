@@ -33,6 +33,7 @@ from backdrop.errors import (
     AmbiguousCreate,
     AuthError,
     BackdropError,
+    ClaimLost,
     CreditInsufficiency,
     EngineError,
 )
@@ -153,6 +154,10 @@ class RowLifecycle:
             task_id = await self.steps.create(item, attempt, file_id, file_url)
         except AmbiguousCreate:
             raise
+        except ClaimLost as exc:  # another run settled the claim while this create waited to be sent
+            spend[0] = "free"
+            return ItemResult(status="pending_reconcile", stage="create", error_code=exc.report_code,
+                              message=str(exc), attempts=0)
         except BackdropError:
             if self._refused(item, attempt):
                 spend[0] = "free"

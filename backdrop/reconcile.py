@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 from backdrop.client import BackdropClient
 from backdrop.client.models import CreditHistoryEntry
@@ -46,6 +46,8 @@ __all__ = [
     "Settlement",
     "Vendor",
     "candidate_action",
+    "decide",
+    "pending_rows",
     "is_lost",
     "read_history",
     "settle_lost_creates",
@@ -114,7 +116,7 @@ async def read_history(
                 newest_first = False
             entries.append(e)
         if not token:
-            return History(entries, complete_since=datetime.min.replace(tzinfo=UTC))
+            return History(entries, complete_since=datetime(1, 1, 1, tzinfo=UTC))
         if newest_first and entries and entries[-1].timestamp < since:
             return History(entries, complete_since=entries[-1].timestamp)
         if token in seen:
@@ -337,3 +339,53 @@ class ClientVendor:
             return "unknown"
         source = await asyncio.to_thread(Path(staged).read_bytes)
         return await asyncio.to_thread(keeps_subject, source, result)
+
+
+Decision = Literal["task", "not_created", "recreate"]
+
+
+def pending_rows(ledger: Ledger, environment: str) -> list[LedgerEntry]:
+    """Rows a person may settle: lost creates without a task id, newest attempt of each picture."""
+    latest: dict[str, LedgerEntry] = {}
+    for e in ledger.entries(environment=environment):
+        if e.content_key not in latest or e.attempt > latest[e.content_key].attempt:
+            latest[e.content_key] = e
+    return [e for e in latest.values() if not e.task_id and e.status in LOST]
+
+
+def decide(ledger: Ledger, environment: str, key_prefix: str, decision: Decision, *,
+           task_id: str | None = None) -> LedgerEntry:
+    """Record a person's settlement of one picture (the newest attempt of the content key starting with
+    `key_prefix`): `task` (this charge is its create: the next run polls it and reports the charge),
+    `not_created` (its lost create made nothing: the next run creates it), or `recreate` (create it again
+    although it may have been paid: the next run's row is flagged `possible_duplicate`)."""
+    keys = {e.content_key for e in ledger.entries(environment=environment) if e.content_key.startswith(key_prefix)}
+    if len(keys) != 1:
+        raise ValueError(f"{len(keys)} pictures of this account have a content key starting with {key_prefix!r}")
+    [key] = keys
+    entry = max(ledger.attempts(key), key=lambda e: e.attempt)
+    if decision == "task":
+        if not task_id:
+            raise ValueError("give the task id of the charge")
+        if entry.task_id or entry.status not in LOST:
+            raise ValueError(f"this picture is {entry.status} with task {entry.task_id}: nothing to attribute")
+        if task_id in ledger.known_task_ids():
+            raise ValueError(f"task {task_id} already belongs to a row: one charge, one row")
+        ledger.mark(key, entry.attempt, status="created", task_id=task_id, error_code="attributed",
+                    error_message="task id chosen by a person (backdrop reconcile)")
+    elif decision == "not_created":
+        if entry.task_id or entry.status not in LOST:
+            raise ValueError(f"this picture is {entry.status}: it is not a lost create")
+        ledger.mark(key, entry.attempt, status="failed", error_code="ambiguous_not_created",
+                    error_message="a person found no charge for this lost create (backdrop reconcile)")
+    else:
+        if entry.status in LOST and entry.task_id is None:
+            ledger.mark(key, entry.attempt, status="failed", error_code="recreated_by_hand",
+                        error_message="a person chose to create it again (backdrop reconcile --recreate)")
+        else:  # a paid or failed picture keeps its row; a new attempt row carries the decision
+            ledger.claim(key, entry.attempt + 1, environment=environment, run_id="backdrop-reconcile",
+                         row_id=entry.row_id, image_sha256=entry.image_sha256, prompt=entry.prompt,
+                         template_id=entry.template_id, key_id=entry.key_id)
+            ledger.mark(key, entry.attempt + 1, status="failed", error_code="recreated_by_hand",
+                        error_message="a person chose to create it again (backdrop reconcile --recreate)")
+    return max(ledger.attempts(key), key=lambda e: e.attempt)

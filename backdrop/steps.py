@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from backdrop.client import BackdropClient, DownloadedFile, TaskStatus
-from backdrop.errors import AmbiguousCreate, Forbidden, PollDeadlineExceeded, is_definite_refusal
+from backdrop.errors import AmbiguousCreate, ClaimLost, Forbidden, PollDeadlineExceeded, is_definite_refusal
 from backdrop.inputs import normalise_prompt
 from backdrop.ledger import Ledger
 from backdrop.polling import PollPlanner
@@ -78,12 +78,17 @@ async def create_task(
     """
     try:
         created = await client.create_task(
+            # right before the request leaves (after any wait for the rate limiter): still ours? and now
+            # is when it was sent, for whoever settles it if its answer is lost
+            before_send=lambda: ledger.touch_claim(key, attempt),
             src_file_id=src_file_id,
             src_file_url=src_file_url,
             prompt=prompt if task_type == "prompt" else None,
             template_id=template_id if task_type == "template" else None,
             task_type=task_type,
         )
+    except ClaimLost:
+        raise  # another run settled this claim: its row is not ours to write
     except AmbiguousCreate as exc:
         ledger.mark(key, attempt, status="ambiguous", error_code=exc.report_code,
                     error_message=str(exc)[:500], request_id=exc.request_id)

@@ -42,7 +42,7 @@ from backdrop.client.models import (
     Template,
     UploadSlot,
 )
-from backdrop.errors import AmbiguousCreate, InvalidParameters, ServerError
+from backdrop.errors import AmbiguousCreate, ClaimLost, InvalidParameters, ServerError
 from backdrop.settings import BackdropSettings
 
 
@@ -104,11 +104,15 @@ class BackdropClient:
         params: dict[str, Any] | None = None,
         feature_route: bool = False,
         create_from_file: bool = False,
+        before_send: Callable[[], bool] | None = None,
     ) -> tuple[Any, str | None]:
-        """One API call with retries: (the envelope's content, x-request-id)."""
+        """One API call with retries: (the envelope's content, x-request-id). `before_send` runs right before
+        each attempt leaves (after the rate limiter); False stops it unsent (ClaimLost)."""
         feature = self.settings.feature if feature_route else None
 
         async def attempt() -> tuple[Any, str | None]:
+            if before_send is not None and not before_send():
+                raise ClaimLost("the ledger claim was settled by another run before this create was sent")
             resp = await self._api.request(method, path, json=json, params=params)
             if not resp.is_success:
                 raise error_from_response(
@@ -220,6 +224,7 @@ class BackdropClient:
         prompt: str | None = None,
         template_id: str | None = None,
         task_type: Literal["prompt", "template"] | None = None,
+        before_send: Callable[[], bool] | None = None,
     ) -> CreatedTask:
         """Start a task (billable on success). Never repeated once it may have been sent."""
         if (src_file_id is None) == (src_file_url is None):
@@ -243,6 +248,7 @@ class BackdropClient:
             json=body,
             feature_route=True,
             create_from_file=src_file_id is not None,
+            before_send=before_send,
         )
         task_id = data.get("task_id") if isinstance(data, dict) else None
         if isinstance(task_id, bool) or not isinstance(task_id, str | int) or not str(task_id).strip():

@@ -7,12 +7,16 @@ size and format, a shifted history clock): the contract is silent on each, so Ba
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from backdrop.ledger import Ledger, default_ledger_url
 from backdrop.sandbox.profiles import patch_body
 from tests.flows.conftest import draw_product, run_flow, write_csv
 
@@ -125,6 +129,32 @@ def test_lost_creates_of_one_picture_with_two_prompts_wait_for_a_person(
     _, again = run_flow(csv=str(csv), out=str(tmp_path / "out"))
     assert list(again["status"]) == ["pending_reconcile"] * 2
     assert len(pipeline_env.tasks()) == 2  # never created again on a guess
+
+    # a person looks at the candidates and settles each row with one command
+    listed = _cli("reconcile")
+    by_prompt = {t["prompt"]: t["task_id"] for t in made}
+    ledger = Ledger(default_ledger_url())
+    for e in ledger.entries():
+        assert e.content_key[:12] in listed.stdout
+        done = _cli("reconcile", e.content_key[:12], "--task", by_prompt[e.prompt or ""])
+        assert done.returncode == 0, done.stderr
+    twice = _cli("reconcile", ledger.entries()[0].content_key[:12], "--task", by_prompt["beach"])
+    assert twice.returncode == 2 and "nothing to" in twice.stderr  # settled once, for good
+    state, settled = run_flow(csv=str(csv), out=str(tmp_path / "out"))
+    assert list(settled["status"]) == ["succeeded"] * 2
+    assert {r.row_id: made_by(pipeline_env, r.task_id) for r in settled.itertuples()} == {
+        "beach": "beach", "studio": "studio"}
+    assert settled["units_charged"].sum() == 8 and len(pipeline_env.tasks()) == 2
+    assert state.result()["units_difference"] == 0
+
+
+def made_by(sandbox: Any, task_id: str) -> str:
+    return next(t["prompt"] for t in sandbox.tasks() if t["task_id"] == task_id)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(Path(sys.executable).parent / "backdrop"), *args], capture_output=True, text=True,
+                          timeout=120, env=os.environ.copy())
 
 
 async def _spend_elsewhere(sandbox: Any, tmp_path: Path, colour: tuple[int, int, int] = (30, 30, 200)) -> None:

@@ -36,6 +36,7 @@ from backdrop import reconcile, steps  # noqa: E402
 from backdrop.batch import Budget, ItemResult, WorkItem  # noqa: E402
 from backdrop.client.models import CreatedTask, CreditHistoryEntry, DownloadedFile, TaskStatus  # noqa: E402
 from backdrop.errors import (  # noqa: E402
+    ClaimLost,
     InvalidParameters,
     InvalidTaskId,
     OutcomeUnknown,
@@ -128,7 +129,9 @@ class FakeClient:
     def __init__(self, vendor: FakeVendor, item: WorkItem, run: Run) -> None:
         self.vendor, self.item, self.run = vendor, item, run
 
-    async def create_task(self, **_: Any) -> CreatedTask:
+    async def create_task(self, *, before_send: Any = None, **_: Any) -> CreatedTask:
+        if before_send is not None and not before_send():
+            raise ClaimLost("settled by another run before sending")
         fault = self.run.plan.take(self.run.plan.create)
         if fault == "refused":
             raise InvalidParameters("refused", status=400, refused=True)

@@ -132,7 +132,10 @@ class RowLifecycle:
             await self.budget.settle(spent=spend[0] != "free")
 
     def _pending(self, entry: LedgerEntry) -> ItemResult:
-        note = entry.error_message if entry.error_message and "candidate" in entry.error_message else None
+        note = None
+        if entry.error_message and entry.error_message.startswith("candidate charges:"):
+            note = (f"{entry.error_message}; settle it with `backdrop reconcile {entry.content_key[:12]} --task "
+                    "<task id>` (or --not-created, or --recreate)")
         return ItemResult(status="pending_reconcile", stage="create", error_code="ambiguous_create",
                           message="an earlier create got no answer and the vendor's records cannot tell yet "
                                   "whether it made a task; nothing is created again until they do "

@@ -38,6 +38,7 @@ from backdrop.client.models import CreditHistoryEntry
 from backdrop.errors import BackdropError
 from backdrop.evidence import Verdict, keeps_subject
 from backdrop.ledger import Ledger, LedgerEntry, owner_alive
+from backdrop.outputs import atomic_write
 
 __all__ = [
     "LOST",
@@ -46,6 +47,7 @@ __all__ = [
     "Settlement",
     "Vendor",
     "candidate_action",
+    "candidate_picture",
     "decide",
     "pending_rows",
     "is_lost",
@@ -91,6 +93,10 @@ class Vendor(Protocol):
     async def history_page(self, token: str | None) -> tuple[list[CreditHistoryEntry], str | None]: ...
 
     async def picture_verdict(self, task_id: str, entry: LedgerEntry) -> Verdict: ...
+
+    async def show(self, task_ids: list[str]) -> None:
+        """Keep the candidates' pictures where a person will look (the gallery); best effort."""
+        ...
 
 
 async def read_history(
@@ -261,6 +267,7 @@ async def settle_lost_creates(
         ledger.mark(e.content_key, e.attempt, status="pending_reconcile", error_code="ambiguous_create",
                     error_message="candidate charges: " + " ".join(mine))
         result.pending[e.content_key] = mine
+        await vendor.show(mine)
     return result
 
 
@@ -313,8 +320,9 @@ class ClientVendor:
     """`Vendor` over the HTTP client: history pages, and a charged task's result judged against the staged
     input of the lost create (`inputs`: image sha256 -> staged file). Each result is fetched once."""
 
-    def __init__(self, client: BackdropClient, inputs: dict[str, str], tmp: Path) -> None:
-        self.client, self.inputs, self.tmp = client, inputs, tmp
+    def __init__(self, client: BackdropClient, inputs: dict[str, str], tmp: Path,
+                 keep: Path | None = None) -> None:
+        self.client, self.inputs, self.tmp, self.keep = client, inputs, tmp, keep
         self._results: dict[str, bytes | None] = {}
 
     async def history_page(self, token: str | None) -> tuple[list[CreditHistoryEntry], str | None]:
@@ -331,6 +339,21 @@ class ClientVendor:
             except (BackdropError, OSError):
                 self._results[task_id] = None  # a charge we cannot look at proves nothing
         return self._results[task_id]
+
+    async def show(self, task_ids: list[str]) -> None:
+        """Save each candidate's result as `<keep>/<task id>.<jpg|png|webp>` (see `candidate_picture`)."""
+        if self.keep is None:
+            return
+        for task_id in task_ids:
+            data = await self._result(task_id)
+            if data is None or candidate_picture(self.keep, task_id) is not None:
+                continue
+            ext = "png" if data.startswith(b"\x89PNG") else "webp" if data[8:12] == b"WEBP" else "jpg"
+            try:
+                self.keep.mkdir(parents=True, exist_ok=True)
+                atomic_write(self.keep / f"{_safe_id(task_id)}.{ext}", lambda p, d=data: Path(p).write_bytes(d))
+            except OSError:
+                continue  # a picture to look at is a convenience; the ledger already holds the candidates
 
     async def picture_verdict(self, task_id: str, entry: LedgerEntry) -> Verdict:
         staged = self.inputs.get(entry.image_sha256 or "")
@@ -389,3 +412,16 @@ def decide(ledger: Ledger, environment: str, key_prefix: str, decision: Decision
             ledger.mark(key, entry.attempt + 1, status="failed", error_code="recreated_by_hand",
                         error_message="a person chose to create it again (backdrop reconcile --recreate)")
     return max(ledger.attempts(key), key=lambda e: e.attempt)
+
+
+def _safe_id(task_id: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in task_id)[:120]
+
+
+def candidate_picture(folder: Path, task_id: str) -> Path | None:
+    """The saved result of a candidate charge, if reconciliation could fetch it."""
+    for ext in ("jpg", "png", "webp"):
+        path = folder / f"{_safe_id(task_id)}.{ext}"
+        if path.is_file():
+            return path
+    return None

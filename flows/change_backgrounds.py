@@ -124,7 +124,8 @@ async def change_backgrounds(
     create_window = 2 * (settings.connect_timeout_seconds + settings.read_timeout_seconds)
 
     async def settle() -> Any:
-        return await settle_lost_creates(feature_slug, ledger_url, env, key or "", staged, create_window)
+        return await settle_lost_creates(feature_slug, ledger_url, env, key or "", staged, create_window,
+                                         str(out_dir / ".backdrop" / "candidates"))
 
     if not dry_run and ledger.entries(environment=env, statuses=("ambiguous", "creating", "pending_reconcile")):
         settled = await settle()

@@ -18,12 +18,14 @@ from tasks.runtime import client_for, settings_for
 @task(name="settle-lost-creates", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30],
       retry_condition_fn=retry_if_transient)
 async def settle_lost_creates(
-    feature: str, ledger_url: str, environment: str, key_id: str, inputs: dict[str, str], create_window: float
+    feature: str, ledger_url: str, environment: str, key_id: str, inputs: dict[str, str], create_window: float,
+    candidates_dir: str | None = None,
 ) -> reconcile.Settlement:
     """Settle the lost creates of this account that the vendor's credit history can tell (see backdrop.reconcile)."""
     settings = settings_for(feature)
     with tempfile.TemporaryDirectory(prefix="backdrop-reconcile-") as tmp:
-        vendor = reconcile.ClientVendor(client_for(settings), inputs, Path(tmp))
+        vendor = reconcile.ClientVendor(client_for(settings), inputs, Path(tmp),
+                                        Path(candidates_dir) if candidates_dir else None)
         return await reconcile.settle_lost_creates(
             vendor, Ledger(ledger_url), environment=environment, key_id=key_id,
             settle_after=settings.reconcile_after_seconds, create_window=create_window)

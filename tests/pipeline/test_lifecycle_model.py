@@ -97,6 +97,9 @@ class FakeVendor:
                 for i, ts, tid in rows[start:start + 3]]
         return page, (str(start + 3) if start + 3 < len(rows) else None)
 
+    async def show(self, task_ids: list[str]) -> None:
+        return None
+
     async def picture_verdict(self, task_id: str, entry: Any) -> str:
         t = self.tasks.get(task_id)
         if t is None or t.content is None:

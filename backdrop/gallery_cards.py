@@ -4,6 +4,10 @@ Thumbnails are small JPEG files in `<out>/.backdrop/thumbs/`, named by the conte
 picture they shrink, so a re-run (or two rows with the same picture) reuses them. Pictures are
 opened one at a time and decoded at reduced size (`Image.draft`), so a batch never holds full
 pictures in memory.
+
+A `pending_reconcile` row whose note names candidate charges also gets one `Candidate` per charge:
+the result picture reconciliation kept in `<out>/.backdrop/candidates/` (thumbnailed like any other
+picture) and the `backdrop reconcile` command that settles the row with it.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import re
+import shlex
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,15 +27,26 @@ from urllib.parse import urlparse
 import pandas as pd
 from PIL import Image, ImageOps
 
+from backdrop.reconcile import candidate_picture
 from backdrop.report import COLUMNS
 
 __all__ = [
-    "THUMB_LONG_SIDE", "Card", "Picture", "build_cards", "csv_base_dir", "group_of", "make_thumb",
+    "MAX_CANDIDATES", "THUMB_LONG_SIDE", "Candidate", "Card", "PendingNote", "Picture", "build_cards",
+    "csv_base_dir", "group_of", "make_thumb", "parse_pending_note",
 ]
 
 THUMB_LONG_SIDE = 240
 _THUMB_QUALITY = 82
 _MAX_EXTRA = 4  # passed-through CSV columns shown on a card (e.g. sku, title)
+MAX_CANDIDATES = 12  # candidate charges drawn on one card; `backdrop reconcile` lists them all
+
+# What backdrop.lifecycle writes for a pending row whose lost create has candidate charges. The
+# ids are greedy, so a task id that itself contains "; settle it with" cannot move the key.
+_PENDING_NOTE = re.compile(
+    r"candidate charges: (?P<ids>.+); settle it with `backdrop reconcile (?P<key>[0-9a-f]{4,64}) "
+    r"--task <task id>` \(or --not-created, or --recreate\)",
+    re.S,
+)
 
 
 @dataclass(frozen=True)
@@ -41,6 +58,46 @@ class Picture:
     height: int = 0
     href: str | None = None  # relative path or http(s) URL of the full picture
     missing: str = "no picture"  # placeholder text when there is no thumbnail
+
+
+@dataclass(frozen=True)
+class PendingNote:
+    """A pending row's note, parsed: the content key's prefix and the candidate task ids."""
+
+    key: str
+    task_ids: tuple[str, ...]
+
+    def settle_with(self, task_id: str) -> str:
+        """The command that records `task_id` as this picture's charge (safe to paste in a shell)."""
+        return f"backdrop reconcile {self.key} --task {shlex.quote(task_id)}"
+
+    @property
+    def not_created(self) -> str:
+        """The command that records that the lost create made no charge."""
+        return f"backdrop reconcile {self.key} --not-created"
+
+
+def parse_pending_note(note: str) -> PendingNote | None:
+    """The key prefix and candidate task ids of a `pending_reconcile` note, or None if it names none.
+
+    The note reads ``candidate charges: <id> <id> ...; settle it with `backdrop reconcile <key12>
+    --task <task id>` (or --not-created, or --recreate)``. Ids are separated by white space and kept
+    in order, without repeats; they are vendor data, so the caller escapes them wherever they go.
+    """
+    found = _PENDING_NOTE.fullmatch(note.strip())
+    if found is None:
+        return None
+    ids = tuple(dict.fromkeys(found["ids"].split()))
+    return PendingNote(found["key"], ids) if ids else None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One candidate charge of a pending row: its result picture (if kept) and the settling command."""
+
+    task_id: str
+    picture: Picture
+    command: str
 
 
 @dataclass(frozen=True)
@@ -63,6 +120,9 @@ class Card:
     task_id: str = ""
     notes: list[str] = field(default_factory=list)
     extra: list[tuple[str, str]] = field(default_factory=list)
+    candidates: list[Candidate] = field(default_factory=list)  # pending rows with candidate charges
+    candidates_left_out: int = 0  # past MAX_CANDIDATES
+    not_created_command: str = ""  # settles a pending row whose lost create made nothing
 
     @property
     def group(self) -> str:
@@ -214,6 +274,23 @@ def _notes(rec: dict[str, Any]) -> list[str]:
     return notes
 
 
+def _candidate_file(folder: Path, task_id: str) -> Path | None:
+    """The kept result of a candidate charge, only if it really lies in the candidates folder."""
+    path = candidate_picture(folder, task_id)
+    if path is None or not path.resolve().is_relative_to(folder.resolve()):
+        return None  # e.g. a symlink out of the output folder: not ours to read
+    return path
+
+
+def _candidates(pending: PendingNote, out_dir: Path) -> list[Candidate]:
+    folder = out_dir / ".backdrop" / "candidates"
+    return [
+        Candidate(task_id, _picture(_candidate_file(folder, task_id), "", out_dir,
+                                    "picture not available"), pending.settle_with(task_id))
+        for task_id in pending.task_ids[:MAX_CANDIDATES]
+    ]
+
+
 def _card(rec: dict[str, Any], out_dir: Path, base_dir: Path | None) -> Card:
     input_value, input_sha = _text(rec.get("input")), _text(rec.get("input_sha256"))
     before_src, before_key = _input_file(input_value, input_sha, out_dir, base_dir)
@@ -225,6 +302,7 @@ def _card(rec: dict[str, Any], out_dir: Path, base_dir: Path | None) -> Card:
     after = _picture(after_src, _text(rec.get("output_sha256")), out_dir,
                      "no result" if status != "skipped" else "not attempted")
     extra = [(k, _text(v)) for k, v in rec.items() if k not in COLUMNS and _text(v)][:_MAX_EXTRA]
+    pending = parse_pending_note(_text(rec.get("note"))) if status == "pending_reconcile" else None
     return Card(
         line=int(_number(rec.get("line"))), row_id=_text(rec.get("row_id")), status=status,
         input_label=input_value, before=before, after=after, prompt=_text(rec.get("prompt")),
@@ -232,6 +310,9 @@ def _card(rec: dict[str, Any], out_dir: Path, base_dir: Path | None) -> Card:
         error_code=_text(rec.get("error_code")), error_message=_text(rec.get("error_message")),
         units=int(_number(rec.get("units_charged"))), cost=_number(rec.get("cost")),
         task_id=_text(rec.get("task_id")), notes=_notes(rec), extra=extra,
+        candidates=_candidates(pending, out_dir) if pending else [],
+        candidates_left_out=max(0, len(pending.task_ids) - MAX_CANDIDATES) if pending else 0,
+        not_created_command=pending.not_created if pending else "",
     )
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from backdrop.gallery_cards import THUMB_LONG_SIDE, Card, Picture
+from backdrop.gallery_cards import THUMB_LONG_SIDE, Candidate, Card, Picture
 
 __all__ = ["EAGER_CARDS", "money", "render_html"]
 
@@ -59,6 +59,9 @@ font-size:12px}.meta{display:flex;flex-wrap:wrap;gap:4px 16px;margin:10px 0 0;fo
 .meta dd{margin:0 0 0 4px}.meta div{display:flex;max-width:100%;overflow-wrap:anywhere}
 .notes{margin:8px 0 0;padding-left:18px;font-size:12px;color:var(--mute)}
 .empty{color:var(--mute)}.card[data-group=failed]{border-color:#efc7c3}
+.pair.cands{flex-wrap:wrap}.cmd{display:block;margin-top:4px;max-width:FRAMEpx;overflow-wrap:anywhere;
+background:#f4f5f6;border-radius:4px;padding:3px 6px;user-select:all}
+.settle{margin:10px 0 0;font-size:12px;color:var(--mute)}.settle .cmd{max-width:none}
 """.replace("FRAME", str(THUMB_LONG_SIDE))
 
 _JS = """(() => {
@@ -111,7 +114,7 @@ def _href(href: str | None) -> str | None:
     return quote(href)  # a relative path inside the output folder
 
 
-def _figure(pic: Picture, caption: str, alt: str, out_dir: Path, lazy: bool) -> str:
+def _figure(pic: Picture, caption: str, alt: str, out_dir: Path, lazy: bool, after: str = "") -> str:
     if pic.thumb is not None:
         src = quote(pic.thumb.resolve().relative_to(out_dir).as_posix())
         loading = ' loading="lazy"' if lazy else ""
@@ -123,7 +126,14 @@ def _figure(pic: Picture, caption: str, alt: str, out_dir: Path, lazy: bool) -> 
     if href is not None:
         inner = f'<a href="{_e(href)}" rel="noopener noreferrer">{inner}</a>'
     return (f'<figure><div class="frame">{inner}</div>'
-            f"<figcaption>{_e(caption)}</figcaption></figure>")
+            f'<figcaption title="{_e(caption)}">{_e(caption)}</figcaption>{after}</figure>')
+
+
+def _candidate(cand: Candidate, row_id: str, out_dir: Path, lazy: bool) -> str:
+    """A candidate charge's result beside the input, and the command that settles the row with it."""
+    command = f'<code class="cmd">{_e(cand.command)}</code>'
+    return _figure(cand.picture, f"candidate · {cand.task_id}",
+                   f"result of candidate charge {cand.task_id} for {row_id}", out_dir, lazy, command)
 
 
 def _card(card: Card, currency: str, out_dir: Path, lazy: bool) -> str:
@@ -132,12 +142,20 @@ def _card(card: Card, currency: str, out_dir: Path, lazy: bool) -> str:
         f'<article class="card" data-group="{_e(card.group)}" data-status="{_e(status)}">',
         f'<header><h2>{_e(card.row_id)}</h2><span class="line">line {card.line}</span>'
         f'<span class="badge st-{_e(status)}">{_e(status.replace("_", " "))}</span></header>',
-        '<div class="pair">',
+        '<div class="pair cands">' if card.candidates else '<div class="pair">',
         _figure(card.before, f"before · {card.input_label}", f"input of {card.row_id}", out_dir,
                 lazy),
-        _figure(card.after, "after", f"result of {card.row_id}", out_dir, lazy),
-        "</div>",
     ]
+    if card.candidates:  # a pending row: the input beside each charge that may be its result
+        parts += [_candidate(c, card.row_id, out_dir, lazy) for c in card.candidates]
+    else:
+        parts.append(_figure(card.after, "after", f"result of {card.row_id}", out_dir, lazy))
+    parts.append("</div>")
+    if card.candidates:
+        more = (f"{card.candidates_left_out} more candidate charges are not drawn here "
+                "(`backdrop reconcile` lists them all); " if card.candidates_left_out else "")
+        parts.append(f'<p class="settle">{_e(more)}none of these is its result: '
+                     f'<code class="cmd">{_e(card.not_created_command)}</code></p>')
     if card.prompt:
         parts.append(f'<p class="prompt"><span class="k">prompt</span> {_e(card.prompt)}</p>')
     if card.template_id:

@@ -73,6 +73,14 @@ def _tile(
     draw.text((x + TILE // 2, y + TILE // 2), text, fill=_MUTE, font=font, anchor="mm")
 
 
+def _after(card: Card) -> Picture:
+    """The right tile: the result, or for a pending row with candidate charges, where to settle it."""
+    if not card.candidates:
+        return card.after
+    n = len(card.candidates) + card.candidates_left_out
+    return Picture(missing=f"{n} candidate{'s' if n != 1 else ''}: see gallery")
+
+
 def render_contact_sheet(
     cards: Sequence[Card], summary: dict[str, Any], dest: str | Path
 ) -> tuple[int, int]:
@@ -97,7 +105,7 @@ def render_contact_sheet(
         x = _MARGIN + col * (2 * TILE + _INNER + _GAP)
         y = _MARGIN + _HEADER + row * (TILE + _CAPTION + _GAP)
         _tile(sheet, draw, card.before, x, y, small)
-        _tile(sheet, draw, card.after, x + TILE + _INNER, y, small)
+        _tile(sheet, draw, _after(card), x + TILE + _INNER, y, small)
         status = card.status.replace("_", " ")
         status_w = int(draw.textlength(status, font=small))
         cy = y + TILE + _CAPTION // 2

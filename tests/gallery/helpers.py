@@ -95,3 +95,49 @@ def make_batch(root: Path, extra_rows: int = 0) -> Batch:
     summary.update(csv=str(csv_dir / "products.csv"), feature="bg-replace-v2", run_id="run-1",
                    dry_run=False)
     return Batch(csv_dir, out_dir, df, summary, sha)
+
+
+# A batch with pending rows (see make_pending_batch); its expected <img> count is in brackets there.
+PURPLE = (120, 40, 160)
+PENDING_KEY = "0123456789ab"
+CANDIDATE_KEPT, CANDIDATE_GONE = "task-cand-A1", "task-cand-B2"
+HOSTILE_TASK = """<script>document.body.dataset.pwned="3"</script><img/src=x/onerror=alert('x')>"""
+PENDING_IMAGES = 4
+
+
+def pending_note(key: str, *task_ids: str) -> str:
+    """A pending row's note, as backdrop.lifecycle writes it."""
+    return (f"candidate charges: {' '.join(task_ids)}; settle it with `backdrop reconcile {key} --task "
+            "<task id>` (or --not-created, or --recreate)")
+
+
+def make_pending_batch(root: Path) -> Batch:
+    """Pending rows, each with its staged input (GREEN):
+
+      waiting   two candidates: CANDIDATE_KEPT's result kept (PURPLE), CANDIDATE_GONE's not   [2]
+      hostile   one candidate whose task id is markup and quotes; its picture not kept       [1]
+      late      no candidate charges seen yet: an ordinary pair                               [1]
+    """
+    csv_dir, out_dir = root / "in", root / "out"
+    csv_dir.mkdir(parents=True)
+    inputs = out_dir / ".backdrop" / "inputs"
+    staged = draw(inputs / "staged.jpg", (800, 600), GREEN)
+    sha = hashlib.sha256(staged).hexdigest()
+    (inputs / "staged.jpg").rename(inputs / f"{sha}.jpg")
+    draw(out_dir / ".backdrop" / "candidates" / f"{CANDIDATE_KEPT}.jpg", (1200, 900), PURPLE)
+
+    def pending(line: int, row_id: str, note: str | None) -> RowOutcome:
+        return RowOutcome(line=line, row_id=row_id, input="mug.jpg", prompt="white marble",
+                          template_id=None, status="pending_reconcile", failed_stage="create",
+                          error_code="ambiguous_create", error_message="no answer to the create",
+                          input_sha256=sha, note=note)
+
+    df = build_report([
+        pending(1, "waiting", pending_note(PENDING_KEY, CANDIDATE_KEPT, CANDIDATE_GONE)),
+        pending(2, "hostile", pending_note("ba9876543210", HOSTILE_TASK)),
+        pending(3, "late", None),
+    ])
+    summary = summarize(df, unit_price=0.055, currency="USD", units_per_task=4)
+    summary.update(csv=str(csv_dir / "products.csv"), feature="bg-replace-v2", run_id="run-2",
+                   dry_run=False)
+    return Batch(csv_dir, out_dir, df, summary, sha)

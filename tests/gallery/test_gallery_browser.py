@@ -17,7 +17,13 @@ from backdrop.gallery import write_gallery
 from backdrop.gallery_browser import chromium_path, dump_dom, screenshot
 from backdrop.report import write_report
 from scripts import make_readme_images
-from tests.gallery.helpers import EXPECTED_IMAGES, make_batch
+from tests.gallery.helpers import (
+    CANDIDATE_KEPT,
+    EXPECTED_IMAGES,
+    PENDING_IMAGES,
+    make_batch,
+    make_pending_batch,
+)
 
 pytestmark = [
     pytest.mark.chromium,
@@ -70,6 +76,20 @@ def test_chromium_filter_from_the_url_hides_other_cards(copied_gallery: Path) ->
         ("succeeded", True), ("succeeded", True)]
     assert '<span class="shown">2 of 6 rows</span>' in dom
     assert re.search(r'data-filter="failed" aria-pressed="true"', dom)
+
+
+def test_chromium_loads_a_pending_rows_candidate_thumbnails(tmp_path: Path) -> None:
+    """From a copy of the output folder: the input and the kept candidate result both decode."""
+    batch = make_pending_batch(tmp_path / "run")
+    write_gallery(batch.df, batch.summary, batch.out_dir)
+    shutil.copytree(batch.out_dir, tmp_path / "copied")
+    shutil.rmtree(tmp_path / "run")
+    dom = dump_dom(tmp_path / "copied" / "gallery.html")
+    body = _body(dom)
+    assert body["data-cards"] == "3"
+    assert body["data-images"] == body["data-images-loaded"] == str(PENDING_IMAGES)
+    assert f'alt="result of candidate charge {CANDIDATE_KEPT} for waiting"' in dom
+    assert "data-pwned" not in dom  # the hostile task id is text, not markup
 
 
 def test_chromium_screenshot_of_the_gallery(copied_gallery: Path, tmp_path: Path) -> None:

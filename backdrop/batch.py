@@ -145,14 +145,22 @@ def group_rows(
 
 
 def output_names(rows: list[InputRow], out_dir: Path) -> dict[int, Path]:
-    """A distinct output path per row, from its id; a repeated id gets its line number appended."""
-    seen: set[str] = set()
+    """A distinct output path per row, from its id; a repeated id gets its line number appended.
+
+    Unique by construction, compared case-folded (on macOS and Windows `Mug.jpg` and `mug.jpg` are one file): a
+    name is given only once it is checked free, so a suffixed name cannot land on another row's own id either
+    (ids `a-line3`, `a`, `a`: line 3 gets `a-line3-2`, not line 1's file)."""
+    taken: set[str] = set()
     names: dict[int, Path] = {}
     for row in rows:
-        stem = safe_stem(row.row_id)
-        if stem in seen:
-            stem = f"{stem}-line{row.line}"
-        seen.add(stem)
+        base = stem = safe_stem(row.row_id)
+        if stem.casefold() in taken:
+            base = stem = f"{stem}-line{row.line}"
+        n = 1
+        while stem.casefold() in taken:
+            n += 1
+            stem = f"{base}-{n}"
+        taken.add(stem.casefold())
         names[row.line] = out_dir / f"{stem}.jpg"
     return names
 

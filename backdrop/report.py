@@ -128,6 +128,8 @@ def write_report(df: pd.DataFrame, summary: dict[str, Any], out_dir: Path) -> di
         "summary": out_dir / "summary.json",
     }
     safe = df.map(escape_formula) if not df.empty else df
+    # pass-through column names come from the CSV's header: escaped like values (a name can be a formula too)
+    safe = safe.rename(columns=lambda c: escape_formula(str(c)))
     atomic_write(paths["csv"], lambda p: safe.to_csv(p, index=False))
     atomic_write(paths["parquet"], lambda p: df.to_parquet(p, index=False))
     write_summary(summary, out_dir)

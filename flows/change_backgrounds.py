@@ -32,6 +32,7 @@ from backdrop.gallery import write_gallery
 from backdrop.inputs import read_rows
 from backdrop.ledger import Ledger, default_ledger_url
 from backdrop.lifecycle import RowLifecycle, settle_in_run
+from backdrop.migrate import move_legacy_rows
 from backdrop.preflight import InputRejected, PreparedInput
 from backdrop.report import build_report, summarize, write_report, write_summary
 from backdrop.summary_md import failures_table, summary_markdown
@@ -94,6 +95,8 @@ async def change_backgrounds(
     staging = out_dir / ".backdrop" / "inputs"
     ledger_url = settings.ledger_url or default_ledger_url()
     ledger = Ledger(ledger_url)
+    if moved := move_legacy_rows(ledger, settings, env):  # a ledger from before the content key changed
+        logger.info("moved %d ledger rows of this account to the new content keys", moved)
     ctx = get_run_context()
     run_id = str(ctx.flow_run.id) if ctx.flow_run else "local"  # type: ignore[union-attr]
     deployment_name = runtime_deployment.name  # None for a local run
@@ -133,7 +136,7 @@ async def change_backgrounds(
                     len(settled.attributed), len(settled.not_created), len(settled.pending), len(settled.waiting))
     names = batch.output_names(rows, out_dir)
     runner = RowLifecycle(
-        steps=PrefectSteps(settings=settings, environment=env, ledger_url=ledger_url, run_id=run_id),
+        steps=PrefectSteps(settings=settings, environment=env, ledger_url=ledger_url, run_id=run_id, key_id=key),
         ledger=ledger, environment=env, key_id=key, run_id=run_id, deployment=deployment_name,
         input_mode=input_mode, dry_run=dry_run, budget=Budget(max_units, settings.units_per_task), names=names,
         units_per_task=settings.units_per_task, create_window=create_window)

@@ -31,11 +31,13 @@ class PrefectSteps:
     environment: str
     ledger_url: str
     run_id: str
+    key_id: str | None = None
 
     async def upload(self, item: WorkItem) -> str:
+        # a file id is cached per key: uploads are free, and a rotated key need not see the old key's files
         p = item.prepared
-        return await upload_input(p.sha256, p.path, p.content_type, self.settings.feature, self.environment,
-                                  self.settings.upload_route)
+        return await upload_input(p.sha256, p.path, p.content_type, self.settings.feature,
+                                  f"{self.environment}-{self.key_id}", self.settings.upload_route)
 
     async def create(self, item: WorkItem, attempt: int, file_id: str | None, file_url: str | None) -> str:
         return await create_background_task(item.key, attempt, self.settings.feature, self.ledger_url, file_id,

@@ -47,13 +47,14 @@ def test_method_signatures_match_the_contract_with_the_pipeline() -> None:
         "put_file": ["self", "slot", "path"],
         "upload_file": ["self", "path", "content_type", "file_name"],
         "create_task": [
-            "self", "src_file_id", "src_file_url", "prompt", "template_id", "task_type"
+            "self", "src_file_id", "src_file_url", "prompt", "template_id", "task_type", "before_send"
         ],
         "get_task": ["self", "task_id"],
         "list_templates": ["self", "page_size"],
         "delete_task": ["self", "task_id"],
         "credit_balance": ["self"],
         "credit_history": ["self", "page_size", "max_pages", "since"],
+        "credit_history_page": ["self", "token", "page_size"],
         "feature_costs": ["self", "page_size"],
         "download": ["self", "url", "dest", "max_bytes"],
     }

@@ -7,6 +7,7 @@ step (upload, cache keys, the ledger) is keyed on the bytes, never on a file nam
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import io
 import os
@@ -182,6 +183,17 @@ def stage_bytes(data: bytes, staging_dir: Path, ext: str) -> tuple[str, Path]:
     return digest, dest
 
 
+def _unexpected(code: str, what: str, source: str, exc: Exception) -> InputRejected:
+    """An unforeseen error on one cell, as that row's rejection. The message names the error's type (and errno),
+    never its text (which may quote the whole cell, a path or a URL), and at most a few scrubbed characters of
+    the cell."""
+    kind = type(exc).__name__
+    if isinstance(exc, OSError) and exc.errno in errno.errorcode:
+        kind += f" {errno.errorcode[exc.errno]}"
+    preview = re.sub(r"[^A-Za-z0-9._/:-]", "?", source[:12]) + ("..." if len(source) > 12 else "")
+    return InputRejected(code, f"{what} ({kind}): '{preview}'")
+
+
 async def prepare_input(
     source: str,
     *,
@@ -195,12 +207,21 @@ async def prepare_input(
     http = http or httpx.AsyncClient(follow_redirects=True, timeout=httpx.Timeout(30.0, connect=10.0))
     try:
         data = await read_source(source, base_dir, http)
+    except InputRejected:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever a cell holds, the row is the failure boundary
+        raise _unexpected("input_unreadable", "cannot read this input", source, exc) from exc
     finally:
         if own:
             await http.aclose()
-    data, ctype, w, h, note = await asyncio.to_thread(_check, data, fit_inputs)
-    ext = ".png" if ctype == "image/png" else ".jpg"
-    digest, path = await asyncio.to_thread(stage_bytes, data, staging_dir, ext)
+    try:
+        data, ctype, w, h, note = await asyncio.to_thread(_check, data, fit_inputs)
+        ext = ".png" if ctype == "image/png" else ".jpg"
+        digest, path = await asyncio.to_thread(stage_bytes, data, staging_dir, ext)
+    except InputRejected:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a picture Pillow chokes on, a staging disk that fails: this row
+        raise _unexpected("preflight_error", "cannot check or stage this input", source, exc) from exc
     return PreparedInput(
         sha256=digest, path=str(path), content_type=ctype, size=len(data), width=w, height=h, note=note
     )

@@ -107,14 +107,20 @@ async def change_backgrounds(
                 "dry run" if dry_run else f"concurrency {concurrency}")
 
     # Preflight every distinct source once.
-    sources = list(dict.fromkeys(r.image_url for r in rows))
+    labels: dict[str, str] = {}  # each source's first row id, for its task's name: one pass, not one per source
+    for r in rows:
+        labels.setdefault(r.image_url, r.row_id[:40])
+    sources = list(labels)
     sem = asyncio.Semaphore(max(concurrency, 4))
 
     async def _pre(src: str) -> tuple[str, PreparedInput | InputRejected]:
         async with sem:
-            label = next(r.row_id for r in rows if r.image_url == src)[:40]
-            return src, await preflight_input(src, str(base_dir) if base_dir else None, str(staging),
-                                              fit_inputs, label)
+            try:
+                return src, await preflight_input(src, str(base_dir) if base_dir else None, str(staging),
+                                                  fit_inputs, labels[src])
+            except Exception as exc:  # noqa: BLE001 - the task machinery itself failed: still only this row
+                logger.warning("preflight of %s failed: %s", labels[src], type(exc).__name__)
+                return src, InputRejected("preflight_error", f"preflight failed ({type(exc).__name__})")
 
     prepared = dict(await asyncio.gather(*(_pre(s) for s in sources)))
 
@@ -217,13 +223,21 @@ async def change_backgrounds(
                            vendor, summary["units_charged"])
     summary["files"] = write_report(df, summary, out_dir)
     ledger.mark_reported(run_id)  # the charges this run recorded are in its report now
-    gallery = await asyncio.to_thread(write_gallery, df, summary, out_dir)  # Pillow work, off the loop
-    summary["files"].update(gallery.as_dict())
+    try:  # best effort: the report is written already, and a gallery that fails never costs it
+        gallery = await asyncio.to_thread(write_gallery, df, summary, out_dir)  # Pillow work, off the loop
+    except Exception as exc:  # noqa: BLE001
+        gallery = None
+        summary["gallery_error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+        logger.warning("the gallery could not be written (%s); the report is complete without it",
+                       summary["gallery_error"])
+    else:
+        summary["files"].update(gallery.as_dict())
     write_summary(summary, out_dir)  # again, now listing the gallery too
     await acreate_markdown_artifact(summary_markdown(summary), key="backdrop-summary",
                                     description="Backdrop batch summary")
-    await acreate_link_artifact(gallery.html.resolve().as_uri(), link_text="Open the gallery (before and after)",
-                                key="backdrop-gallery", description=f"gallery.html in {out_dir}")
+    if gallery is not None:
+        await acreate_link_artifact(gallery.html.resolve().as_uri(), link_text="Open the gallery (before and after)",
+                                    key="backdrop-gallery", description=f"gallery.html in {out_dir}")
     failed_rows = failures_table(df)
     if failed_rows:
         await acreate_table_artifact(failed_rows, key="backdrop-failures",

@@ -27,6 +27,7 @@ from urllib.parse import urlparse
 import pandas as pd
 from PIL import Image, ImageOps
 
+from backdrop.preflight import MAX_PIXELS
 from backdrop.reconcile import candidate_picture
 from backdrop.report import COLUMNS
 
@@ -38,6 +39,8 @@ __all__ = [
 THUMB_LONG_SIDE = 240
 _THUMB_QUALITY = 82
 _MAX_EXTRA = 4  # passed-through CSV columns shown on a card (e.g. sku, title)
+#: what a thumbnail is made from: inputs preflight accepts (fit_inputs too) and results; no other loader runs
+_THUMB_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 MAX_CANDIDATES = 12  # candidate charges drawn on one card; `backdrop reconcile` lists them all
 
 # What backdrop.lifecycle writes for a pending row whose lost create has candidate charges. The
@@ -227,7 +230,9 @@ def make_thumb(src: Path, thumbs_dir: Path, sha256: str = "") -> tuple[Path, int
         if dest.is_file():
             with Image.open(dest) as done:
                 return dest, done.width, done.height
-        with Image.open(src) as im:
+        with Image.open(src, formats=_THUMB_FORMATS) as im:  # the formats preflight accepts, and results'
+            if im.width * im.height > MAX_PIXELS:  # preflight's ceiling, read from the header: no decode
+                return None
             im.draft("RGB", (THUMB_LONG_SIDE, THUMB_LONG_SIDE))  # JPEG: decode at 1/2..1/8 scale
             small = _to_rgb(ImageOps.exif_transpose(im))
         small.thumbnail((THUMB_LONG_SIDE, THUMB_LONG_SIDE), Image.Resampling.LANCZOS)
@@ -294,6 +299,8 @@ def _candidates(pending: PendingNote, out_dir: Path) -> list[Candidate]:
 def _card(rec: dict[str, Any], out_dir: Path, base_dir: Path | None) -> Card:
     input_value, input_sha = _text(rec.get("input")), _text(rec.get("input_sha256"))
     before_src, before_key = _input_file(input_value, input_sha, out_dir, base_dir)
+    if _text(rec.get("failed_stage")) == "preflight":  # never decode what preflight refused (a bomb...)
+        before_src = None
     before = _picture(before_src, before_key, out_dir, "no picture")
     if before.thumb is None and _is_url(input_value):
         before = Picture(href=input_value, missing="remote picture")

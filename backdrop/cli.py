@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from cyclopts import App
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from backdrop import prefect_startup
@@ -95,13 +96,15 @@ def _run_flow(params: dict[str, Any], *, as_json: bool) -> int:
 
     from backdrop import batch
     from backdrop.errors import BackdropError
-    from backdrop.inputs import CsvError, read_rows
+    from backdrop.inputs import read_rows
+    from backdrop.roots import confine_output
 
-    try:  # a bad CSV fails fast, before Prefect starts
+    try:  # a bad CSV, or a CSV or output folder outside the roots, fails fast, before Prefect starts
+        confine_output(params["out"])
         read_rows(params["csv"], prompt_override=params.get("prompt"),
                   template_override=params.get("template_id"))
-    except CsvError as exc:
-        console.print(f"[red]error:[/red] {exc.message}")
+    except BackdropError as exc:
+        console.print(f"[red]error:[/red] {escape(exc.message)}", highlight=False, soft_wrap=True)
         return 2
 
     prefect_startup.generous_startup_timeout()  # before Prefect starts its temporary server

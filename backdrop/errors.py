@@ -29,12 +29,15 @@ answered with its own error body (`{status, error, error_code}`) and a 4xx statu
 500 `unknown_internal_error` for a file never uploaded (FileNotUploaded), or the connection was never made
 (NotSent), or the client refused before sending. Anything a create ends in that is not `refused` may have
 made a task: see `is_definite_refusal` and AmbiguousCreate.
-No error message ever contains the API key or a signed URL's query string.
+No error message ever contains the API key, the webhook secret (masked by `backdrop.redact`) or a signed
+URL's query string.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
+
+from backdrop.redact import redact
 
 __all__ = [
     "AmbiguousCreate",
@@ -79,6 +82,7 @@ class BackdropError(Exception):
         request_id: str | None = None,
         refused: bool | None = None,
     ) -> None:
+        message = redact(message)  # the API key or webhook secret never leaves in an error, whatever carried it
         super().__init__(message)
         self.message = message
         self.status = status

@@ -7,11 +7,14 @@ at the edge where the HTTP header is built.
 from __future__ import annotations
 
 import ipaddress
-from typing import Literal
+import json
+import os
+import re
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_API_URL = "https://yce-api-01.makeupar.com"
 #: the vendor's documented spellings of one API server (contract: "perfectcorp.com answers identically")
@@ -126,6 +129,30 @@ class BackdropSettings(BaseSettings):
 
     max_download_bytes: int = Field(50 * 1024 * 1024, gt=0)
 
+    # Flow parameters are a trust boundary: whoever may start a run chooses `csv` and `out`.
+    input_roots: Annotated[list[str] | None, NoDecode] = Field(
+        None,
+        description="Folders a run may read its CSV from (and their subfolders, symlinks resolved): a JSON list or "
+        "paths separated by ':' (os.pathsep). Unset = the current folder; empty = none. Backdrop's bundled demo "
+        "folder is always readable.",
+    )
+    output_roots: Annotated[list[str] | None, NoDecode] = Field(
+        None,
+        description="Folders a run may write its output folder in (or be): as input_roots. Unset = the current folder.",
+    )
+    csv_url_schemes: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["https"],
+        description="URL schemes a CSV may be read from (comma-separated or JSON): https by default; add http, s3, "
+        "gs... (fsspec protocols) or file (file:// URLs, still held to input_roots) to open them.",
+    )
+    csv_url_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Hosts a CSV URL may name (comma-separated or JSON): 'example.com' is that host, "
+        "'.example.com' or '*.example.com' its subdomains, '*' any host; none by default, so a CSV URL is refused "
+        "until its host is listed. For s3:// and the like the host is the bucket.",
+    )
+    csv_max_bytes: int = Field(100 * 1024 * 1024, gt=0, description="A CSV larger than this is refused.")
+
     units_per_task: int = Field(4, ge=0, description="Units the vendor charges per success.")
     unit_price: float = Field(0.055, ge=0, description="Price of one unit, for cost figures.")
     currency: str = Field("USD")
@@ -146,6 +173,28 @@ class BackdropSettings(BaseSettings):
         0.8, gt=0,
         description="Share of the budget, used so far or projected at the period's end, that raises the alarm.",
     )
+
+    @field_validator("input_roots", "output_roots", mode="before")
+    @classmethod
+    def _path_list(cls, value: object) -> object:
+        """A JSON list, or paths separated by os.pathsep (as in PATH); an empty string is an empty list."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [p for p in text.split(os.pathsep) if p.strip()]
+        return value
+
+    @field_validator("csv_url_schemes", "csv_url_hosts", mode="before")
+    @classmethod
+    def _word_list(cls, value: object) -> object:
+        """A JSON list, or words separated by commas or spaces; lower-cased."""
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else [w for w in re.split(r"[,\s]+", text) if w]
+        if isinstance(value, list):
+            return [str(w).strip().lower().rstrip(".") if str(w).strip() != "*" else "*" for w in value]
+        return value
 
     def api_key_value(self) -> str | None:
         """The key itself, for the Authorization header only."""

@@ -8,6 +8,7 @@ pauses the schedule (Prefect's default); a supervisor that restarts it should ke
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -19,6 +20,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from backdrop.prefect_startup import generous_startup_timeout  # noqa: E402
 from flows.change_backgrounds import change_backgrounds  # noqa: E402
 from flows.cost_report import cost_report  # noqa: E402
+
+#: the folders served runs may read CSVs from and write outputs to (as prefect.yaml's job variables); a value
+#: already in the environment wins
+ROOTS = {"BACKDROP_INPUT_ROOTS": '["inbox", "backdrop/demo"]',
+         "BACKDROP_OUTPUT_ROOTS": '["inbox-output", "backdrop-output"]'}
 
 
 def deployments() -> list:
@@ -47,4 +53,6 @@ def deployments() -> list:
 
 if __name__ == "__main__":
     generous_startup_timeout()  # 180 s for a temporary server (no PREFECT_API_URL) unless set
+    for name, value in ROOTS.items():  # served runs are this process's children: they inherit it
+        os.environ.setdefault(name, value)
     serve(*deployments(), pause_on_shutdown=False)

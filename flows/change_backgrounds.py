@@ -35,6 +35,7 @@ from backdrop.lifecycle import RowLifecycle, settle_in_run
 from backdrop.migrate import move_legacy_rows
 from backdrop.preflight import InputRejected, PreparedInput
 from backdrop.report import build_report, summarize, write_report, write_summary
+from backdrop.roots import confine_output
 from backdrop.summary_md import failures_table, summary_markdown
 from backdrop.webhooks import WebhookReceiver
 from flows.picture import PrefectSteps, api_requests
@@ -91,7 +92,7 @@ async def change_backgrounds(
     feature_slug = settings.feature
     env = environment_id(settings)
     key = key_id(settings)
-    out_dir = Path(out).expanduser().resolve()
+    out_dir = confine_output(out, settings)  # a parameter: refused outside the output roots, before anything
     staging = out_dir / ".backdrop" / "inputs"
     ledger_url = settings.ledger_url or default_ledger_url()
     ledger = Ledger(ledger_url)

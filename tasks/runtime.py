@@ -16,6 +16,7 @@ from pydantic import SecretStr
 from backdrop.client import BackdropClient
 from backdrop.errors import ConfigError
 from backdrop.polling import PollPlanner
+from backdrop.redact import install_log_filter, register_secret
 from backdrop.settings import BackdropSettings, canonical_service
 from backdrop.webhooks import WebhookReceiver
 
@@ -53,6 +54,9 @@ def settings_for(feature: str | None = None) -> BackdropSettings:
         raise ConfigError(
             "no API key: set BACKDROP_API_KEY, or BACKDROP_API_KEY_BLOCK to a Prefect Secret block name"
         )
+    register_secret(settings.api_key_value())  # a key from a block is masked like one from the environment
+    register_secret(settings.webhook_secret.get_secret_value() if settings.webhook_secret else None)
+    install_log_filter()
     return settings
 
 

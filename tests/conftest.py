@@ -35,11 +35,18 @@ def _leaks(name: str) -> bool:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def clean_environ() -> Iterator[None]:
-    """Remove BACKDROP_* settings, PREFECT_API_URL and proxies for the whole session."""
+def clean_environ(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Remove BACKDROP_* settings, PREFECT_API_URL and proxies for the whole session.
+
+    Runs read CSVs and write outputs only inside their roots (default the current folder): tests keep theirs
+    under pytest's temporary folder, so that folder is the one root, said explicitly.
+    """
     mp = pytest.MonkeyPatch()
     for name in [n for n in os.environ if _leaks(n)]:
         mp.delenv(name)
+    base = str(tmp_path_factory.getbasetemp().resolve())
+    mp.setenv("BACKDROP_INPUT_ROOTS", base)
+    mp.setenv("BACKDROP_OUTPUT_ROOTS", base)
     yield
     mp.undo()
 

@@ -1,12 +1,11 @@
 """Turn HTTP answers and transport failures into the error tree of `backdrop.errors`.
 
 Messages never carry the API key or a signed URL's query string: every text that may come from
-the outside goes through `scrub`.
+the outside goes through `scrub` (backdrop/redact.py, the one helper).
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import httpx
@@ -28,19 +27,12 @@ from backdrop.errors import (
     TaskTimeout,
     TransportError,
 )
+from backdrop.redact import scrub
 
 FEATURE_SLUGS = ("bg-replace", "bg-replace-v2")
 
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-_URL_QUERY = re.compile(r"(?P<base>[a-zA-Z][a-zA-Z0-9+.-]*://[^\s?#\"'<>]*)\?[^\s\"'<>]*")
 _MAX_MESSAGE = 300
-
-
-def scrub(text: str, secret: str | None = None) -> str:
-    """Drop query strings from URLs in `text` and mask `secret` wherever it appears."""
-    if secret:
-        text = text.replace(secret, "***")
-    return _URL_QUERY.sub(lambda m: m.group("base") + "?…", text)
 
 
 def safe_url(url: httpx.URL | str) -> str:

@@ -131,7 +131,13 @@ def test_the_manual_deployment_runs_on_a_process_worker_against_the_sandbox(
         assert refused.status_code == 409, refused.text
         assert "Validation failed for field 'concurrency'" in refused.text
 
-        created = api.post(create, json={"parameters": {"csv": str(csv), "out": str(out)}})
+        # The deployment's roots (prefect.yaml) hold no test folder: the environment as a CSV is refused, and
+        # this run's folders are opened the way an operator opens them, with the run's job variables.
+        environ = api.post(create, json={"parameters": {"csv": "/proc/self/environ", "out": "backdrop-output"}})
+        assert environ.status_code == 201, environ.text
+        roots = {"BACKDROP_INPUT_ROOTS": str(tmp_path), "BACKDROP_OUTPUT_ROOTS": str(tmp_path)}
+        created = api.post(create, json={"parameters": {"csv": str(csv), "out": str(out)},
+                                         "job_variables": {"env": roots}})
         assert created.status_code == 201, created.text
         run_id = created.json()["id"]
 
@@ -151,14 +157,19 @@ def test_the_manual_deployment_runs_on_a_process_worker_against_the_sandbox(
         found = api.post("/artifacts/filter", json=by_run)
         artifacts: list[dict[str, Any]] = found.raise_for_status().json()
         logs = _logs_until(api, run_id, "done: ")
+        refused = wait_final(api, environ.json()["id"], 120.0, diagnose)
+        refused_logs = run_logs(api, refused["id"])
         worker_output = worker.log.read_text(errors="replace")
 
     _check_report_and_pictures(out, tmp_path / "batch")
     assert before - sandbox.ledger()["balance"] == 8  # two successes at 4 units; bad row is free
     _check_artifacts(artifacts, str(csv))
     assert "done: 2 succeeded, 1 failed, 0 skipped, 0 pending; 8 units" in logs
+    assert refused["state_type"] == "FAILED", refused
+    assert "outside the folders runs may read" in refused["state"]["message"], refused["state"]["message"]
     stored = {"flow run record": json.dumps(run), "run logs": logs,
-              "artifacts": json.dumps(artifacts), "worker output": worker_output}
+              "artifacts": json.dumps(artifacts), "worker output": worker_output,
+              "refused run record": json.dumps(refused), "refused run logs": refused_logs}
     for where, text in stored.items():
         assert sandbox.api_key not in text, f"the API key leaked into the {where}"
 

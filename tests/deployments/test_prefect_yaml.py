@@ -112,3 +112,40 @@ def test_serve_builds_the_same_deployments_with_a_served_suffix(flows: Flows) ->
     assert (nightly.schedule.cron, nightly.schedule.timezone, nightly.active) == (
         "0 2 * * *", "Europe/Paris", True)
     assert served["manual-served"].schedules == []
+
+
+BATCH = [d for d in DEPLOYMENTS if d["entrypoint"] == "flows/change_backgrounds.py:change_backgrounds"]
+
+
+@pytest.mark.parametrize("name", [d["name"] for d in BATCH])
+def test_batch_deployments_name_their_roots_and_their_defaults_lie_inside(
+        name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parameters are a trust boundary: each batch deployment lists the folders its runs may read and write
+    (job variables, so the worker's environment cannot widen them), and its own defaults pass."""
+    from backdrop.inputs import read_rows
+    from backdrop.roots import confine_output, input_roots, within
+    from backdrop.settings import BackdropSettings
+
+    env = _by_name(name)["job_variables"]["env"]
+    assert set(env) >= {"BACKDROP_INPUT_ROOTS", "BACKDROP_OUTPUT_ROOTS"}
+    monkeypatch.chdir(ROOT)  # the worker runs flows from this checkout
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = BackdropSettings()
+    assert ROOT.resolve() not in input_roots(settings)  # an explicit list, not the whole checkout
+    params = _by_name(name)["parameters"]
+    assert confine_output(params["out"]) == (ROOT / params["out"]).resolve()
+    assert within(params["csv"], input_roots(settings)) == (ROOT / params["csv"]).resolve()
+    if (ROOT / params["csv"]).is_file():
+        read_rows(params["csv"])
+    for refused in ("/proc/self/environ", "prefect.yaml", "README.md"):
+        assert within(refused, input_roots(settings)) is None
+
+
+def test_served_deployments_use_the_same_roots() -> None:
+    (env,) = {json_env(d["job_variables"]["env"]) for d in BATCH}
+    assert json_env(_serve_module().ROOTS) == env
+
+
+def json_env(env: dict[str, str]) -> str:
+    return repr(sorted(env.items()))

@@ -109,7 +109,9 @@ def test_two_workers_share_the_key_s_limit_and_never_pay_twice(
         run_ids = []
         for i, csv in enumerate(csvs):
             created = api.post(f"/deployments/{manual['id']}/create_flow_run",
-                               json={"parameters": {"csv": str(csv), "out": str(tmp_path / f"out{i}")}})
+                               json={"parameters": {"csv": str(csv), "out": str(tmp_path / f"out{i}")},
+                                     "job_variables": {"env": {"BACKDROP_INPUT_ROOTS": str(tmp_path),
+                                                               "BACKDROP_OUTPUT_ROOTS": str(tmp_path)}}})
             assert created.status_code == 201, created.text
             run_ids.append(created.json()["id"])
 

@@ -72,10 +72,14 @@ def test_template_only_csv_needs_no_prompt_column(tmp_path: Path) -> None:
     assert (rows[0].prompt, rows[0].template_id) == (None, "studio_white")
 
 
-def test_csv_from_a_url_keeps_remote_image_urls(tmp_path: Path) -> None:
-    """A CSV served over HTTP (here by a tiny loopback server) is read; its rows have no local folder."""
+def test_csv_from_a_url_keeps_remote_image_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CSV served over HTTP (here by a tiny loopback server, allowed explicitly) is read; its rows have no
+    local folder."""
     import http.server
     import threading
+
+    monkeypatch.setenv("BACKDROP_CSV_URL_SCHEMES", "http")
+    monkeypatch.setenv("BACKDROP_CSV_URL_HOSTS", "127.0.0.1")
 
     (tmp_path / "in.csv").write_text("id,image_url,prompt\na,https://example.com/a.jpg,beach\n")
     handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path))  # noqa: E731

@@ -214,13 +214,14 @@ def demo(*, out: str = "demo-output", time_scale: float = 20.0, verbose: bool = 
 
 
 @app.command
-def sandbox(*, host: str = "127.0.0.1", port: int = 8765, time_scale: float = 1.0, profile: str | None = None) -> int:
+def sandbox(*, host: str = "127.0.0.1", port: int = 8765, time_scale: float = 1.0, profile: str | None = None,
+            allow_remote: bool = False) -> int:
     """Serve the sandbox (a local emulator of the API) in the foreground.
 
     Parameters
     ----------
     host
-        Address to bind (keep it on loopback).
+        Address to bind (keep it on loopback); any other address needs --allow-remote.
     port
         Port to listen on (0 picks a free one).
     time_scale
@@ -228,9 +229,13 @@ def sandbox(*, host: str = "127.0.0.1", port: int = 8765, time_scale: float = 1.
     profile
         Vendor-variant profile: default, oldest-first, resized, png, short-window, shifted-clock or hostile
         (see backdrop/sandbox/README.md). Default: $BACKDROP_SANDBOX_PROFILE, else none.
+    allow_remote
+        Bind a non-loopback --host anyway: strangers could then reach it, so every /_sandbox/ route needs an
+        admin token ($BACKDROP_SANDBOX_ADMIN_TOKEN, else a random one printed once at start).
     """
     return subprocess.call([sys.executable, "-m", "backdrop.sandbox", "--host", host, "--port", str(port),
-                            "--time-scale", str(time_scale), *(["--profile", profile] if profile else [])])
+                            "--time-scale", str(time_scale), *(["--profile", profile] if profile else []),
+                            *(["--allow-remote"] if allow_remote else [])])
 
 
 def _cost_tables(summary: dict[str, Any]) -> list[Table]:

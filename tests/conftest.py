@@ -53,8 +53,9 @@ def clean_environ(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def sandbox_server(clean_environ: None) -> Iterator[SandboxServer]:
-    """One sandbox with default settings for the session."""
-    with SandboxServer(SandboxSettings()) as server:
+    """One sandbox with default settings for the session, except one: tests serve pictures and receive webhooks
+    on loopback, which a sandbox refuses to reach unless told (allow_private_fetch)."""
+    with SandboxServer(SandboxSettings(allow_private_fetch=True)) as server:
         yield server
 
 

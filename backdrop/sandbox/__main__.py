@@ -7,13 +7,17 @@ import argparse
 from pydantic import ValidationError
 
 from .profiles import PROFILES
-from .server import serve
+from .server import RemoteBindRefused, guard_bind, serve
 from .settings import SandboxSettings
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m backdrop.sandbox", description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="bind address; anything but loopback needs --allow-remote")
+    parser.add_argument("--allow-remote", action="store_true",
+                        help="bind a non-loopback --host; every /_sandbox/ route then needs an admin token "
+                             "($BACKDROP_SANDBOX_ADMIN_TOKEN, else a random one printed at start)")
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     parser.add_argument("--time-scale", type=float, help="vendor seconds per real second")
     parser.add_argument("--duration-mode", choices=["lognormal", "fixed", "immediate"])
@@ -31,7 +35,11 @@ def main(argv: list[str] | None = None) -> None:
         settings = SandboxSettings(**overrides)
     except ValidationError as exc:
         parser.error(f"bad sandbox settings: {exc}")
-    serve(args.host, args.port, settings, ready_file=args.ready_file)
+    try:
+        guard_bind(args.host, settings, allow_remote=args.allow_remote)
+    except RemoteBindRefused as exc:
+        parser.error(str(exc))
+    serve(args.host, args.port, settings, ready_file=args.ready_file, allow_remote=args.allow_remote)
 
 
 if __name__ == "__main__":

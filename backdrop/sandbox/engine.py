@@ -11,12 +11,14 @@ import httpx
 from PIL import Image
 
 from . import imaging
+from .netguard import Blocked, check_target
 from .state import KeyState, Task
 
 log = logging.getLogger("backdrop.sandbox")
 
 MAX_BYTES = 10 * 1024 * 1024
 MAX_SIDE = 4096
+MAX_REDIRECTS = 5
 #: result_size="scaled": results at this fraction of the input's pixel size
 RESULT_SCALE = 0.75
 
@@ -47,27 +49,37 @@ class Finished:
     at: int
 
 
-def _fetch(url: str, timeout_s: float) -> bytes:
+def _fetch(url: str, timeout_s: float, *, allow_private: bool = False) -> bytes:
+    """GET a src_file_url: public addresses only (unless allowed), each redirect checked the same way."""
     if not url.lower().startswith(("http://", "https://")):
         raise EngineFailure("error_download_image", "src_file_url must be http or https")
     try:
-        with httpx.Client(timeout=timeout_s, follow_redirects=True, trust_env=False) as client:
-            with client.stream("GET", url) as resp:
-                if resp.status_code // 100 != 2:
-                    raise EngineFailure("error_download_image", f"HTTP {resp.status_code}")
-                buf = bytearray()
-                for chunk in resp.iter_bytes():
-                    buf += chunk
-                    if len(buf) > MAX_BYTES:
-                        raise EngineFailure("exceed_max_filesize")
-                return bytes(buf)
+        with httpx.Client(timeout=timeout_s, follow_redirects=False, trust_env=False) as client:
+            for _ in range(MAX_REDIRECTS + 1):
+                try:
+                    check_target(url, allow_private=allow_private)
+                except Blocked as exc:
+                    raise EngineFailure("error_download_image", f"src_file_url refused: {exc}") from None
+                with client.stream("GET", url) as resp:
+                    if resp.is_redirect:
+                        url = str(resp.url.join(resp.headers["location"]))
+                        continue
+                    if resp.status_code // 100 != 2:
+                        raise EngineFailure("error_download_image", f"HTTP {resp.status_code}")
+                    buf = bytearray()
+                    for chunk in resp.iter_bytes():
+                        buf += chunk
+                        if len(buf) > MAX_BYTES:
+                            raise EngineFailure("exceed_max_filesize")
+                    return bytes(buf)
     except httpx.HTTPError as exc:
         raise EngineFailure("error_download_image", type(exc).__name__) from exc
+    raise EngineFailure("error_download_image", "too many redirects")
 
 
 def _source(st: KeyState, task: Task) -> bytes:
     if task.src_file_url is not None:
-        return _fetch(task.src_file_url, st.config.src_url_timeout_s)
+        return _fetch(task.src_file_url, st.config.src_url_timeout_s, allow_private=st.config.allow_private_fetch)
     with st.lock:
         stored = st.files.get(task.src_file_id or "")
     if stored is None or not stored.uploaded:

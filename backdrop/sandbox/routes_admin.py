@@ -1,16 +1,19 @@
 """Admin API under `/_sandbox/`: health, reset, config, ledger, journal, tasks, webhooks, thumbs.
 
 Scoped by the same `Authorization: Bearer <key>` as the vendor routes (any key the sandbox
-accepts gets fresh state); never rate limited, never faulted.
+accepts gets fresh state); never rate limited, never faulted. When the sandbox has an admin token
+(always, once bound to a non-loopback address), every route here also needs it in the
+`X-Sandbox-Admin-Token` header: 401 without it, 403 with a wrong one.
 """
 
 from __future__ import annotations
 
+import hmac
 import io
 from typing import Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from PIL import Image
 from pydantic import ValidationError
@@ -20,7 +23,21 @@ from ._common import Reject, json_object, registry
 from .gate import bearer_key
 from .state import KeyState
 
-router = APIRouter(prefix="/_sandbox")
+ADMIN_HEADER = "x-sandbox-admin-token"
+
+
+def _admin_token(request: Request) -> None:
+    token = request.app.state.settings.admin_token
+    if token is None:
+        return
+    given = request.headers.get(ADMIN_HEADER)
+    if given is None:
+        raise Reject(responses.error(401, "the sandbox's admin routes need the X-Sandbox-Admin-Token header"))
+    if not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
+        raise Reject(responses.error(403, "wrong admin token"))
+
+
+router = APIRouter(prefix="/_sandbox", dependencies=[Depends(_admin_token)])
 
 
 def _state(request: Request) -> KeyState:

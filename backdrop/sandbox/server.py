@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -13,9 +14,12 @@ from types import TracebackType
 
 import httpx
 import uvicorn
+from pydantic import SecretStr
 
 from .app import create_app
+from .netguard import is_loopback_host
 from .profiles import with_profile
+from .routes_admin import ADMIN_HEADER
 from .settings import SandboxSettings
 
 
@@ -34,6 +38,30 @@ def _url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+class RemoteBindRefused(ValueError):
+    """A non-loopback bind address without the explicit allow_remote flag."""
+
+
+def guard_bind(host: str, settings: SandboxSettings, *, allow_remote: bool) -> tuple[SandboxSettings, str | None]:
+    """The settings to serve `host` with, and the admin token generated for it (None if none was made).
+
+    Loopback needs nothing. Any other address lets strangers use every key's state and make the engine fetch
+    URLs: refused unless `allow_remote`, and then every /_sandbox/ route needs an admin token (the setting's,
+    else a random one, returned here to be shown once).
+    """
+    if is_loopback_host(host):
+        return settings, None
+    if not allow_remote:
+        raise RemoteBindRefused(
+            f"{host} is not a loopback address: anyone who reaches it could read and reset every key's state "
+            "and make the sandbox fetch URLs; bind 127.0.0.1, or pass --allow-remote (an admin token then guards "
+            "/_sandbox/)")
+    if settings.admin_token is not None:
+        return settings, None
+    token = secrets.token_urlsafe(24)
+    return settings.model_copy(update={"admin_token": SecretStr(token)}), token
+
+
 def _server(settings: SandboxSettings) -> uvicorn.Server:
     config = uvicorn.Config(create_app(settings), log_level="warning", access_log=False,
                             lifespan="on", timeout_graceful_shutdown=3)
@@ -48,8 +76,11 @@ class SandboxServer:
     """
 
     def __init__(self, settings: SandboxSettings | None = None, *, host: str = "127.0.0.1",
-                 port: int = 0, profile: str | None = None) -> None:
-        self.settings = with_profile(profile, settings)
+                 port: int = 0, profile: str | None = None, allow_remote: bool = False) -> None:
+        self.settings, self.admin_token = guard_bind(host, with_profile(profile, settings),
+                                                     allow_remote=allow_remote)
+        if self.settings.admin_token is not None:
+            self.admin_token = self.settings.admin_token.get_secret_value()
         self.host = host
         self._port = port
         self._sock: socket.socket | None = None
@@ -73,7 +104,8 @@ class SandboxServer:
                                         name="backdrop-sandbox", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + timeout_s
-        with httpx.Client(trust_env=False, timeout=1.0) as client:
+        headers = {ADMIN_HEADER: self.admin_token} if self.admin_token else {}
+        with httpx.Client(trust_env=False, timeout=1.0, headers=headers) as client:
             while True:
                 try:
                     if client.get(f"{self.base_url}/_sandbox/health").status_code == 200:
@@ -103,9 +135,13 @@ class SandboxServer:
 
 
 def serve(host: str = "127.0.0.1", port: int = 8765, settings: SandboxSettings | None = None,
-          *, ready_file: str | os.PathLike[str] | None = None, profile: str | None = None) -> None:
-    """Serve in the foreground until SIGINT/SIGTERM; print the URL (and write it) once ready."""
-    settings = with_profile(profile, settings)
+          *, ready_file: str | os.PathLike[str] | None = None, profile: str | None = None,
+          allow_remote: bool = False) -> None:
+    """Serve in the foreground until SIGINT/SIGTERM; print the URL (and write it) once ready.
+
+    A non-loopback `host` needs `allow_remote` (RemoteBindRefused otherwise) and gets an admin token.
+    """
+    settings, generated = guard_bind(host, with_profile(profile, settings), allow_remote=allow_remote)
     sock = _bind(host, port)
     url = _url(host, int(sock.getsockname()[1]))
     server = _server(settings)
@@ -117,6 +153,10 @@ def serve(host: str = "127.0.0.1", port: int = 8765, settings: SandboxSettings |
             return
         key = settings.api_keys[0] if settings.api_keys else "sandbox-<anything>"
         print(f"Backdrop sandbox: {url}  (API key: {key})", flush=True)
+        if not is_loopback_host(host):
+            shown = generated or "the one in BACKDROP_SANDBOX_ADMIN_TOKEN"
+            print(f"Reachable beyond this machine: every /_sandbox/ route needs the header X-Sandbox-Admin-Token: "
+                  f"{shown}", flush=True)
         if ready_file is not None:
             target = Path(ready_file)
             tmp = target.with_name(target.name + ".tmp")

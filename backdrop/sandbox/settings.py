@@ -21,7 +21,8 @@ ALL_FAULT_ROUTES: list[FaultRoute] = [
     "file", "create", "poll", "templates", "delete", "credit", "history", "feature_cost"
 ]
 #: global or secret fields: never shown by, nor changed through, the admin API
-NOT_PER_KEY = frozenset({"api_keys", "key_pattern", "signing_secret", "webhook_secret"})
+NOT_PER_KEY = frozenset({"api_keys", "key_pattern", "signing_secret", "webhook_secret", "admin_token",
+                         "allow_private_fetch"})
 
 
 def _random_signing_secret() -> SecretStr:
@@ -95,6 +96,14 @@ class SandboxSettings(BaseSettings):
     fault_lost_create_rate: float = Field(0.0, ge=0, le=1)
 
     src_url_timeout_s: float = Field(5.0, gt=0, description="Real seconds to fetch a src_file_url.")
+    allow_private_fetch: bool = Field(
+        False, description="Let the engine fetch src_file_urls and deliver webhooks to loopback, private, "
+        "link-local or reserved addresses (tests, local benchmarks). Server-wide, never per key.",
+    )
+    admin_token: SecretStr | None = Field(
+        None, description="When set, every /_sandbox/ route needs it in the X-Sandbox-Admin-Token header. A sandbox "
+        "bound to a non-loopback address always has one (random, printed once at start, unless set).",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from .engine import Finished
+from .netguard import Blocked, check_target
 from .state import KeyState
 
 
@@ -56,6 +57,11 @@ class Deliverer:
         with st.lock:
             st.webhooks.append(record)
         cfg = st.config
+        try:  # a key's holder chooses the URLs: never a POST to this network unless the sandbox allows it
+            await asyncio.to_thread(check_target, url, allow_private=cfg.allow_private_fetch)
+        except Blocked as exc:
+            record["attempts"].append({"time": time.time(), "status": None, "error": f"refused: {exc}"})
+            return
         for attempt in range(cfg.webhook_max_attempts):
             if attempt:
                 await asyncio.sleep(cfg.real(cfg.webhook_backoff_s * 2 ** (attempt - 1)))

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
+from backdrop.fences import redact_url
 from backdrop.inputs import MAX_PROMPT_CHARS, InputRow, normalise_prompt
 from backdrop.outputs import copy_atomic, safe_stem
 from backdrop.preflight import InputRejected, PreparedInput
@@ -206,7 +207,7 @@ def row_outcomes(rows: list[InputRow], rejected: dict[int, InputRejected],
     for row in rows:
         if row.line in rejected:
             exc = rejected[row.line]
-            out.append(RowOutcome(line=row.line, row_id=row.row_id, input=row.image_url, prompt=row.prompt,
+            out.append(RowOutcome(line=row.line, row_id=row.row_id, input=redact_url(row.image_url), prompt=row.prompt,
                                   template_id=row.template_id, status="failed", failed_stage="preflight",
                                   error_code=exc.report_code, error_message=exc.message,
                                   http_status=exc.status, extra=row.extra))
@@ -214,14 +215,20 @@ def row_outcomes(rows: list[InputRow], rejected: dict[int, InputRejected],
         for i, row in enumerate(item.rows):
             dup = i > 0
             output = res.output_path
+            status, stage, code, message = res.status, res.stage, res.error_code, res.message
             if dup and output and res.status == "succeeded":
-                copy_atomic(Path(output), names[row.line])
-                output = str(names[row.line])
+                try:
+                    copy_atomic(Path(output), names[row.line])
+                    output = str(names[row.line])
+                except OSError as exc:  # disk full, a folder in the way: this row fails, the report is written
+                    status, stage, code, output = "failed", "output", "output_copy_failed", None
+                    message = (f"could not copy the picture of row {item.primary.row_id!r} to {names[row.line].name}: "
+                               f"{type(exc).__name__}: {exc.strerror or exc}")
             units = 0 if dup else res.units
             out.append(RowOutcome(
-                line=row.line, row_id=row.row_id, input=row.image_url, prompt=row.prompt,
-                template_id=row.template_id, status=res.status, failed_stage=res.stage,
-                error_code=res.error_code, error_message=res.message, http_status=res.http_status,
+                line=row.line, row_id=row.row_id, input=redact_url(row.image_url), prompt=row.prompt,
+                template_id=row.template_id, status=status, failed_stage=stage,
+                error_code=code, error_message=message, http_status=res.http_status,
                 task_id=res.task_id, request_id=res.request_id, attempts=0 if dup else res.attempts,
                 polls=0 if dup else res.polls, started_at=res.started_at, finished_at=res.finished_at,
                 seconds=res.seconds, units_charged=units, cost=round(units * unit_price, 4),

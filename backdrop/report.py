@@ -16,7 +16,8 @@ from backdrop.outputs import atomic_write
 __all__ = ["RowOutcome", "STATUSES", "build_report", "summarize", "write_report", "write_summary",
            "escape_formula"]
 
-STATUSES = ("succeeded", "failed", "skipped", "pending_reconcile")
+#: not_attempted: the run stopped (cancelled, SIGTERM, a crash) before this row finished; its report is still written
+STATUSES = ("succeeded", "failed", "skipped", "pending_reconcile", "not_attempted")
 
 #: report columns, in order; passed-through CSV columns follow them
 COLUMNS = [
@@ -92,6 +93,7 @@ def summarize(
         "failed": counts.get("failed", 0),
         "skipped": counts.get("skipped", 0),
         "pending_reconcile": counts.get("pending_reconcile", 0),
+        "not_attempted": counts.get("not_attempted", 0),
         "reused": int(df["reused"].sum()) if not df.empty else 0,
         "possible_duplicates": int(df["possible_duplicate"].sum()) if not df.empty else 0,
         "units_charged": units,

@@ -17,10 +17,10 @@ def summary_markdown(s: dict[str, Any]) -> str:
     lines = [
         f"# Backdrop batch: {s.get('csv', '')}",
         "",
-        "| rows | succeeded | failed | skipped | pending reconcile | reused (paid before) |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| rows | succeeded | failed | skipped | pending reconcile | not attempted | reused (paid before) |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
         f"| {s['rows']} | {s['succeeded']} | {s['failed']} | {s['skipped']} | {s['pending_reconcile']} "
-        f"| {s['reused']} |",
+        f"| {s.get('not_attempted', 0)} | {s['reused']} |",
         "",
         f"**Units charged:** {s['units_charged']} on {s['rows_charged']} rows "
         f"({s['units_per_task']} per success); **rows failed, not charged:** {s['rows_failed_not_charged']}.",
@@ -38,6 +38,9 @@ def summary_markdown(s: dict[str, Any]) -> str:
             f"**Dry run:** nothing was created. Estimated {s.get('estimated_units', 0)} units, "
             f"{s.get('estimated_cost', 0):.2f} {s['currency']}."
         )
+    for key, label in (("gallery_error", "Gallery not written"), ("webhooks_fallback", "Webhooks")):
+        if s.get(key):  # best-effort parts that failed: the report is complete without them
+            lines.append(f"**{label}:** {s[key]}")
     if s["failures_by_code"]:
         lines += ["", "## Failures by error code", "", "| error code | rows |", "|---|---:|"]
         for code, n in sorted(s["failures_by_code"].items(), key=lambda kv: -kv[1]):

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
+import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.artifacts import (
     acreate_link_artifact,
@@ -56,6 +58,9 @@ def _run_name() -> str:
     params = get_run_context().flow_run.parameters  # type: ignore[union-attr]
     kind = "dry-run" if params.get("dry_run") else "batch"
     return f"{kind}-{Path(str(params.get('csv', 'input'))).stem}"
+
+
+T = TypeVar("T")
 
 
 @flow(name="change-backgrounds", flow_run_name=_run_name, log_prints=False)
@@ -148,35 +153,94 @@ async def change_backgrounds(
         input_mode=input_mode, dry_run=dry_run, budget=Budget(max_units, settings.units_per_task), names=names,
         units_per_task=settings.units_per_task, create_window=create_window)
     total, done = len(items), 0
-    progress_id = await acreate_progress_artifact(0.0, key="backdrop-progress",
-                                                  description=f"pictures done of {total}")
+    progress_id = await _best_effort(logger, "the progress artifact", acreate_progress_artifact(
+        0.0, key="backdrop-progress", description=f"pictures done of {total}"))
     step = max(1, total // 20)
     batch_sem = asyncio.Semaphore(concurrency)
+    finished: dict[int, tuple[WorkItem, ItemResult]] = {}  # by item index: what a stopped run still reports
+    in_flight: set[int] = set()
 
-    async def _one(item: WorkItem) -> tuple[WorkItem, ItemResult]:
+    async def _one(n: int, item: WorkItem) -> tuple[WorkItem, ItemResult]:
         nonlocal done
         async with batch_sem:
+            in_flight.add(n)
             result = await runner.run(item)
+        finished[n] = (item, result)
+        in_flight.discard(n)
         done += 1
         for listener in batch.progress_listeners:
             listener(done, total, result.status)
-        if done % step == 0 or done == total:
-            await aupdate_progress_artifact(progress_id, 100.0 * done / max(total, 1))
+        if progress_id is not None and (done % step == 0 or done == total):
+            await _best_effort(logger, "the progress artifact",
+                               aupdate_progress_artifact(progress_id, 100.0 * done / max(total, 1)))
         return item, result
 
+    def unfinished(n: int, item: WorkItem, why: BaseException) -> ItemResult:
+        """A picture the stopped run did not finish: not_attempted; one in flight keeps the task and the charge
+        the ledger holds for this run (the next run resumes that task, never pays for it again)."""
+        reason = f"the run stopped ({type(why).__name__}) before this picture"
+        if n not in in_flight:
+            return ItemResult(status="not_attempted", error_code="not_reached", message=f"{reason} was started")
+        try:
+            entry = ledger.latest(item.key)
+        except Exception:  # noqa: BLE001 - the ledger is out of reach: report the row without its task
+            entry = None
+        charged = entry is not None and entry.charged_run_id == run_id
+        return ItemResult(status="not_attempted", error_code="interrupted", message=f"{reason} had finished",
+                          task_id=entry.task_id if entry else None, units=settings.units_per_task if charged else 0,
+                          note="the ledger keeps its task: the next run resumes it without paying again"
+                          if entry and entry.task_id else None)
+
+    def report(results: list[tuple[WorkItem, ItemResult]], **extra: Any) -> tuple[pd.DataFrame, dict[str, Any]]:
+        outcomes = batch.row_outcomes(rows, rejected, results, names, settings.unit_price)
+        df = build_report(outcomes)
+        summary = summarize(df, unit_price=settings.unit_price, currency=settings.currency,
+                            units_per_task=settings.units_per_task)
+        summary.update(csv=csv, out=str(out_dir), feature=feature_slug, dry_run=dry_run, run_id=run_id,
+                       unique_pictures=len(items), webhooks_fallback=webhooks_fallback, **extra)
+        return df, summary
+
     hooks = WebhookReceiver.from_settings(settings) if not dry_run else None
+    webhooks_fallback: str | None = None
     if hooks is not None:
-        await asyncio.to_thread(hooks.start)
-        set_receiver(hooks)
-        logger.info("receiving webhooks at %s", hooks.url)
+        try:
+            await asyncio.to_thread(hooks.start)
+        except (OSError, RuntimeError) as exc:  # another run on this host holds the address: poll, pay nothing more
+            hooks, webhooks_fallback = None, f"cannot listen on {settings.webhook_listen}: {type(exc).__name__} " \
+                f"{getattr(exc, 'strerror', None) or ''}".strip() + "; this run polls"
+            logger.warning("webhooks: %s (another run on this host may hold the address)", webhooks_fallback)
+        else:
+            set_receiver(hooks)
+            logger.info("receiving webhooks at %s", hooks.url)
     processing_started = time.monotonic()
+    tasks = [asyncio.create_task(_one(n, i)) for n, i in enumerate(items)]
+    results: list[tuple[WorkItem, ItemResult]] = []
     try:
-        results = await asyncio.gather(*(_one(i) for i in items))
+        results = list(await asyncio.gather(*tasks))
         if not dry_run:  # lost creates of this run: wait, bounded, for the vendor's records to settle them
             results = await settle_in_run(runner, results, settle, wait_seconds=settings.settle_wait_seconds,
                                           settle_after=settings.reconcile_after_seconds)
         processing_seconds = time.monotonic() - processing_started
         traffic = client_stats()
+    except BaseException as stop:  # cancelled, SIGTERM, a bug: report every row from what exists, then stop
+        for t in tasks:
+            t.cancel()
+        try:  # let the pictures in flight unwind (their ledger writes) before reading what they left
+            await asyncio.wait(tasks, timeout=10)
+        except BaseException:  # noqa: BLE001 - cancelled again: report what there is now
+            pass
+        if not results:
+            results = [finished.get(n) or (item, unfinished(n, item, stop)) for n, item in enumerate(items)]
+        df, summary = report(results, interrupted=f"{type(stop).__name__}: {str(stop)[:200]}".rstrip(": "),
+                             processing_seconds=round(time.monotonic() - processing_started, 3))
+        summary["files"] = write_report(df, summary, out_dir)
+        logger.error("the run stopped (%s); report.csv lists every row, %d not attempted",
+                     type(stop).__name__, summary["not_attempted"])
+        try:
+            ledger.mark_reported(run_id)  # the charges this run recorded are in that report
+        except Exception:  # noqa: BLE001 - left unreported, a later run's report adopts them
+            pass
+        raise
     finally:
         await close_clients()
         planner = forget_planner(run_id)
@@ -184,12 +248,7 @@ async def change_backgrounds(
             set_receiver(None)
             await asyncio.to_thread(hooks.stop)
 
-    outcomes = batch.row_outcomes(rows, rejected, results, names, settings.unit_price)
-    df = build_report(outcomes)
-    summary = summarize(df, unit_price=settings.unit_price, currency=settings.currency,
-                        units_per_task=settings.units_per_task)
-    summary.update(csv=csv, out=str(out_dir), feature=feature_slug, dry_run=dry_run, run_id=run_id,
-                   unique_pictures=len(items))
+    df, summary = report(results)
     paid = sum(1 for _, r in results if r.status == "succeeded" and not r.reused and r.task_id)
     requests_total = sum(traffic["requests"].values())  # type: ignore[union-attr]
     latencies = df.loc[(df["status"] == "succeeded") & ~df["reused"].astype(bool), "seconds"].dropna()
@@ -234,23 +293,34 @@ async def change_backgrounds(
     else:
         summary["files"].update(gallery.as_dict())
     write_summary(summary, out_dir)  # again, now listing the gallery too
-    await acreate_markdown_artifact(summary_markdown(summary), key="backdrop-summary",
-                                    description="Backdrop batch summary")
+    # artifacts are best effort too: report.csv and summary.json are written whatever Prefect's API answers
+    await _best_effort(logger, "the summary artifact", acreate_markdown_artifact(
+        summary_markdown(summary), key="backdrop-summary", description="Backdrop batch summary"))
     if gallery is not None:
-        await acreate_link_artifact(gallery.html.resolve().as_uri(), link_text="Open the gallery (before and after)",
-                                    key="backdrop-gallery", description=f"gallery.html in {out_dir}")
+        await _best_effort(logger, "the gallery artifact", acreate_link_artifact(
+            gallery.html.resolve().as_uri(), link_text="Open the gallery (before and after)",
+            key="backdrop-gallery", description=f"gallery.html in {out_dir}"))
     failed_rows = failures_table(df)
     if failed_rows:
-        await acreate_table_artifact(failed_rows, key="backdrop-failures",
-                                     description="Rows that did not succeed")
+        await _best_effort(logger, "the failures artifact", acreate_table_artifact(
+            failed_rows, key="backdrop-failures", description="Rows that did not succeed"))
     logger.info("done: %(succeeded)d succeeded, %(failed)d failed, %(skipped)d skipped, "
                 "%(pending_reconcile)d pending; %(units_charged)d units", summary)
-    bad = summary["failed"] + summary["pending_reconcile"]
+    bad = summary["failed"] + summary["pending_reconcile"] + summary["not_attempted"]
     if bad:
         return Completed(name="Completed with failures", data=summary,
                          message=f"{bad} of {summary['rows']} rows did not succeed")
     return summary
 
+
+
+async def _best_effort(logger: Any, what: str, call: Awaitable[T]) -> T | None:
+    """Await an artifact call; a failure (Prefect's API, say) is logged, never costs the run or its report."""
+    try:
+        return await call
+    except Exception as exc:  # noqa: BLE001
+        logger.warning("%s could not be written: %s: %s", what, type(exc).__name__, str(exc)[:200])
+        return None
 
 
 def _poll_wait_bound(gaps: list[float]) -> dict[str, float | None]:

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from cyclopts import App
 from rich.console import Console
@@ -69,6 +70,11 @@ def _sandbox_env(url: str, time_scale: float) -> None:
     os.environ["BACKDROP_API_URL"] = url
     os.environ["BACKDROP_API_KEY"] = SANDBOX_KEY
     os.environ.pop("BACKDROP_API_KEY_BLOCK", None)
+    # Its results come from its own host (always allowed); pictures it serves come from its own address, which the
+    # fetch fence refuses like any loopback address unless opened: open that one address, nothing more.
+    host = urlsplit(url).hostname or "127.0.0.1"
+    allowed = os.environ.get("BACKDROP_FETCH_ALLOW_NETWORKS", "")
+    os.environ["BACKDROP_FETCH_ALLOW_NETWORKS"] = ",".join(filter(None, (allowed, host)))
     for name, vendor_seconds in (("POLL_FIRST_SECONDS", 8.0), ("POLL_INTERVAL_SECONDS", 2.0),
                                  ("POLL_MAX_INTERVAL_SECONDS", 30.0)):
         os.environ.setdefault(f"BACKDROP_{name}", str(vendor_seconds / time_scale))

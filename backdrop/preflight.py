@@ -24,6 +24,7 @@ import httpx
 from PIL import Image
 
 from backdrop.errors import BackdropError
+from backdrop.fences import FetchRefused, fenced_transport, fetch_limits
 
 __all__ = ["InputRejected", "PreparedInput", "MAX_BYTES", "MAX_SIDE", "prepare_input", "stage_bytes"]
 
@@ -77,23 +78,33 @@ def _local_path(source: str, base_dir: Path | None) -> Path:
 
 
 async def _fetch(url: str, http: httpx.AsyncClient) -> bytes:
+    """GET `url` within the fetch limits: BACKDROP_FETCH_DEADLINE_SECONDS for the whole fetch (redirects and body),
+    BACKDROP_FETCH_MAX_BYTES, and (with prepare_input's own client) the address fence on every hop."""
+    limits = fetch_limits()
+    cap = limits.max_bytes
     try:
-        async with http.stream("GET", url) as resp:
+        async with asyncio.timeout(limits.deadline_seconds), http.stream("GET", url) as resp:
             if resp.status_code >= 400:
                 raise InputRejected(
                     "input_http_error", f"fetching the image gave HTTP {resp.status_code}",
                     status=resp.status_code,
                 )
             declared = resp.headers.get("content-length")
-            if declared and declared.isdigit() and int(declared) > FETCH_CAP:
-                raise InputRejected("exceed_max_filesize", f"image is {int(declared)} bytes")
+            if declared and declared.isdigit() and int(declared) > cap:
+                raise InputRejected("exceed_max_filesize", f"image is {int(declared)} bytes, over {cap}")
             chunks, total = [], 0
             async for chunk in resp.aiter_bytes():
                 total += len(chunk)
-                if total > FETCH_CAP:
-                    raise InputRejected("exceed_max_filesize", f"image is over {FETCH_CAP} bytes")
+                if total > cap:
+                    raise InputRejected("exceed_max_filesize", f"image is over {cap} bytes")
                 chunks.append(chunk)
             return b"".join(chunks)
+    except TimeoutError as exc:  # asyncio.timeout's: httpx's own timeouts are TransportErrors
+        raise InputRejected(
+            "input_timeout", f"fetching the image took over {limits.deadline_seconds:g} s"
+        ) from exc
+    except FetchRefused as exc:
+        raise InputRejected("input_address_refused", f"not fetched: {exc}") from exc
     except httpx.UnsupportedProtocol as exc:
         raise InputRejected("input_scheme_refused", f"redirected to a non-http URL: {exc}") from exc
     except httpx.TooManyRedirects as exc:
@@ -276,7 +287,10 @@ async def prepare_input(
 ) -> PreparedInput:
     """Fetch, check and stage one input picture. Raises InputRejected with a code on any problem."""
     own = http is None
-    http = http or httpx.AsyncClient(follow_redirects=True, timeout=httpx.Timeout(30.0, connect=10.0))
+    http = http or httpx.AsyncClient(  # fenced: every connection, each redirect hop too (backdrop/fences.py)
+        follow_redirects=True, timeout=httpx.Timeout(30.0, connect=10.0), trust_env=False,
+        transport=fenced_transport(fetch_limits().fence),
+    )
     try:
         data = await read_source(source, base_dir, http)
     except InputRejected:

@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from backdrop.fences import NetworkList
+
 DEFAULT_API_URL = "https://yce-api-01.makeupar.com"
 #: the vendor's documented spellings of one API server (contract: "perfectcorp.com answers identically")
 VENDOR_HOSTS = frozenset({"yce-api-01.makeupar.com", "yce-api-01.perfectcorp.com"})
@@ -73,6 +75,18 @@ class BackdropSettings(BaseSettings):
 
     connect_timeout_seconds: float = Field(10.0, gt=0)
     read_timeout_seconds: float = Field(30.0, gt=0)
+
+    # Fences of Backdrop's own fetches (input pictures, result downloads): see backdrop/fences.py.
+    fetch_allow_networks: NetworkList = Field(
+        "",
+        description="Networks (CIDRs, comma-separated, e.g. 10.20.0.0/16,fd00::/8) input pictures and result "
+        "downloads may be fetched from although they are not public: an internal picture catalogue. Loopback, "
+        "private, link-local, multicast and reserved addresses are refused otherwise.",
+    )
+    fetch_deadline_seconds: float = Field(
+        60.0, gt=0, description="An input picture's whole fetch (redirects and body) must end within this."
+    )
+    fetch_max_bytes: int = Field(64 * 1024 * 1024, gt=0, description="An input picture larger than this is refused.")
 
     # Polling a running task.
     poll_first_seconds: float = Field(

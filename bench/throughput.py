@@ -173,7 +173,8 @@ def main() -> None:
                       f"{results['upload']['poll_wait_p95_seconds']} s (vendor time)", flush=True)
             if "url" in modes:
                 urls = [f"http://127.0.0.1:{port}/{name}" for name in names]
-                res = batch("url", args.rows, urls, "--input-mode", "url")
+                res = batch("url", args.rows, urls, "--input-mode", "url",
+                            BACKDROP_FETCH_ALLOW_NETWORKS="127.0.0.1/32")  # preflight fetches them from loopback
                 results["url"] = _figures("url", res, s, args.rows, LIMIT_PER_HOUR["url"])
                 _report_refusals(results, "url", base, "sandbox-bench-url", s)
             if "vendor_sample" in modes:

@@ -30,6 +30,7 @@ from pydantic import Field
 
 from backdrop import batch, steps
 from backdrop.batch import Budget, ItemResult, WorkItem
+from backdrop.fences import redact_url
 from backdrop.gallery import write_gallery
 from backdrop.inputs import read_rows
 from backdrop.ledger import Ledger, default_ledger_url
@@ -109,7 +110,7 @@ async def change_backgrounds(
 
     rows, base_dir = read_rows(csv, prompt_override=prompt, template_override=template_id)
     run_started = datetime.now(UTC)
-    logger.info("%d rows from %s -> %s (feature %s, %s)", len(rows), csv, out_dir, feature_slug,
+    logger.info("%d rows from %s -> %s (feature %s, %s)", len(rows), redact_url(csv), out_dir, feature_slug,
                 "dry run" if dry_run else f"concurrency {concurrency}")
 
     # Preflight every distinct source once.
@@ -196,7 +197,7 @@ async def change_backgrounds(
         df = build_report(outcomes)
         summary = summarize(df, unit_price=settings.unit_price, currency=settings.currency,
                             units_per_task=settings.units_per_task)
-        summary.update(csv=csv, out=str(out_dir), feature=feature_slug, dry_run=dry_run, run_id=run_id,
+        summary.update(csv=redact_url(csv), out=str(out_dir), feature=feature_slug, dry_run=dry_run, run_id=run_id,
                        unique_pictures=len(items), webhooks_fallback=webhooks_fallback, **extra)
         return df, summary
 

@@ -20,6 +20,7 @@ from backdrop.errors import (
     ServerError,
     TaskTimeout,
 )
+from backdrop.fences import AddressFence, fenced_transport, origin_of, parse_networks
 from backdrop.settings import BackdropSettings
 
 USER_AGENT = f"backdrop/{__version__}"
@@ -98,8 +99,13 @@ def build_api_client(
 def build_storage_client(
     settings: BackdropSettings, transport: httpx.AsyncBaseTransport | None
 ) -> httpx.AsyncClient:
-    """For presigned PUTs and result downloads: no Authorization header, ever."""
-    return httpx.AsyncClient(timeout=timeout_from_settings(settings), transport=transport)
+    """For presigned PUTs and result downloads: no Authorization header, ever. Fenced like preflight's fetches
+    (backdrop/fences.py): public addresses, BACKDROP_FETCH_ALLOW_NETWORKS, and the API's own host."""
+    if transport is None:
+        _, host, port = origin_of(check_api_url(settings))
+        fence = AddressFence(parse_networks(settings.fetch_allow_networks), frozenset({(host, port)}))
+        transport = fenced_transport(fence)
+    return httpx.AsyncClient(timeout=timeout_from_settings(settings), transport=transport, trust_env=False)
 
 
 _FRAMING = {"host", "content-length", "transfer-encoding"}

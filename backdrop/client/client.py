@@ -344,7 +344,7 @@ class BackdropClient:
         return await self._retrier.run(
             "download",
             Policy.IDEMPOTENT,
-            lambda: download_once(self._storage, url, Path(dest), max_bytes=cap),
+            lambda: download_once(self._storage, url, Path(dest), max_bytes=cap, api_url=self.settings.api_url),
             paced=False,
         )
 

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -20,8 +21,45 @@ from backdrop.client._errors import error_from_response, safe_url
 from backdrop.client._http import USER_AGENT
 from backdrop.client.models import DownloadedFile, ImageFormat
 from backdrop.errors import DownloadError
+from backdrop.fences import FetchRefused, origin_of
 
 _HEAD = 16
+MAX_REDIRECTS = 5
+
+
+def check_result_url(url: str | httpx.URL, api_url: str | None) -> None:
+    """A result (or a redirect on its way) is fetched only over https, or from the configured API's own
+    origin (the sandbox serves its results itself, over http on loopback). DownloadError otherwise."""
+    if not str(url).startswith(("http://", "https://")):
+        raise DownloadError("no usable result URL (expected http:// or https://)")
+    where = origin_of(url)
+    if where[0] == "https" or (api_url and where == origin_of(api_url)):
+        return
+    raise DownloadError(f"result URL refused: http to {where[1]}, which is not the API's host ({safe_url(str(url))})")
+
+
+@contextlib.asynccontextmanager
+async def _get(http: httpx.AsyncClient, url: str, headers: dict[str, str],
+               api_url: str | None) -> AsyncIterator[httpx.Response]:
+    """GET with redirects followed by hand, so that every hop's URL is checked before it is requested
+    (the client's transport checks every hop's address)."""
+    for _ in range(MAX_REDIRECTS + 1):
+        check_result_url(url, api_url)
+        try:
+            resp = await http.send(http.build_request("GET", url, headers=headers), stream=True,
+                                   follow_redirects=False)
+        except FetchRefused as exc:
+            raise DownloadError(f"result URL refused: {exc} ({safe_url(url)})") from exc
+        if resp.next_request is not None:
+            url = str(resp.next_request.url)
+            await resp.aclose()
+            continue
+        try:
+            yield resp
+        finally:
+            await resp.aclose()
+        return
+    raise DownloadError(f"result URL redirected more than {MAX_REDIRECTS} times ({safe_url(url)})")
 
 
 def sniff_format(head: bytes) -> ImageFormat | None:
@@ -55,12 +93,12 @@ def _fsync_dir(directory: Path) -> None:
 
 
 async def download_once(
-    http: httpx.AsyncClient, url: str, dest: Path, *, max_bytes: int
+    http: httpx.AsyncClient, url: str, dest: Path, *, max_bytes: int, api_url: str | None = None
 ) -> DownloadedFile:
     """One attempt. Raises ApiError subclasses for error statuses (403 → Forbidden),
-    DownloadError for a too-big or non-image body, httpx transport errors as they come."""
-    if not url.startswith(("http://", "https://")):
-        raise DownloadError("no usable result URL (expected http:// or https://)")
+    DownloadError for a too-big or non-image body or a refused URL (http to a host that is not `api_url`'s),
+    httpx transport errors as they come."""
+    check_result_url(url, api_url)
     where = safe_url(url)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = part_path(dest)
@@ -70,7 +108,7 @@ async def download_once(
     done = False
     try:
         headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
-        async with http.stream("GET", url, headers=headers, follow_redirects=True) as resp:
+        async with _get(http, url, headers, api_url) as resp:
             if not resp.is_success:
                 await resp.aread()
                 raise error_from_response(resp, with_url=True)

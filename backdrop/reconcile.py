@@ -56,6 +56,8 @@ __all__ = [
     "vendor_units",
 ]
 
+#: the candidate id of a history entry that names no task
+UNTARGETED = "untargeted:"
 #: ledger states of a create whose answer never came
 LOST = ("ambiguous", "creating", "pending_reconcile")
 #: clocks of this host, the database and the vendor differ a little even when calibrated
@@ -64,6 +66,7 @@ CLOCK_SLACK = timedelta(minutes=2)
 RIPE_SLACK = timedelta(seconds=1)
 #: known tasks created this close to a lost create calibrate the vendor's clock for it
 _NEAR = timedelta(hours=2)
+_BEGINNING = datetime(1, 1, 1, tzinfo=UTC)
 #: the widest a time zone mistake can be (UTC-12 to UTC+14)
 MAX_ZONE_ERROR = timedelta(hours=14)
 #: documented credit-history actions of *other* features (unit system bundle); anything else may be ours
@@ -107,29 +110,33 @@ async def read_history(
 ) -> History:
     """Every entry at or after `since`, whatever the order the vendor lists them in.
 
-    Paging stops early only when every entry read so far came newest first and the last page reached back
-    past `since`; otherwise it reads to the end. If `max_pages` runs out first, the history is incomplete and
-    `complete_since` says how far back it is complete (None when the order gives no such bound).
+    Paging stops early only when the entries read so far prove a newest-first order (time stamps that fell, never
+    rose, and none missing) and the last page reached back past `since`; otherwise it reads to the end. If
+    `max_pages` runs out first, the history is incomplete and `complete_since` says how far back it is complete
+    (None when the order gives no such bound).
     """
     entries: list[CreditHistoryEntry] = []
     token: str | None = None
-    newest_first = True
+    rose = fell = stampless = False
     seen: set[str] = set()
     for _ in range(max_pages):
         items, token = await page(token)
         for e in items:
-            if entries and e.timestamp > entries[-1].timestamp:
-                newest_first = False
+            stampless = stampless or e.timestamp.timestamp() <= 0
+            if entries:
+                rose = rose or e.timestamp > entries[-1].timestamp
+                fell = fell or e.timestamp < entries[-1].timestamp
             entries.append(e)
         if not token:
-            return History(entries, complete_since=datetime(1, 1, 1, tzinfo=UTC))
-        if newest_first and entries and entries[-1].timestamp < since:
+            return History(entries, complete_since=_BEGINNING)
+        proven = fell and not rose and not stampless
+        if proven and entries[-1].timestamp < since:
             return History(entries, complete_since=entries[-1].timestamp)
         if token in seen:
             break  # a vendor repeating its token: what we have is all we will get
         seen.add(token)
-    oldest = entries[-1].timestamp if entries and newest_first else None
-    return History(entries, complete_since=oldest)
+    proven = fell and not rose and not stampless
+    return History(entries, complete_since=entries[-1].timestamp if entries and proven else None)
 
 
 def is_lost(e: LedgerEntry, *, create_window: float, now: datetime) -> bool:
@@ -207,8 +214,11 @@ async def settle_lost_creates(
     history = await read_history(vendor.history_page, since, max_pages=max_pages)
     lo, hi = _skew(history.entries, known, (min(e.created_at for e in unsettled),
                                             max(e.updated_at for e in unsettled)), now)
-    orphans = [h for h in history.entries
-               if h.units < 0 and h.target_id and candidate_action(h.action) and h.target_id not in answered]
+    # a charge of this feature that no create's answer gave us; one without a task id (or whose units could not
+    # be read) can never be attributed, but it still rules out "not created" wherever it falls
+    orphans = [h if h.target_id else h.model_copy(update={"target_id": f"{UNTARGETED}{h.id}"})
+               for h in history.entries
+               if h.units <= 0 and candidate_action(h.action) and h.target_id not in answered]
 
     def window(e: LedgerEntry) -> tuple[datetime, datetime | None]:
         """In the vendor's time: from before the claim to `after` past the last moment it can have been sent."""
@@ -248,6 +258,8 @@ async def settle_lost_creates(
     verdicts: dict[tuple[str, int], Verdict] = {}
 
     async def verdict(task_id: str, e: LedgerEntry) -> Verdict:
+        if task_id.startswith(UNTARGETED):
+            return "unknown"
         if (task_id, e.id) not in verdicts:
             verdicts[task_id, e.id] = await vendor.picture_verdict(task_id, e)
         return verdicts[task_id, e.id]
@@ -388,8 +400,8 @@ def decide(ledger: Ledger, environment: str, key_prefix: str, decision: Decision
     [key] = keys
     entry = max(ledger.attempts(key), key=lambda e: e.attempt)
     if decision == "task":
-        if not task_id:
-            raise ValueError("give the task id of the charge")
+        if not task_id or task_id.startswith(UNTARGETED):
+            raise ValueError("give the task id of the charge (a history entry without one cannot be attributed)")
         if entry.task_id or entry.status not in LOST:
             raise ValueError(f"this picture is {entry.status} with task {entry.task_id}: nothing to attribute")
         if task_id in ledger.known_task_ids():

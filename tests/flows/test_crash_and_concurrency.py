@@ -27,6 +27,8 @@ def _cli_env(sandbox: Any, tmp_path: Path) -> dict[str, str]:
                BACKDROP_POLL_INTERVAL_SECONDS="0.05", BACKDROP_POLL_MAX_INTERVAL_SECONDS="0.2",
                PREFECT_API_URL=str(PREFECT_API_URL.value()), PREFECT_HOME=str(tmp_path / "prefect"),
                PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               # the CLI reads CSVs and writes outputs only in its roots (default its current folder): the test's
+               BACKDROP_INPUT_ROOTS=str(tmp_path), BACKDROP_OUTPUT_ROOTS=str(tmp_path),
                # the test server's SQLite answers 500 "database is locked" under two busy clients
                PREFECT_CLIENT_RETRY_EXTRA_CODES="500")
     return env

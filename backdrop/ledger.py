@@ -337,12 +337,14 @@ class Ledger:
         with self.engine.begin() as conn:
             return conn.execute(stmt).rowcount
 
-    def mark(self, content_key: str, attempt: int, **fields: Any) -> None:
-        """Update one attempt (status, task_id, units, output, error...)."""
+    def mark(self, content_key: str, attempt: int, *, touch: bool = True, **fields: Any) -> None:
+        """Update one attempt (status, task_id, units, output, error...). `touch=False` keeps `updated_at`, which
+        for a lost create is when it was last sent or answered: the start of its settling window."""
         unknown = set(fields) - set(_FIELDS)
         if unknown:
             raise ValueError(f"unknown ledger fields: {sorted(unknown)}")
-        fields["updated_at"] = _now()
+        if touch:
+            fields["updated_at"] = _now()
         stmt = (
             update(work)
             .where(work.c.content_key == content_key, work.c.attempt == attempt)

@@ -201,8 +201,8 @@ async def settle_lost_creates(
     if not lost:
         return result
     attributed_ids = {e.task_id for e in rows if e.task_id and e.error_code == "attributed"}
-    answered = ledger.known_task_ids() - attributed_ids  # task ids a create's own answer gave us
-    known = {e.task_id: e for e in rows if e.task_id and e.task_id in answered}
+    answered = ledger.known_task_ids()  # task ids a create's answer gave us, or attributed beyond doubt
+    known = {e.task_id: e for e in rows if e.task_id and e.task_id not in attributed_ids}  # they calibrate
 
     def after(e: LedgerEntry) -> timedelta:
         """How long after its last touch a lost create may still be charged: a `creating` row was touched right
@@ -242,7 +242,8 @@ async def settle_lost_creates(
         if key_id is not None and e.key_id is not None and e.key_id != key_id:
             continue  # made with another key: its account may not be this history's
         if now < e.updated_at + after(e) + RIPE_SLACK:
-            result.waiting.append(e.content_key)  # a charge may still come
+            result.waiting.append(e.content_key)  # a charge may still come; keep the pictures of those seen,
+            await vendor.show([h.target_id or "" for h in orphans if inside(h, e)])  # before the vendor forgets
             continue
         if complete is None or complete > windows[e.id][0]:
             result.pending[e.content_key] = []  # the history does not reach back far enough to tell
@@ -276,8 +277,8 @@ async def settle_lost_creates(
             attributed_ids.add(chosen)
             result.attributed[e.content_key] = chosen
             continue
-        ledger.mark(e.content_key, e.attempt, status="pending_reconcile", error_code="ambiguous_create",
-                    error_message="candidate charges: " + " ".join(mine))
+        ledger.mark(e.content_key, e.attempt, touch=False, status="pending_reconcile",
+                    error_code="ambiguous_create", error_message="candidate charges: " + " ".join(mine))
         result.pending[e.content_key] = mine
         await vendor.show(mine)
     return result
@@ -341,6 +342,9 @@ class ClientVendor:
         return await self.client.credit_history_page(token)
 
     async def _result(self, task_id: str) -> bytes | None:
+        kept = candidate_picture(self.keep, task_id) if self.keep is not None else None
+        if task_id not in self._results and kept is not None:
+            self._results[task_id] = kept.read_bytes()  # fetched by an earlier pass, maybe before the vendor forgot
         if task_id not in self._results:
             try:
                 status = await self.client.get_task(task_id)
@@ -357,6 +361,8 @@ class ClientVendor:
         if self.keep is None:
             return
         for task_id in task_ids:
+            if task_id.startswith(UNTARGETED):
+                continue
             data = await self._result(task_id)
             if data is None or candidate_picture(self.keep, task_id) is not None:
                 continue

@@ -271,9 +271,10 @@ async def change_backgrounds(
         to_pay = sum(1 for _, r in results if r.error_code == "dry_run")
         summary["estimated_units"] = to_pay * settings.units_per_task
         summary["estimated_cost"] = round(to_pay * settings.units_per_task * settings.unit_price, 4)
-    paid_ids = sorted({r.task_id for _, r in results if r.task_id and not r.reused and r.units})
+    # every charge this report carries, taken-over ones of a killed run included (they were charged before it)
+    paid_ids = sorted({r.task_id for _, r in results if r.task_id and r.units})
     if settings.reconcile_with_vendor and paid_ids:
-        since = min([run_started, *(e.created_at for e in ledger.entries(run_id=run_id))])
+        since = min([run_started, *(e.created_at for e in ledger.entries(environment=env) if e.task_id in paid_ids)])
         vendor = await vendor_units_for(feature_slug, paid_ids, since)
         summary["vendor_units"] = vendor
         summary["units_difference"] = None if vendor is None else vendor - summary["units_charged"]

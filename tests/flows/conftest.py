@@ -37,7 +37,7 @@ def pipeline_env(sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
                         ("POLL_MAX_INTERVAL_SECONDS", "0.1"), ("BACKOFF_BASE_SECONDS", "0.01"),
                         ("BACKOFF_MAX_SECONDS", "0.05"),
                         # a sandbox task is charged within a second or two: settle lost creates in the run
-                        ("RECONCILE_AFTER_SECONDS", "1"), ("SETTLE_WAIT_SECONDS", "30")):
+                        ("RECONCILE_AFTER_SECONDS", "4"), ("SETTLE_WAIT_SECONDS", "40")):
         monkeypatch.setenv(f"BACKDROP_{name}", value)
     return sandbox
 

@@ -45,6 +45,7 @@ def wait_until(check: Any, timeout: float, what: str) -> None:
 def sandbox(time_scale: float, *, webhook_secret: str | None = None) -> Iterator[str]:
     """`python -m backdrop.sandbox` on a free port; yields its base URL."""
     env = dict(os.environ)
+    env["BACKDROP_SANDBOX_ALLOW_PRIVATE_FETCH"] = "true"  # url mode and webhooks reach the bench's loopback servers
     if webhook_secret:
         env["BACKDROP_SANDBOX_WEBHOOK_SECRET"] = webhook_secret
     with tempfile.TemporaryDirectory() as tmp:
@@ -129,6 +130,8 @@ def scaled_env(api_url: str, key: str, time_scale: float, **extra: str) -> dict[
         BACKDROP_POLL_DEADLINE_SECONDS=str(900 / time_scale),
         BACKDROP_BACKOFF_BASE_SECONDS=str(1 / time_scale), BACKDROP_BACKOFF_MAX_SECONDS=str(30 / time_scale),
         PREFECT_LOGGING_LEVEL="WARNING",
+        # the bench's CSVs and outputs live in the temporary folder
+        BACKDROP_INPUT_ROOTS=tempfile.gettempdir(), BACKDROP_OUTPUT_ROOTS=tempfile.gettempdir(),
     )
     env.update(extra)
     return env

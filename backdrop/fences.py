@@ -30,7 +30,8 @@ import httpcore
 import httpx
 from pydantic import AfterValidator
 
-__all__ = ["AddressFence", "FetchLimits", "FetchRefused", "NetworkList", "fenced_transport", "fetch_limits",
+__all__ = ["AddressFence", "FetchLimits", "FetchRefused", "NetworkList", "fenced_sync_transport", "fenced_transport",
+           "fetch_limits",
            "forbidden_reason", "origin_of", "parse_networks", "redact_url"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -163,6 +164,49 @@ def fenced_transport(fence: AddressFence, **kwargs: Any) -> httpx.AsyncHTTPTrans
     transport = httpx.AsyncHTTPTransport(**kwargs)
     pool = transport._pool  # httpx exposes no network_backend argument; the pool takes one
     pool._network_backend = _FencedBackend(fence, pool._network_backend)
+    return transport
+
+
+class _FencedSyncBackend(httpcore.NetworkBackend):
+    """The same fence for blocking clients (the CSV fetch): resolve, check every address, connect to it."""
+
+    def __init__(self, fence: AddressFence, inner: httpcore.NetworkBackend) -> None:
+        self._fence, self._inner = fence, inner
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                    local_address: str | None = None, socket_options: Any = None) -> httpcore.NetworkStream:
+        try:
+            literal = ipaddress.ip_address(host.strip("[]"))
+            addresses = [str(literal)]
+        except ValueError:
+            try:
+                infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            except (socket.gaierror, UnicodeError) as exc:
+                raise httpcore.ConnectError(f"cannot resolve the host: {exc}") from exc
+            addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        for address in addresses:
+            self._fence.check(host, address)
+        failure: Exception = httpcore.ConnectError("the host resolves to no address")
+        for address in addresses:
+            try:
+                return self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
+            except httpcore.ConnectError as exc:
+                failure = exc
+        raise failure
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None,
+                            socket_options: Any = None) -> httpcore.NetworkStream:
+        raise FetchRefused("unix sockets are not fetched")
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def fenced_sync_transport(fence: AddressFence, **kwargs: Any) -> httpx.HTTPTransport:
+    """A blocking httpx transport whose every connection goes through `fence`."""
+    transport = httpx.HTTPTransport(**kwargs)
+    pool = transport._pool
+    pool._network_backend = _FencedSyncBackend(fence, pool._network_backend)
     return transport
 
 

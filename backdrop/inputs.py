@@ -16,6 +16,7 @@ import httpx
 import pandas as pd
 
 from backdrop.errors import BackdropError
+from backdrop.fences import AddressFence, FetchRefused, fenced_sync_transport, parse_networks
 from backdrop.redact import excerpt
 from backdrop.roots import host_allowed, input_roots, shown, within
 from backdrop.settings import BackdropSettings
@@ -103,7 +104,9 @@ def _read_http(location: str, settings: BackdropSettings) -> bytes:
     """Follow at most `_MAX_REDIRECTS` redirects, each target checked like the URL itself; cap the body."""
     url = location
     try:
-        with httpx.Client(follow_redirects=False, timeout=60.0) as client:
+        fence = AddressFence(parse_networks(settings.fetch_allow_networks))  # no internal address, on any hop
+        with httpx.Client(follow_redirects=False, timeout=60.0, trust_env=False,
+                          transport=fenced_sync_transport(fence)) as client:
             for _ in range(_MAX_REDIRECTS + 1):
                 _check_url(location, url, settings)
                 with client.stream("GET", url) as resp:
@@ -119,6 +122,8 @@ def _read_http(location: str, settings: BackdropSettings) -> bytes:
                             raise _refuse(location, f"it is larger than {settings.csv_max_bytes} bytes "
                                                     "(BACKDROP_CSV_MAX_BYTES)")
                     return bytes(buf)
+    except FetchRefused as exc:
+        raise _refuse(location, str(exc)) from None
     except httpx.HTTPError as exc:
         raise CsvError(f"cannot read CSV {shown(location)}: {type(exc).__name__}") from None
     raise _refuse(location, f"more than {_MAX_REDIRECTS} redirects")

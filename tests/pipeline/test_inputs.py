@@ -80,6 +80,7 @@ def test_csv_from_a_url_keeps_remote_image_urls(tmp_path: Path, monkeypatch: pyt
 
     monkeypatch.setenv("BACKDROP_CSV_URL_SCHEMES", "http")
     monkeypatch.setenv("BACKDROP_CSV_URL_HOSTS", "127.0.0.1")
+    monkeypatch.setenv("BACKDROP_FETCH_ALLOW_NETWORKS", "127.0.0.1/32")
 
     (tmp_path / "in.csv").write_text("id,image_url,prompt\na,https://example.com/a.jpg,beach\n")
     handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path))  # noqa: E731

@@ -184,11 +184,17 @@ def test_csv_urls_need_an_allowed_scheme_and_host_on_every_hop(web: str, monkeyp
     monkeypatch.setenv("BACKDROP_CSV_URL_SCHEMES", "https,http")
     assert "host '127.0.0.1' is not allowed" in _refused(f"{web}/in.csv")  # no host by default
     monkeypatch.setenv("BACKDROP_CSV_URL_HOSTS", "127.0.0.1")
+    # an allowed host name is not enough: its address is loopback, which the fence refuses until opened
+    assert "loopback address" in _refused(f"{web}/in.csv")
+    monkeypatch.setenv("BACKDROP_FETCH_ALLOW_NETWORKS", "127.0.0.1/32")
     rows, base = read_rows(f"{web}/in.csv")
     assert base is None and rows[0].row_id == "a"
     assert "host 'localhost' is not allowed" in _refused(f"{web}/hop")  # the redirect's target is checked
     monkeypatch.setenv("BACKDROP_CSV_URL_HOSTS", "127.0.0.1,localhost")
     assert read_rows(f"{web}/hop")[0][0].row_id == "a"
+    monkeypatch.setenv("BACKDROP_FETCH_ALLOW_NETWORKS", "")
+    assert "loopback address" in _refused(f"{web}/hop")  # every hop goes through the fence
+    monkeypatch.setenv("BACKDROP_FETCH_ALLOW_NETWORKS", "127.0.0.1/32")
     monkeypatch.setenv("BACKDROP_CSV_MAX_BYTES", "10")
     assert "larger than 10 bytes" in _refused(f"{web}/in.csv")
 

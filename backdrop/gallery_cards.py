@@ -183,9 +183,12 @@ def _input_file(
             return staged[0], input_sha
     if not input_value or _is_url(input_value) or base_dir is None:
         return None, ""
-    candidate = (base_dir / input_value).resolve()
-    # The same rule as preflight: only files inside the CSV's folder are read.
-    if not candidate.is_relative_to(base_dir) or not candidate.is_file():
+    try:  # a hostile cell (a 300-character name, a loop, a NUL) costs its thumbnail, never the gallery
+        candidate = (base_dir / input_value).resolve()
+        # The same rule as preflight: only files inside the CSV's folder are read.
+        if not candidate.is_relative_to(base_dir) or not candidate.is_file():
+            return None, ""
+    except (OSError, RuntimeError, ValueError):
         return None, ""
     return candidate, ""  # may differ from the bytes sent (fit_inputs): key on the file itself
 

@@ -73,7 +73,7 @@ def _local_path(source: str, base_dir: Path | None) -> Path:
             "input_path_refused", "path is outside the CSV's folder; Backdrop only reads files there"
         )
     if not candidate.is_file():
-        raise InputRejected("input_not_found", f"no such file next to the CSV: {source}")
+        raise InputRejected("input_not_found", f"no such file next to the CSV: {source[:100]!r}")
     return candidate
 
 

@@ -60,3 +60,11 @@ def test_make_thumb_ignores_a_hash_that_is_not_hex(tmp_path: Path) -> None:
     made = make_thumb(src, tmp_path / "thumbs", "../../escape")
     assert made is not None and made[0].parent == tmp_path / "thumbs"
     assert not list(tmp_path.glob("escape*"))
+
+
+def test_a_hostile_input_cell_costs_its_thumbnail_never_the_gallery(tmp_path: Path) -> None:
+    from backdrop.gallery_cards import _input_file
+
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    for cell in ("x" * 300 + ".jpg", "loop", "a\x00b.jpg", "../" * 50 + "etc/passwd"):
+        assert _input_file(cell, "", tmp_path, tmp_path) == (None, "")

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -17,6 +16,7 @@ from prefect.states import Completed
 
 from backdrop import cost
 from backdrop.ledger import Ledger, default_ledger_url
+from backdrop.roots import confine_output
 from backdrop.settings import BackdropSettings
 from tasks.credits import read_credits
 from tasks.runtime import close_clients, environment_id, settings_for
@@ -50,6 +50,7 @@ async def cost_report(since: date | None = None, until: date | None = None, out:
     """
     logger = get_run_logger()
     settings = settings_for()
+    out_dir = confine_output(out, settings)  # a parameter: refused outside the output roots, before anything
     now = datetime.now(UTC)
     today = now.date()
     since = since or cost.budget_window(today, settings.budget_period)[0]
@@ -64,7 +65,7 @@ async def cost_report(since: date | None = None, until: date | None = None, out:
     report = cost.build_cost_report(ledger, since, until, settings,
                                     environments=_account_environments(settings),
                                     history=credits.history, balance=credits.balance, now=now)
-    files = cost.write_cost_files(report, Path(out).expanduser().resolve())
+    files = cost.write_cost_files(report, out_dir)
     await acreate_markdown_artifact(cost.cost_markdown(report, files), key="backdrop-cost",
                                     description=f"Backdrop cost, {since} to {until}")
     summary = report.summary(files)

@@ -167,3 +167,11 @@ def test_default_period_is_the_budget_period_to_tomorrow(pipeline_env: Any, tmp_
     assert date.fromisoformat(summary["since"]) == today - timedelta(days=today.weekday())
     assert date.fromisoformat(summary["until"]) == today + timedelta(days=1)
     assert summary["totals"]["created"] == 0 and summary["budget"] is None
+
+
+def test_the_cost_reports_out_is_held_to_the_output_roots(pipeline_env: Any, tmp_path: Path) -> None:
+    # `out` is a parameter of the cost-daily deployment: anyone allowed to press Run may set it
+    outside = Path("/var/tmp") / f"backdrop-cost-{tmp_path.name}"
+    state = _cost(out=str(outside))
+    assert state.is_failed() and "outside the folders runs may write" in (state.message or "")
+    assert not outside.exists()

@@ -60,8 +60,10 @@ __all__ = [
 UNTARGETED = "untargeted:"
 #: ledger states of a create whose answer never came
 LOST = ("ambiguous", "creating", "pending_reconcile")
-#: clocks of this host, the database and the vendor differ a little even when calibrated
-CLOCK_SLACK = timedelta(minutes=2)
+#: what the calibration cannot see: the hosts sharing a ledger keep their clocks this close (NTP keeps them within
+#: milliseconds). Each window is widened by it on both sides, twice over. Wider windows only make decisions rarer:
+#: two minutes here left every lost create of a busy batch pending behind one unattributable charge
+CLOCK_SLACK = timedelta(seconds=15)
 #: our own clock against itself (and other hosts' NTP clocks): the history is read after this much more
 RIPE_SLACK = timedelta(seconds=1)
 #: known tasks created this close to a lost create calibrate the vendor's clock for it

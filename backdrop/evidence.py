@@ -15,6 +15,8 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageOps
 
+from backdrop.preflight import MAX_PIXELS
+
 __all__ = ["Verdict", "keeps_subject"]
 
 Verdict = Literal["match", "no", "unknown"]
@@ -22,12 +24,11 @@ Verdict = Literal["match", "no", "unknown"]
 _GRID = 96  # long side of the common grid
 _BACKGROUND_DISTANCE = 48.0  # a pixel this far (max over channels) from the border colour is subject
 _KEPT_DISTANCE = 40.0  # a subject pixel this close in the result is kept
-_MAX_PIXELS = 8192 * 8192  # never decode more than preflight allows
 
 
 def _load(data: bytes) -> Image.Image:
     with Image.open(io.BytesIO(data), formats=("JPEG", "PNG", "WEBP")) as img:
-        if img.width * img.height > _MAX_PIXELS:
+        if img.width * img.height > MAX_PIXELS:  # never decode more than preflight allows
             raise ValueError("picture too large to compare")
         img.draft("RGB", (_GRID * 4, _GRID * 4))  # JPEG: decode at a reduced scale
         return ImageOps.exif_transpose(img).convert("RGB")

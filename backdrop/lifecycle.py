@@ -93,7 +93,10 @@ class RowLifecycle:
         except Exception as exc:  # noqa: BLE001 - the one broad catch: no row may sink the batch
             log.exception("row %s: unexpected error at %s", item.primary.row_id, trace["stage"])
             result = self._unexpected(item, exc, trace["stage"])
-        if not result.units and (units := self._charged_here(item)):
+        # a charge this run holds but the result lost: an error after the charge, or one taken over (ask the
+        # ledger only then: a reused or skipped row on a re-run costs no query)
+        if not result.units and (result.status != "succeeded" or "adopted" in trace) and (
+                units := self._charged_here(item)):
             result.units = units  # this run holds the charge (it saw the success, or took it over): report it
             result.note = "; ".join(filter(None, [result.note, trace.get("adopted")]))
         result.started_at, result.finished_at = started, batch.now_iso()
@@ -251,13 +254,13 @@ class RowLifecycle:
                           attempts=attempts, polls=polled.polls, poll_gap=polled.gap_seconds, units=units,
                           output_path=str(got.path), output_sha256=got.sha256, width=got.width,
                           height=got.height, note=note,
-                          possible_duplicate=self._flagged(item.key))
+                          possible_duplicate=attempt > 1 and self._flagged(item.key))
 
     async def _reuse(self, item: WorkItem, entry: LedgerEntry, dest: Path, trace: dict[str, str]) -> ItemResult:
         """An earlier run's output; if its file is gone, fetch the result again while the vendor keeps it.
         A paid `succeeded` row is never demoted."""
         src = Path(entry.output_path) if entry.output_path else None
-        duplicate = self._flagged(entry.content_key)
+        duplicate = entry.attempt > 1 and self._flagged(entry.content_key)  # only a later attempt can be one
         if src is not None and src.is_file() and file_sha256(src) == entry.output_sha256:
             if src.resolve() != dest.resolve():
                 copy_atomic(src, dest)

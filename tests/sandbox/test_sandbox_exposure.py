@@ -121,15 +121,6 @@ def fenced() -> Iterator[SandboxServer]:
         yield server
 
 
-@pytest.fixture
-def loopback() -> Iterator[LoopbackHTTP]:
-    server = LoopbackHTTP()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
 def test_the_engine_refuses_a_private_src_file_url_by_default(fenced: SandboxServer, loopback: LoopbackHTTP) -> None:
     loopback.routes["/p.jpg"] = (200, picture())
     with _local(fenced) as api:

@@ -25,7 +25,8 @@ _MIN_SECRET = 6
 _registered: set[str] = set()
 _lock = threading.Lock()
 #: the loggers whose records Prefect sends to its server, and Backdrop's own
-LOGGERS = ("prefect.flow_runs", "prefect.task_runs", "backdrop", "backdrop.lifecycle", "backdrop.webhooks")
+LOGGERS = ("prefect.flow_runs", "prefect.task_runs", "backdrop", "backdrop.pipeline.lifecycle",
+           "backdrop.pipeline.webhooks")
 
 
 def scrub(text: str, *secrets: str | None) -> str:

@@ -290,7 +290,7 @@ def audit(tmp: Path, df_in: pd.DataFrame, admin: httpx.Client, journal: dict[str
     Backdrop's ledger is this bench's own (a fresh BACKDROP_HOME): every row is this environment's.
     `reports` are the runs' reports in order; the last is the final one.
     """
-    from backdrop.ledger import Ledger
+    from backdrop.store.ledger import Ledger
 
     out, final = tmp / "out", reports[-1]
     charges = admin.get("/_sandbox/ledger").json()["charges"]

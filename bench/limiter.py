@@ -30,8 +30,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from backdrop.client.db_limiter import DatabaseLimiter  # noqa: E402
-from backdrop.client.limiter import RateLimiter, SlidingWindowLimiter  # noqa: E402
+from backdrop.pacing.database import DatabaseLimiter  # noqa: E402
+from backdrop.pacing.memory import RateLimiter, SlidingWindowLimiter  # noqa: E402
 
 #: Never waits below 25,000/s, yet each acquisition looks up a 250th-latest slot like the vendor's
 #: (250, 300 s) window does.
@@ -114,7 +114,7 @@ def postgres_url(base: str) -> Iterator[str]:
     finally:
         import importlib
 
-        module = importlib.import_module("backdrop.client.db_limiter")
+        module = importlib.import_module("backdrop.pacing.database")
         for key in [k for k in module._engines if name in k]:  # noqa: SLF001
             module._engines.pop(key).dispose()  # noqa: SLF001
         with psycopg.connect(admin, autocommit=True) as conn:

@@ -17,7 +17,7 @@ from prefect.schedules import Cron
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backdrop.prefect_startup import generous_startup_timeout  # noqa: E402
+from backdrop.cli.startup import generous_startup_timeout  # noqa: E402
 from flows.change_backgrounds import change_backgrounds  # noqa: E402
 from flows.cost_report import cost_report  # noqa: E402
 

@@ -28,19 +28,19 @@ from prefect.runtime import deployment as runtime_deployment
 from prefect.states import Completed
 from pydantic import Field
 
-from backdrop import batch, steps
-from backdrop.batch import Budget, ItemResult, WorkItem
 from backdrop.fences import redact_url
 from backdrop.gallery import write_gallery
-from backdrop.inputs import read_rows
-from backdrop.ledger import Ledger, default_ledger_url
-from backdrop.lifecycle import RowLifecycle, settle_in_run
-from backdrop.migrate import move_legacy_rows
-from backdrop.preflight import InputRejected, PreparedInput
-from backdrop.report import build_report, summarize, write_report, write_summary
+from backdrop.pipeline import plan, steps
+from backdrop.pipeline.inputs import read_rows
+from backdrop.pipeline.lifecycle import RowLifecycle, settle_in_run
+from backdrop.pipeline.plan import Budget, ItemResult, WorkItem
+from backdrop.pipeline.preflight import InputRejected, PreparedInput
+from backdrop.pipeline.webhooks import WebhookReceiver
+from backdrop.report.markdown import failures_table, summary_markdown
+from backdrop.report.table import build_report, summarize, write_report, write_summary
 from backdrop.roots import confine_output
-from backdrop.summary_md import failures_table, summary_markdown
-from backdrop.webhooks import WebhookReceiver
+from backdrop.store.ledger import Ledger, default_ledger_url
+from backdrop.store.migrate import move_legacy_rows
 from flows.picture import PrefectSteps, api_requests
 from tasks.preflight import preflight_input
 from tasks.reconcile import settle_lost_creates, vendor_units_for
@@ -135,7 +135,7 @@ async def change_backgrounds(
         return steps.content_key(image_sha256=p.sha256, prompt=row.prompt, template_id=row.template_id,
                                  task_type=task_type, environment=env)
 
-    items, rejected = batch.group_rows(rows, prepared, key_fn)
+    items, rejected = plan.group_rows(rows, prepared, key_fn)
     staged = {i.prepared.sha256: str(i.prepared.path) for i in items}
     create_window = 2 * (settings.connect_timeout_seconds + settings.read_timeout_seconds)
 
@@ -147,7 +147,7 @@ async def change_backgrounds(
         settled = await settle()
         logger.info("lost creates: %d attributed to a charge, %d not created, %d pending, %d still in their window",
                     len(settled.attributed), len(settled.not_created), len(settled.pending), len(settled.waiting))
-    names = batch.output_names(rows, out_dir)
+    names = plan.output_names(rows, out_dir)
     runner = RowLifecycle(
         steps=PrefectSteps(settings=settings, environment=env, ledger_url=ledger_url, run_id=run_id, key_id=key),
         ledger=ledger, environment=env, key_id=key, run_id=run_id, deployment=deployment_name,
@@ -169,7 +169,7 @@ async def change_backgrounds(
         finished[n] = (item, result)
         in_flight.discard(n)
         done += 1
-        for listener in batch.progress_listeners:
+        for listener in plan.progress_listeners:
             listener(done, total, result.status)
         if progress_id is not None and (done % step == 0 or done == total):
             await _best_effort(logger, "the progress artifact",
@@ -193,7 +193,7 @@ async def change_backgrounds(
                           if entry and entry.task_id else None)
 
     def report(results: list[tuple[WorkItem, ItemResult]], **extra: Any) -> tuple[pd.DataFrame, dict[str, Any]]:
-        outcomes = batch.row_outcomes(rows, rejected, results, names, settings.unit_price)
+        outcomes = plan.row_outcomes(rows, rejected, results, names, settings.unit_price)
         df = build_report(outcomes)
         summary = summarize(df, unit_price=settings.unit_price, currency=settings.currency,
                             units_per_task=settings.units_per_task)

@@ -15,9 +15,9 @@ from prefect.context import get_run_context
 from prefect.states import Completed
 
 from backdrop import cost
-from backdrop.ledger import Ledger, default_ledger_url
 from backdrop.roots import confine_output
 from backdrop.settings import BackdropSettings
+from backdrop.store.ledger import Ledger, default_ledger_url
 from tasks.credits import read_credits
 from tasks.runtime import close_clients, environment_id, settings_for
 

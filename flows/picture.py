@@ -1,7 +1,7 @@
-"""The API steps of one picture as Prefect tasks, for `backdrop.lifecycle.RowLifecycle`.
+"""The API steps of one picture as Prefect tasks, for `backdrop.pipeline.lifecycle.RowLifecycle`.
 
 The lifecycle (what to do with a picture, and what each outcome means for money) is plain Python in
-`backdrop/lifecycle.py`; this module only hands it the Prefect tasks that run each step with retries,
+`backdrop/pipeline/lifecycle.py`; this module only hands it the Prefect tasks that run each step with retries,
 caching and a task run in the UI.
 """
 
@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backdrop.batch import WorkItem
 from backdrop.client import DownloadedFile
+from backdrop.pipeline.plan import WorkItem
+from backdrop.pipeline.steps import PollResult
 from backdrop.settings import BackdropSettings
-from backdrop.steps import PollResult
 from tasks.create import create_background_task
 from tasks.download import download_result
 from tasks.upload import upload_input

@@ -19,7 +19,7 @@ import pandas as pd
 from PIL import Image
 
 from backdrop.gallery import write_gallery
-from backdrop.gallery_browser import ChromiumError, screenshot
+from tests.support.chromium import ChromiumError, screenshot
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_BYTES = 400_000

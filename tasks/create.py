@@ -6,8 +6,8 @@ from typing import Literal
 
 from prefect import task
 
-from backdrop import steps
-from backdrop.ledger import Ledger
+from backdrop.pipeline import steps
+from backdrop.store.ledger import Ledger
 from tasks.policies import CACHE_TTL, CREATE_POLICY
 from tasks.runtime import client_for, settings_for
 

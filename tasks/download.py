@@ -7,8 +7,8 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from backdrop import steps
 from backdrop.client import DownloadedFile
+from backdrop.pipeline import steps
 from tasks.policies import retry_if_transient
 from tasks.runtime import client_for, settings_for
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from backdrop.preflight import InputRejected, PreparedInput, prepare_input
+from backdrop.pipeline.preflight import InputRejected, PreparedInput, prepare_input
 
 
 @task(name="preflight", cache_policy=NO_CACHE, task_run_name="preflight-{label}")

@@ -9,8 +9,8 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from backdrop import reconcile
-from backdrop.ledger import Ledger
+from backdrop.pipeline import reconcile
+from backdrop.store.ledger import Ledger
 from tasks.policies import retry_if_transient
 from tasks.runtime import client_for, settings_for
 
@@ -21,7 +21,7 @@ async def settle_lost_creates(
     feature: str, ledger_url: str, environment: str, key_id: str, inputs: dict[str, str], create_window: float,
     candidates_dir: str | None = None,
 ) -> reconcile.Settlement:
-    """Settle the lost creates of this account that the vendor's credit history can tell (see backdrop.reconcile)."""
+    """Settle this account's lost creates that the vendor's credit history can tell (backdrop.pipeline.reconcile)."""
     settings = settings_for(feature)
     with tempfile.TemporaryDirectory(prefix="backdrop-reconcile-") as tmp:
         vendor = reconcile.ClientVendor(client_for(settings), inputs, Path(tmp),

@@ -15,10 +15,10 @@ from pydantic import SecretStr
 
 from backdrop.client import BackdropClient
 from backdrop.errors import ConfigError
-from backdrop.polling import PollPlanner
+from backdrop.pipeline.polling import PollPlanner
+from backdrop.pipeline.webhooks import WebhookReceiver
 from backdrop.redact import install_log_filter, register_secret
 from backdrop.settings import BackdropSettings, canonical_service
-from backdrop.webhooks import WebhookReceiver
 
 __all__ = ["settings_for", "client_for", "close_clients", "environment_id", "key_id", "planner_for", "client_stats",
            "set_receiver", "receiver"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from prefect import task
 
-from backdrop import steps
+from backdrop.pipeline import steps
 from tasks.policies import CACHE_TTL, UPLOAD_POLICY, retry_if_transient
 from tasks.runtime import client_for, settings_for
 

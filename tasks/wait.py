@@ -7,7 +7,7 @@ import asyncio
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from backdrop import steps
+from backdrop.pipeline import steps
 from tasks.policies import retry_if_transient
 from tasks.runtime import client_for, planner_for, receiver, settings_for
 

@@ -172,7 +172,7 @@ def fresh_postgres_database(prefix: str = "backdrop_test") -> Iterator[str]:
     try:
         yield base.set(database=name).render_as_string(hide_password=False)
     finally:
-        from backdrop import ledger as _ledger
+        from backdrop.store import ledger as _ledger
 
         for url in [u for u in _ledger._engines if name in u]:
             _ledger._engines.pop(url).dispose()

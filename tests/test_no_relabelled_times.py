@@ -2,7 +2,7 @@
 
 PostgreSQL hands `timestamptz` back in the session's TimeZone (PGTZ, or the server's `timezone`): relabelling
 12:36+09:00 as UTC puts it 9 hours late, which once made reconciliation miss a charge and pay again (security
-review, finding 2). Times read from the ledger are already aware UTC (`backdrop.ledger.as_utc`); convert any
+review, finding 2). Times read from the ledger are already aware UTC (`backdrop.store.ledger.as_utc`); convert any
 other aware time with `astimezone(UTC)`, and attach UTC to a naive one with `as_utc`.
 """
 

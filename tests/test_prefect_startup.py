@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from backdrop.prefect_startup import STARTUP_TIMEOUT
+from backdrop.cli.startup import STARTUP_TIMEOUT
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_CSV = ROOT / "backdrop" / "demo" / "products.csv"
@@ -36,7 +36,8 @@ def _install_probe():
 # right after Backdrop sets the budget (and before the flow asks for a client).
 CLI = PROBE + """
 import sys
-from backdrop import cli, prefect_startup
+from backdrop import cli
+from backdrop.cli import startup as prefect_startup
 _set_budget = prefect_startup.generous_startup_timeout
 def _budget_then_probe():
     budget = _set_budget()

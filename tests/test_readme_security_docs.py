@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from backdrop.pipeline.webhooks import WEBHOOK_PATH
 from backdrop.sandbox.settings import SandboxSettings
 from backdrop.settings import BackdropSettings
-from backdrop.webhooks import WEBHOOK_PATH
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 

@@ -1,12 +1,6 @@
 """The async client of the background-change API. Prefect-free; never imports the sandbox."""
 
 from backdrop.client.client import BackdropClient
-from backdrop.client.limiter import (
-    RateLimiter,
-    SlidingWindowLimiter,
-    limiter_from_settings,
-    shared_limiter,
-)
 from backdrop.client.models import (
     ClientStats,
     CreatedTask,
@@ -18,6 +12,12 @@ from backdrop.client.models import (
     TaskStatus,
     Template,
     UploadSlot,
+)
+from backdrop.pacing.memory import (
+    RateLimiter,
+    SlidingWindowLimiter,
+    limiter_from_settings,
+    shared_limiter,
 )
 
 __all__ = [

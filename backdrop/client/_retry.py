@@ -10,9 +10,9 @@ import httpx
 
 from backdrop.client._errors import describe, error_from_transport, scrub
 from backdrop.client._http import Policy, backoff_delay, should_retry
-from backdrop.client.limiter import RateLimiter
 from backdrop.client.models import ClientStats
 from backdrop.errors import AmbiguousCreate, BackdropError, NotSent, RateLimited
+from backdrop.pacing.memory import RateLimiter
 from backdrop.settings import BackdropSettings
 
 T = TypeVar("T")

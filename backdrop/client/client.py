@@ -28,9 +28,7 @@ from backdrop.client._http import (
     file_chunks,
 )
 from backdrop.client._retry import Retrier
-from backdrop.client.db_limiter import limiter_for
 from backdrop.client.download import download_once
-from backdrop.client.limiter import RateLimiter
 from backdrop.client.models import (
     ClientStats,
     CreatedTask,
@@ -43,6 +41,8 @@ from backdrop.client.models import (
     UploadSlot,
 )
 from backdrop.errors import AmbiguousCreate, ClaimLost, InvalidParameters, ServerError
+from backdrop.pacing.database import limiter_for
+from backdrop.pacing.memory import RateLimiter
 from backdrop.settings import BackdropSettings
 
 
@@ -320,7 +320,7 @@ class BackdropClient:
         self, token: str | None = None, *, page_size: int = 30
     ) -> tuple[list[CreditHistoryEntry], str | None]:
         """One page of the credit history and the next page's token (None on the last page). The order of
-        the entries is not published: `backdrop.reconcile.read_history` reads pages without assuming it."""
+        the entries is not published: `backdrop.pipeline.reconcile.read_history` reads pages without assuming it."""
         params: dict[str, Any] = {"page_size": page_size}
         if token:
             params["starting_token"] = token

@@ -24,7 +24,6 @@ from typing import Any
 import httpx
 import pytest
 
-from backdrop import steps
 from backdrop.errors import (
     AmbiguousCreate,
     FileNotUploaded,
@@ -36,7 +35,8 @@ from backdrop.errors import (
     TaskTimeout,
     is_definite_refusal,
 )
-from backdrop.ledger import Ledger
+from backdrop.pipeline import steps
+from backdrop.store.ledger import Ledger
 from tests.client.helpers import Recorder, make_client
 
 pytestmark = pytest.mark.anyio

@@ -18,18 +18,18 @@ import pytest
 from sqlalchemy import select
 
 from backdrop.client import SlidingWindowLimiter, shared_limiter
-from backdrop.client.db_limiter import (
+from backdrop.errors import ConfigError
+from backdrop.pacing.database import (
     SKEW_GRACE_SECONDS,
     DatabaseLimiter,
     key_fingerprint,
     limiter_for,
     slots,
 )
-from backdrop.client.limiter import IN_FLIGHT_MAX_SECONDS, _windows
-from backdrop.errors import ConfigError
+from backdrop.pacing.memory import IN_FLIGHT_MAX_SECONDS, _windows
 from tests.client.helpers import KEY, FakeClock, make_settings, worst_window
 
-module = importlib.import_module("backdrop.client.db_limiter")
+module = importlib.import_module("backdrop.pacing.database")
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -198,7 +198,7 @@ def test_threads_with_their_own_event_loops_share_one_limit(db_url: str) -> None
 
 WORKER = """
 import asyncio, importlib, json, sys, time
-module = importlib.import_module("backdrop.client.db_limiter")
+module = importlib.import_module("backdrop.pacing.database")
 url, key, windows, n = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4])
 limiter = module.DatabaseLimiter(url, key, [tuple(w) for w in windows])
 module._engine(url)  # the table exists before the start
@@ -265,7 +265,7 @@ def test_processes_sharing_one_sqlite_file_never_exceed_the_windows(db_url: str)
 CLIENT_WORKER = """
 import asyncio, sys
 from backdrop.client import BackdropClient
-from backdrop.client.db_limiter import DatabaseLimiter, limiter_for
+from backdrop.pacing.database import DatabaseLimiter, limiter_for
 from backdrop.settings import BackdropSettings
 settings = BackdropSettings(api_url=sys.argv[1], api_key=sys.argv[2], limiter_url=sys.argv[3],
                             feature="bg-replace", rate_limit_per_second=2.5, max_retries=0)

@@ -22,8 +22,7 @@ from PIL import Image
 
 from backdrop.client import BackdropClient
 from backdrop.errors import BackdropError, ConfigError
-from backdrop.settings import BackdropSettings
-from backdrop.webhooks import (
+from backdrop.pipeline.webhooks import (
     WEBHOOK_PATH,
     ReplayGuard,
     WebhookEvent,
@@ -31,6 +30,7 @@ from backdrop.webhooks import (
     WebhookRejected,
     verify,
 )
+from backdrop.settings import BackdropSettings
 from tests.conftest import SandboxHandle
 
 SECRET = "whsec_" + base64.b64encode(b"backdrop-test-webhook-key-32byte").decode()
@@ -346,7 +346,7 @@ async def test_invalid_deliveries_get_400_and_record_nothing(
                                    "ignored": 0}
     # a rejected id is not remembered: the genuine delivery still counts
     assert deliver(http, receiver, "t5") == 204
-    logged = [r.getMessage() for r in caplog.records if r.name == "backdrop.webhooks"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "backdrop.pipeline.webhooks"]
     assert logged == ["webhook rejected: no valid v1 signature", "webhook rejected: missing header "
                       "webhook-timestamp", "webhook rejected: timestamp too old"]
     assert "v1," not in caplog.text and SECRET.removeprefix("whsec_") not in caplog.text

@@ -14,8 +14,8 @@ from PIL import Image
 from sqlalchemy import insert
 
 from backdrop.client import BackdropClient, CreditHistoryEntry
-from backdrop.ledger import Ledger, work
 from backdrop.settings import BackdropSettings
+from backdrop.store.ledger import Ledger, work
 
 
 @dataclass

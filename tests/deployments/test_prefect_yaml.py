@@ -122,7 +122,7 @@ def test_batch_deployments_name_their_roots_and_their_defaults_lie_inside(
         name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Parameters are a trust boundary: each batch deployment lists the folders its runs may read and write
     (job variables, so the worker's environment cannot widen them), and its own defaults pass."""
-    from backdrop.inputs import read_rows
+    from backdrop.pipeline.inputs import read_rows
     from backdrop.roots import confine_output, input_roots, within
     from backdrop.settings import BackdropSettings
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from backdrop.ledger import Ledger, default_ledger_url
+from backdrop.store.ledger import Ledger, default_ledger_url
 from tests.flows.conftest import draw_product, run_flow, write_csv
 
 

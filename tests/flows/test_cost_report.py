@@ -18,7 +18,7 @@ from sqlalchemy import update
 
 from backdrop.cli import app
 from backdrop.cost import FOCUS_COLUMNS, SERVICE_NAME
-from backdrop.ledger import Ledger, work
+from backdrop.store.ledger import Ledger, work
 from tests.cost.conftest import spend
 from tests.flows.conftest import draw_product, run_flow, write_csv
 

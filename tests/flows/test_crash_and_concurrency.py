@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from prefect.settings import PREFECT_API_URL
 
-from backdrop.ledger import Ledger
+from backdrop.store.ledger import Ledger
 from tests.flows.conftest import draw_product, run_flow, write_csv
 
 BIN = Path(sys.executable).parent

@@ -15,8 +15,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from backdrop import batch
-from backdrop.webhooks import WebhookReceiver
+from backdrop.pipeline import plan
+from backdrop.pipeline.webhooks import WebhookReceiver
 from tests.flows.conftest import draw_product, run_flow, write_csv
 
 
@@ -60,11 +60,11 @@ def test_a_run_cancelled_mid_batch_reports_every_row(pipeline_env: Any, tmp_path
             if done == 1:
                 run.cancel()
 
-        batch.progress_listeners.append(cancel_after_first)
+        plan.progress_listeners.append(cancel_after_first)
         try:
             await run
         finally:
-            batch.progress_listeners.remove(cancel_after_first)
+            plan.progress_listeners.remove(cancel_after_first)
 
     with pytest.raises(BaseException):  # noqa: B017 - cancelled (or Prefect's termination signal)
         asyncio.run(main())

@@ -21,7 +21,7 @@ def test_a_batch_on_a_postgres_ledger_pays_once_across_runs(
     _, df = run_flow(csv=str(csv), out=str(tmp_path / "o2"))
     assert (df.loc[0, "status"], bool(df.loc[0, "reused"])) == ("succeeded", True)
     assert pipeline_env.ledger()["starting_balance"] - pipeline_env.ledger()["balance"] == 4
-    from backdrop.ledger import Ledger
+    from backdrop.store.ledger import Ledger
 
     assert [e.status for e in Ledger(postgres_db).entries()] == ["succeeded"]
 

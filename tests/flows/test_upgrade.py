@@ -9,10 +9,10 @@ from typing import Any
 
 from sqlalchemy import insert
 
-from backdrop.ledger import Ledger, default_ledger_url, work
-from backdrop.migrate import legacy_environment_id
+from backdrop.pipeline.steps import CACHE_VERSION, file_sha256
 from backdrop.settings import BackdropSettings
-from backdrop.steps import CACHE_VERSION, file_sha256
+from backdrop.store.ledger import Ledger, default_ledger_url, work
+from backdrop.store.migrate import legacy_environment_id
 from tests.flows.conftest import draw_product, run_flow, write_csv
 
 

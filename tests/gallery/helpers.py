@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 from PIL import Image
 
-from backdrop.report import RowOutcome, build_report, summarize
+from backdrop.report.table import RowOutcome, build_report, summarize
 
 GREEN, RED, BLUE, ORANGE = (30, 160, 60), (200, 30, 30), (40, 60, 200), (240, 140, 20)
 HOSTILE_PROMPT = (
@@ -106,7 +106,7 @@ PENDING_IMAGES = 4
 
 
 def pending_note(key: str, *task_ids: str) -> str:
-    """A pending row's note, as backdrop.lifecycle writes it."""
+    """A pending row's note, as backdrop.pipeline.lifecycle writes it."""
     return (f"candidate charges: {' '.join(task_ids)}; settle it with `backdrop reconcile {key} --task "
             "<task id>` (or --not-created, or --recreate)")
 

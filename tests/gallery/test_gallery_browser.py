@@ -14,8 +14,7 @@ import pytest
 from PIL import Image
 
 from backdrop.gallery import write_gallery
-from backdrop.gallery_browser import chromium_path, dump_dom, screenshot
-from backdrop.report import write_report
+from backdrop.report.table import write_report
 from scripts import make_readme_images
 from tests.gallery.helpers import (
     CANDIDATE_KEPT,
@@ -24,6 +23,7 @@ from tests.gallery.helpers import (
     make_batch,
     make_pending_batch,
 )
+from tests.support.chromium import chromium_path, dump_dom, screenshot
 
 pytestmark = [
     pytest.mark.chromium,

@@ -16,8 +16,8 @@ from PIL import Image
 
 from backdrop import gallery as gallery_mod
 from backdrop.gallery import write_gallery
-from backdrop.gallery_html import EAGER_CARDS, money
-from backdrop.report import build_report, summarize
+from backdrop.gallery.html import EAGER_CARDS, money
+from backdrop.report.table import build_report, summarize
 from tests.gallery.helpers import (
     EXPECTED_IMAGES,
     GREEN,

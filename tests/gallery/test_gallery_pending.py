@@ -16,8 +16,8 @@ import pytest
 from PIL import Image
 
 from backdrop.gallery import write_gallery
-from backdrop.gallery_cards import MAX_CANDIDATES, PendingNote, parse_pending_note
-from backdrop.lifecycle import RowLifecycle
+from backdrop.gallery.cards import MAX_CANDIDATES, PendingNote, parse_pending_note
+from backdrop.pipeline.lifecycle import RowLifecycle
 from tests.gallery.helpers import (
     CANDIDATE_GONE,
     CANDIDATE_KEPT,
@@ -81,7 +81,7 @@ def test_parse_pending_note(note: str, parsed: PendingNote | None) -> None:
 
 
 def test_parse_pending_note_reads_what_the_lifecycle_writes() -> None:
-    """The contract with backdrop.lifecycle: the note of a pending row with candidate charges."""
+    """The contract with backdrop.pipeline.lifecycle: the note of a pending row with candidate charges."""
     key = "9f" * 32
     entry = SimpleNamespace(error_message="candidate charges: task-1 task-2", content_key=key)
     result = RowLifecycle._pending(cast(Any, None), cast(Any, entry))

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from backdrop.gallery import write_gallery
-from backdrop.gallery_sheet import MAX_PAIRS, sheet_size
+from backdrop.gallery.sheet import MAX_PAIRS, sheet_size
 from tests.gallery.helpers import GREEN, ORANGE, Batch, make_batch
 
 _BG, _TILE_BG = (245, 245, 242), (232, 232, 228)

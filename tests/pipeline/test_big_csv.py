@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from backdrop.inputs import CsvError, normalise_prompt, read_rows
+from backdrop.pipeline.inputs import CsvError, normalise_prompt, read_rows
 
 N = 100_000
 

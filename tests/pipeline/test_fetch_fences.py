@@ -21,7 +21,7 @@ from PIL import Image
 from backdrop.client import BackdropClient
 from backdrop.errors import DownloadError
 from backdrop.fences import AddressFence, FetchRefused, forbidden_reason, parse_networks, redact_url
-from backdrop.preflight import InputRejected, prepare_input
+from backdrop.pipeline.preflight import InputRejected, prepare_input
 from backdrop.settings import BackdropSettings
 
 pytestmark = pytest.mark.anyio

@@ -12,14 +12,14 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
-from backdrop import steps
-from backdrop.batch import check_prompt, group_rows
-from backdrop.client.db_limiter import key_fingerprint
-from backdrop.client.limiter import shared_limiter
-from backdrop.inputs import InputRow, normalise_prompt, read_rows
-from backdrop.ledger import Ledger, work
-from backdrop.preflight import PreparedInput
+from backdrop.pacing.database import key_fingerprint
+from backdrop.pacing.memory import shared_limiter
+from backdrop.pipeline import steps
+from backdrop.pipeline.inputs import InputRow, normalise_prompt, read_rows
+from backdrop.pipeline.plan import check_prompt, group_rows
+from backdrop.pipeline.preflight import PreparedInput
 from backdrop.settings import BackdropSettings, canonical_service
+from backdrop.store.ledger import Ledger, work
 from tasks.runtime import environment_id, key_id
 
 SHA = "ab" * 32

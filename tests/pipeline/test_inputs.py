@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from backdrop.inputs import CsvError, read_rows
+from backdrop.pipeline.inputs import CsvError, read_rows
 
 
 def _csv(tmp_path: Path, text: str | bytes, name: str = "in.csv") -> str:

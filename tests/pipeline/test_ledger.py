@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
-from backdrop.ledger import Ledger, work
+from backdrop.store.ledger import Ledger, work
 
 
 def test_claim_is_exclusive_and_latest_follows_attempts(tmp_path: Path) -> None:

@@ -32,8 +32,6 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule  # noqa: E402
 
-from backdrop import reconcile, steps  # noqa: E402
-from backdrop.batch import Budget, ItemResult, WorkItem  # noqa: E402
 from backdrop.client.models import CreatedTask, CreditHistoryEntry, DownloadedFile, TaskStatus  # noqa: E402
 from backdrop.errors import (  # noqa: E402
     ClaimLost,
@@ -43,11 +41,13 @@ from backdrop.errors import (  # noqa: E402
     PollDeadlineExceeded,
     ServerError,
 )
-from backdrop.inputs import InputRow  # noqa: E402
-from backdrop.ledger import Ledger  # noqa: E402
-from backdrop.lifecycle import RowLifecycle, settle_in_run  # noqa: E402
-from backdrop.preflight import PreparedInput  # noqa: E402
-from backdrop.reconcile import UNTARGETED  # noqa: E402
+from backdrop.pipeline import reconcile, steps  # noqa: E402
+from backdrop.pipeline.inputs import InputRow  # noqa: E402
+from backdrop.pipeline.lifecycle import RowLifecycle, settle_in_run  # noqa: E402
+from backdrop.pipeline.plan import Budget, ItemResult, WorkItem  # noqa: E402
+from backdrop.pipeline.preflight import PreparedInput  # noqa: E402
+from backdrop.pipeline.reconcile import UNTARGETED  # noqa: E402
+from backdrop.store.ledger import Ledger  # noqa: E402
 
 UNITS = 4
 IMAGES = ["img-a", "img-b", "img-c"]

@@ -12,9 +12,9 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backdrop.batch import output_names
-from backdrop.inputs import InputRow
-from backdrop.report import RowOutcome, build_report, summarize, write_report
+from backdrop.pipeline.inputs import InputRow
+from backdrop.pipeline.plan import output_names
+from backdrop.report.table import RowOutcome, build_report, summarize, write_report
 
 OUT = Path("/out")
 

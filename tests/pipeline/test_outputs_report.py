@@ -8,10 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from backdrop.batch import output_names
-from backdrop.inputs import InputRow
-from backdrop.outputs import output_path, safe_stem
-from backdrop.report import RowOutcome, build_report, escape_formula, summarize, write_report
+from backdrop.files import output_path, safe_stem
+from backdrop.pipeline.inputs import InputRow
+from backdrop.pipeline.plan import output_names
+from backdrop.report.table import RowOutcome, build_report, escape_formula, summarize, write_report
 
 
 @pytest.mark.parametrize("row_id", ["../../etc/passwd", "/abs/path", "..", ".hidden", "a/b\\c", "", "é"])

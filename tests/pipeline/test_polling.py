@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from backdrop.polling import PollPlanner
+from backdrop.pipeline.polling import PollPlanner
 from backdrop.settings import BackdropSettings
 
 

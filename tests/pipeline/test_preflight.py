@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from backdrop.preflight import InputRejected, prepare_input
+from backdrop.pipeline.preflight import InputRejected, prepare_input
 
 
 def _img(path: Path, size: tuple[int, int], fmt: str, mode: str = "RGB") -> Path:

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from backdrop import steps
 from backdrop.client import BackdropClient
 from backdrop.errors import AmbiguousCreate, PollDeadlineExceeded
-from backdrop.ledger import Ledger
+from backdrop.pipeline import steps
 from backdrop.settings import BackdropSettings
+from backdrop.store.ledger import Ledger
 
 
 def _settings(sandbox: Any, **kw: Any) -> BackdropSettings:

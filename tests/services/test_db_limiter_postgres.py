@@ -12,11 +12,11 @@ import pytest
 from sqlalchemy import text
 
 from backdrop.client import SlidingWindowLimiter
-from backdrop.client.db_limiter import DatabaseLimiter
+from backdrop.pacing.database import DatabaseLimiter
 from tests.client.helpers import FakeClock, worst_window
 from tests.client.test_db_limiter import check_processes, check_threads, stored_slots
 
-module = importlib.import_module("backdrop.client.db_limiter")
+module = importlib.import_module("backdrop.pacing.database")
 
 pytestmark = pytest.mark.postgres
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from backdrop.ledger import Ledger
+from backdrop.store.ledger import Ledger
 from tests.conftest import fresh_postgres_database
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,7 +56,7 @@ def test_attempts_and_filters_work_on_postgres(ledger: Ledger) -> None:
 
 OPEN_LEDGER = """
 import sys, time
-from backdrop.ledger import Ledger
+from backdrop.store.ledger import Ledger
 time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # all start at the same instant
 print(Ledger(sys.argv[1]).latest("nothing"))
 """

@@ -28,8 +28,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import text
 
 from backdrop import cost
-from backdrop.client.db_limiter import DatabaseLimiter
-from backdrop.ledger import Ledger
+from backdrop.pacing.database import DatabaseLimiter
+from backdrop.store.ledger import Ledger
 
 url = sys.argv[1]
 out = {"local_offset_hours": time.localtime().tm_gmtoff / 3600}

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from backdrop.gallery_cards import THUMB_LONG_SIDE, Candidate, Card, Picture
+from backdrop.gallery.cards import THUMB_LONG_SIDE, Candidate, Card, Picture
 
 __all__ = ["EAGER_CARDS", "money", "render_html"]
 

@@ -27,9 +27,9 @@ from urllib.parse import urlparse
 import pandas as pd
 from PIL import Image, ImageOps
 
-from backdrop.preflight import MAX_PIXELS
-from backdrop.reconcile import candidate_picture
-from backdrop.report import COLUMNS
+from backdrop.pipeline.preflight import MAX_PIXELS
+from backdrop.pipeline.reconcile import candidate_picture
+from backdrop.report.table import COLUMNS
 
 __all__ = [
     "MAX_CANDIDATES", "THUMB_LONG_SIDE", "Candidate", "Card", "PendingNote", "Picture", "build_cards",
@@ -43,7 +43,7 @@ _MAX_EXTRA = 4  # passed-through CSV columns shown on a card (e.g. sku, title)
 _THUMB_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 MAX_CANDIDATES = 12  # candidate charges drawn on one card; `backdrop reconcile` lists them all
 
-# What backdrop.lifecycle writes for a pending row whose lost create has candidate charges. The
+# What backdrop.pipeline.lifecycle writes for a pending row whose lost create has candidate charges. The
 # ids are greedy, so a task id that itself contains "; settle it with" cannot move the key.
 _PENDING_NOTE = re.compile(
     r"candidate charges: (?P<ids>.+); settle it with `backdrop reconcile (?P<key>[0-9a-f]{4,64}) "

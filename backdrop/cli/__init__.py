@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from backdrop import prefect_startup
+from backdrop.cli import startup as prefect_startup
 
 app = App(name="backdrop", help="Bulk background changes for product photos (Perfect Corp API, Prefect).")
 console = Console(stderr=True)
@@ -100,9 +100,9 @@ def _summary_table(summary: dict[str, Any]) -> Table:
 def _run_flow(params: dict[str, Any], *, as_json: bool) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from backdrop import batch
     from backdrop.errors import BackdropError
-    from backdrop.inputs import read_rows
+    from backdrop.pipeline import plan
+    from backdrop.pipeline.inputs import read_rows
     from backdrop.roots import confine_output
 
     try:  # a bad CSV, or a CSV or output folder outside the roots, fails fast, before Prefect starts
@@ -123,12 +123,12 @@ def _run_flow(params: dict[str, Any], *, as_json: bool) -> int:
     def _update(done: int, total: int, _status: str) -> None:
         progress.update(bar, completed=done, total=total)
 
-    batch.progress_listeners.append(_update)
+    plan.progress_listeners.append(_update)
     try:
         with progress:
             state = asyncio.run(change_backgrounds(**params, return_state=True))
     finally:
-        batch.progress_listeners.remove(_update)
+        plan.progress_listeners.remove(_update)
     result = state.result(raise_on_failure=False)
     if isinstance(result, BaseException):
         console.print(f"[red]error:[/red] {result}")
@@ -360,9 +360,9 @@ def reconcile(key: str | None = None, *, task: str | None = None, not_created: b
         Create it again although it may have been paid (flagged possible_duplicate), or because its paid
         output is lost.
     """
-    from backdrop import reconcile as settle
-    from backdrop.ledger import Ledger, default_ledger_url
+    from backdrop.pipeline import reconcile as settle
     from backdrop.settings import BackdropSettings
+    from backdrop.store.ledger import Ledger, default_ledger_url
     from tasks.runtime import environment_id
 
     settings = BackdropSettings()

@@ -22,9 +22,9 @@ from typing import Any
 
 import pandas as pd
 
-from backdrop.gallery_cards import build_cards
-from backdrop.gallery_html import render_html
-from backdrop.gallery_sheet import render_contact_sheet
+from backdrop.gallery.cards import build_cards
+from backdrop.gallery.html import render_html
+from backdrop.gallery.sheet import render_contact_sheet
 
 __all__ = ["GalleryFiles", "write_gallery"]
 
@@ -53,8 +53,8 @@ def write_gallery(df: pd.DataFrame, summary: dict[str, Any], out_dir: Path) -> G
     """Write `gallery.html` and `contact-sheet.png` for a report into `out_dir`, atomically.
 
     Args:
-        df: The report (`backdrop.report.build_report`, or `report.parquet` read back).
-        summary: The run summary (`backdrop.report.summarize` plus the flow's keys; `csv` is used
+        df: The report (`backdrop.report.table.build_report`, or `report.parquet` read back).
+        summary: The run summary (`backdrop.report.table.summarize` plus the flow's keys; `csv` is used
             to find local input pictures that were not staged).
         out_dir: The batch's output folder; the pages refer to pictures relative to it.
 

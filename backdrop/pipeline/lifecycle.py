@@ -3,7 +3,7 @@
     ledger says done?      -> reuse the output, pay nothing (output gone: fetch it again, or say so; never demote)
     ledger has a task?     -> poll it (resume), never re-create
     another run is sending -> follow that run's task
-    a lost create?         -> pending_reconcile until the credit history settles it (backdrop.reconcile)
+    a lost create?         -> pending_reconcile until the credit history settles it (backdrop.pipeline.reconcile)
     else                   -> reserve units -> upload -> claim (ledger) -> create -> wait -> download
 
 Prefect-free: the API steps come in as a `Steps` object (Prefect tasks in `flows/picture.py`, a fake vendor in
@@ -26,8 +26,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, Protocol
 
-from backdrop import batch, reconcile
-from backdrop.batch import Budget, InputMode, ItemResult, WorkItem
 from backdrop.client import DownloadedFile
 from backdrop.errors import (
     AmbiguousCreate,
@@ -37,13 +35,15 @@ from backdrop.errors import (
     CreditInsufficiency,
     EngineError,
 )
-from backdrop.ledger import Ledger, LedgerEntry
-from backdrop.outputs import copy_atomic
-from backdrop.steps import PollResult, file_sha256
+from backdrop.files import copy_atomic
+from backdrop.pipeline import plan, reconcile
+from backdrop.pipeline.plan import Budget, InputMode, ItemResult, WorkItem
+from backdrop.pipeline.steps import PollResult, file_sha256
+from backdrop.store.ledger import Ledger, LedgerEntry
 
 __all__ = ["RowLifecycle", "Steps", "settle_in_run"]
 
-log = logging.getLogger("backdrop.lifecycle")
+log = logging.getLogger("backdrop.pipeline.lifecycle")
 
 
 class Steps(Protocol):
@@ -83,7 +83,7 @@ class RowLifecycle:
 
     async def run(self, item: WorkItem) -> ItemResult:
         """This picture's outcome, whatever happens: the row boundary."""
-        started, t0 = batch.now_iso(), time.monotonic()
+        started, t0 = plan.now_iso(), time.monotonic()
         trace = {"stage": "ledger"}
         try:
             result = await self._process(item, trace)
@@ -99,7 +99,7 @@ class RowLifecycle:
                 units := self._charged_here(item)):
             result.units = units  # this run holds the charge (it saw the success, or took it over): report it
             result.note = "; ".join(filter(None, [result.note, trace.get("adopted")]))
-        result.started_at, result.finished_at = started, batch.now_iso()
+        result.started_at, result.finished_at = started, plan.now_iso()
         result.seconds = round(time.monotonic() - t0, 3)
         return result
 
@@ -203,7 +203,7 @@ class RowLifecycle:
         p = item.prepared
         use_url = p.note is None and (
             (self.input_mode == "url" and item.source.startswith(("http://", "https://")))
-            or (self.input_mode == "auto" and batch.is_public_url(item.source))
+            or (self.input_mode == "auto" and plan.is_public_url(item.source))
         )
         if use_url:
             return None, item.source

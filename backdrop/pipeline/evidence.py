@@ -4,7 +4,7 @@ A background change keeps the subject and replaces what surrounds it. So compare
 subject is (pixels far from the input's border colour), on a common grid, so that a result of another pixel
 size or format compares the same. The subject must be mostly kept, and clearly better kept than by chance
 (the same test against the result moved by a third of its size). Anything unclear is `unknown`, which never spends
-money: it leaves a lost create for a person (see `backdrop.reconcile`).
+money: it leaves a lost create for a person (see `backdrop.pipeline.reconcile`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageOps
 
-from backdrop.preflight import MAX_PIXELS
+from backdrop.pipeline.preflight import MAX_PIXELS
 
 __all__ = ["Verdict", "keeps_subject"]
 

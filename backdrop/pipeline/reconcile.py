@@ -15,7 +15,7 @@ charges with a time stamp and the task id (`target_id`), nothing about the input
   completely back to its start, made no charge: it is `not_created` and may be created again.
 * A charge is **attributed** to a lost create only when it is the only orphan in that create's window, that
   window is the only unsettled create's window it falls in, no other unsettled create has the same picture,
-  and the result picture keeps the input's subject (`backdrop.evidence`). Then the row gets the task id.
+  and the result picture keeps the input's subject (`backdrop.pipeline.evidence`). Then the row gets the task id.
 * Everything else stays `pending_reconcile`, with its candidate charges written to the ledger, for a person to
   settle with `backdrop reconcile`. Nothing is created again while any charge could be its.
 
@@ -36,9 +36,9 @@ from typing import Literal, Protocol
 from backdrop.client import BackdropClient
 from backdrop.client.models import CreditHistoryEntry
 from backdrop.errors import BackdropError
-from backdrop.evidence import Verdict, keeps_subject
-from backdrop.ledger import Ledger, LedgerEntry, owner_alive
-from backdrop.outputs import atomic_write
+from backdrop.files import atomic_write
+from backdrop.pipeline.evidence import Verdict, keeps_subject
+from backdrop.store.ledger import Ledger, LedgerEntry, owner_alive
 
 __all__ = [
     "LOST",

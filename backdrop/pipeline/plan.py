@@ -15,10 +15,10 @@ from typing import Literal
 from urllib.parse import urlparse
 
 from backdrop.fences import redact_url
-from backdrop.inputs import MAX_PROMPT_CHARS, InputRow, normalise_prompt
-from backdrop.outputs import copy_atomic, safe_stem
-from backdrop.preflight import InputRejected, PreparedInput
-from backdrop.report import RowOutcome
+from backdrop.files import copy_atomic, safe_stem
+from backdrop.pipeline.inputs import MAX_PROMPT_CHARS, InputRow, normalise_prompt
+from backdrop.pipeline.preflight import InputRejected, PreparedInput
+from backdrop.report.table import RowOutcome
 
 __all__ = [
     "Budget",

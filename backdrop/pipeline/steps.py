@@ -15,11 +15,11 @@ from typing import Literal
 
 from backdrop.client import BackdropClient, DownloadedFile, TaskStatus
 from backdrop.errors import AmbiguousCreate, ClaimLost, Forbidden, PollDeadlineExceeded, is_definite_refusal
-from backdrop.inputs import normalise_prompt
-from backdrop.ledger import Ledger
-from backdrop.polling import PollPlanner
+from backdrop.pipeline.inputs import normalise_prompt
+from backdrop.pipeline.polling import PollPlanner
+from backdrop.pipeline.webhooks import WebhookReceiver
 from backdrop.settings import BackdropSettings
-from backdrop.webhooks import WebhookReceiver
+from backdrop.store.ledger import Ledger
 
 __all__ = [
     "CACHE_VERSION",
@@ -137,7 +137,7 @@ async def wait_for_task(
     planner: PollPlanner | None = None,
     receiver: WebhookReceiver | None = None,
 ) -> PollResult:
-    """Poll until success or error, on the planner's schedule (see `backdrop.polling`).
+    """Poll until success or error, on the planner's schedule (see `backdrop.pipeline.polling`).
 
     With a webhook `receiver`, wait for the vendor's delivery first and then poll once.
 

@@ -21,10 +21,10 @@ import pandas as pd
 from sqlalchemy import func, select
 
 from backdrop.client import CreditHistoryEntry
-from backdrop.ledger import Ledger, work
-from backdrop.outputs import atomic_write
-from backdrop.report import escape_formula
+from backdrop.files import atomic_write
+from backdrop.report.table import escape_formula
 from backdrop.settings import BackdropSettings
+from backdrop.store.ledger import Ledger, work
 
 __all__ = [
     "CLOCK_SLACK", "FOCUS_COLUMNS", "LOCAL", "SERVICE_NAME", "BudgetStatus", "CostReport", "Reconciliation",

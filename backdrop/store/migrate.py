@@ -15,9 +15,9 @@ import hashlib
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
-from backdrop.ledger import Ledger, work
+from backdrop.pipeline.steps import content_key
 from backdrop.settings import BackdropSettings
-from backdrop.steps import content_key
+from backdrop.store.ledger import Ledger, work
 
 __all__ = ["legacy_environment_id", "move_legacy_rows"]
 

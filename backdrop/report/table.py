@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from backdrop.outputs import atomic_write
+from backdrop.files import atomic_write
 
 __all__ = ["RowOutcome", "STATUSES", "build_report", "summarize", "write_report", "write_summary",
            "escape_formula"]

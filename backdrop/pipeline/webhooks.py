@@ -44,7 +44,7 @@ WEBHOOK_PATH = "/webhooks/perfectcorp"
 TERMINAL = frozenset({"success", "error"})
 MAX_BODY = 64 * 1024
 _TIMESTAMP = re.compile(r"^[0-9]{1,15}$")
-log = logging.getLogger("backdrop.webhooks")
+log = logging.getLogger("backdrop.pipeline.webhooks")
 
 
 class WebhookRejected(BackdropError):

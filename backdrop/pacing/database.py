@@ -55,7 +55,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError
 
-from backdrop.client.limiter import (
+from backdrop.errors import ConfigError
+from backdrop.pacing.memory import (
     IN_FLIGHT_MAX_SECONDS,
     RateLimiter,
     _windows,
@@ -63,7 +64,6 @@ from backdrop.client.limiter import (
     shared_limiter,
     wait_horizon,
 )
-from backdrop.errors import ConfigError
 from backdrop.settings import BackdropSettings, canonical_service
 
 __all__ = ["DatabaseLimiter", "SKEW_GRACE_SECONDS", "key_fingerprint", "limiter_for"]

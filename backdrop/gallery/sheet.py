@@ -12,8 +12,8 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFont
 from PIL.PngImagePlugin import PngInfo
 
-from backdrop.gallery_cards import Card, Picture
-from backdrop.gallery_html import money
+from backdrop.gallery.cards import Card, Picture
+from backdrop.gallery.html import money
 
 __all__ = ["MAX_PAIRS", "PAIRS_PER_ROW", "render_contact_sheet", "sheet_size"]
 

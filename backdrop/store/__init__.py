@@ -1,0 +1,1 @@
+"""Everything SQLAlchemy: the ledger of paid work and its migrations."""

@@ -15,7 +15,7 @@ from backdrop.client import (
     limiter_from_settings,
     shared_limiter,
 )
-from backdrop.client import limiter as limiter_module
+from backdrop.pacing import memory as limiter_module
 from tests.client.helpers import FakeClock, make_settings, worst_window
 
 

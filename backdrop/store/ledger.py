@@ -11,10 +11,11 @@ from __future__ import annotations
 import os
 import socket
 import threading
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     Column,
@@ -372,3 +373,18 @@ class Ledger:
             stmt = stmt.where(work.c.updated_at >= since)
         with self.engine.connect() as conn:
             return [LedgerEntry(**r) for r in conn.execute(stmt).mappings()]
+
+    #: the fields of each row `attempts_between` returns
+    ATTEMPT_FIELDS: ClassVar[tuple[str, ...]] = ("task_id", "run_id", "charged_run_id", "deployment", "row_id",
+                                                 "status", "units", "created_at", "charged_at")
+
+    def attempts_between(self, since: datetime, until: datetime,
+                         environments: Collection[str] | None = None) -> list[dict[str, Any]]:
+        """Attempts charged (or, never charged, created) in `[since, until)`, in that order, as plain rows of
+        `ATTEMPT_FIELDS`; only those of `environments` when given (the cost report's query)."""
+        when = func.coalesce(work.c.charged_at, work.c.created_at)
+        stmt = select(*(work.c[f] for f in self.ATTEMPT_FIELDS)).where(when >= since, when < until)
+        if environments is not None:
+            stmt = stmt.where(work.c.environment.in_(list(environments)))
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(stmt.order_by(when, work.c.id)).mappings()]

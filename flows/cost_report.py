@@ -58,7 +58,7 @@ async def cost_report(since: date | None = None, until: date | None = None, out:
     if until <= since:
         raise ValueError(f"until ({until}) must be after since ({since})")
     try:
-        credits = await read_credits(cost.day_start(since) - cost.CLOCK_SLACK)
+        credits = await read_credits(cost.day_start(since) - cost.PERIOD_EDGE_SLACK)
     finally:
         await close_clients()
     ledger = Ledger(settings.ledger_url or default_ledger_url())

@@ -23,10 +23,10 @@ from urllib.parse import urlparse
 import httpx
 from PIL import Image
 
-from backdrop.errors import BackdropError
+from backdrop.errors import InputRejected
 from backdrop.fences import FetchRefused, fenced_transport, fetch_limits
 
-__all__ = ["InputRejected", "PreparedInput", "MAX_BYTES", "MAX_SIDE", "prepare_input", "stage_bytes"]
+__all__ = ["PreparedInput", "MAX_BYTES", "MAX_SIDE", "prepare_input", "stage_bytes"]
 
 MAX_BYTES = 10 * 1024 * 1024  # the vendor's limit: file < 10 MB
 MAX_SIDE = 4096  # longer side <= 4096 px
@@ -38,15 +38,6 @@ FETCH_CAP = 64 * 1024 * 1024
 #: the most pixels Backdrop decodes, read from the header first: a 32 MP photo (6000x4000 fits), well
 #: below Pillow's own guard (89 M). At most 128 MB as RGBA; a JPEG is decoded reduced (draft) anyway.
 MAX_PIXELS = 32 * 1024 * 1024
-
-
-class InputRejected(BackdropError):
-    """The input picture cannot be sent; `code` says why. Nothing was paid."""
-
-    code = "input_rejected"
-
-    def __init__(self, code: str, message: str, *, status: int | None = None) -> None:
-        super().__init__(message, status=status, error_code=code)
 
 
 @dataclass(frozen=True)

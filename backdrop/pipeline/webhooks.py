@@ -34,30 +34,16 @@ from typing import Any
 
 import uvicorn
 
-from backdrop.errors import BackdropError, ConfigError
+from backdrop.errors import ConfigError, WebhookRejected
 from backdrop.settings import BackdropSettings
 
-__all__ = ["WEBHOOK_PATH", "ReplayGuard", "WebhookEvent", "WebhookReceiver", "WebhookRejected",
-           "decode_secret", "verify"]
+__all__ = ["WEBHOOK_PATH", "ReplayGuard", "WebhookEvent", "WebhookReceiver", "decode_secret", "verify"]
 
 WEBHOOK_PATH = "/webhooks/perfectcorp"
 TERMINAL = frozenset({"success", "error"})
 MAX_BODY = 64 * 1024
 _TIMESTAMP = re.compile(r"^[0-9]{1,15}$")
 log = logging.getLogger("backdrop.pipeline.webhooks")
-
-
-class WebhookRejected(BackdropError):
-    """A delivery that is not authentic, fresh, or a task notification; `reason` says which."""
-
-    code = "webhook_rejected"
-
-    def __init__(self, reason: str = "", **kw: Any) -> None:
-        super().__init__(reason, **kw)
-
-    @property
-    def reason(self) -> str:
-        return self.message
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["safe_stem", "output_path", "copy_atomic", "atomic_write"]
+__all__ = ["safe_stem", "copy_atomic", "atomic_write"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -25,13 +25,6 @@ def safe_stem(row_id: str, *, max_len: int = 80) -> str:
         return cleaned
     digest = hashlib.sha256(row_id.encode()).hexdigest()[:8]
     return f"{cleaned or 'row'}-{digest}"
-
-
-def output_path(out_dir: Path, row_id: str, ext: str = ".jpg") -> Path:
-    path = (out_dir / f"{safe_stem(row_id)}{ext}").resolve()
-    if not path.is_relative_to(out_dir.resolve()):  # defence in depth; safe_stem already forbids it
-        raise ValueError(f"output name for {row_id!r} escapes the output folder")
-    return path
 
 
 def copy_atomic(src: Path, dest: Path) -> None:

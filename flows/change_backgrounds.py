@@ -28,13 +28,17 @@ from prefect.runtime import deployment as runtime_deployment
 from prefect.states import Completed
 from pydantic import Field
 
+from backdrop.errors import InputRejected
 from backdrop.fences import redact_url
 from backdrop.gallery import write_gallery
 from backdrop.pipeline import plan, steps
+from backdrop.pipeline.budget import Budget
 from backdrop.pipeline.inputs import read_rows
-from backdrop.pipeline.lifecycle import RowLifecycle, settle_in_run
-from backdrop.pipeline.plan import Budget, ItemResult, WorkItem
-from backdrop.pipeline.preflight import InputRejected, PreparedInput
+from backdrop.pipeline.lifecycle import RowLifecycle
+from backdrop.pipeline.outcomes import ItemResult, copy_duplicate_outputs, row_outcomes
+from backdrop.pipeline.plan import WorkItem
+from backdrop.pipeline.preflight import PreparedInput
+from backdrop.pipeline.reconcile import settle_in_run
 from backdrop.pipeline.webhooks import WebhookReceiver
 from backdrop.report.markdown import failures_table, summary_markdown
 from backdrop.report.table import build_report, summarize, write_report, write_summary
@@ -193,7 +197,7 @@ async def change_backgrounds(
                           if entry and entry.task_id else None)
 
     def report(results: list[tuple[WorkItem, ItemResult]], **extra: Any) -> tuple[pd.DataFrame, dict[str, Any]]:
-        outcomes = plan.row_outcomes(rows, rejected, results, names, settings.unit_price)
+        outcomes = row_outcomes(rows, rejected, results, copy_duplicate_outputs(results, names), settings.unit_price)
         df = build_report(outcomes)
         summary = summarize(df, unit_price=settings.unit_price, currency=settings.currency,
                             units_per_task=settings.units_per_task)

@@ -9,7 +9,8 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from backdrop.pipeline import reconcile
+from backdrop.pipeline import history, reconcile
+from backdrop.pipeline.candidates import ClientVendor
 from backdrop.store.ledger import Ledger
 from tasks.policies import retry_if_transient
 from tasks.runtime import client_for, settings_for
@@ -24,8 +25,8 @@ async def settle_lost_creates(
     """Settle this account's lost creates that the vendor's credit history can tell (backdrop.pipeline.reconcile)."""
     settings = settings_for(feature)
     with tempfile.TemporaryDirectory(prefix="backdrop-reconcile-") as tmp:
-        vendor = reconcile.ClientVendor(client_for(settings), inputs, Path(tmp),
-                                        Path(candidates_dir) if candidates_dir else None)
+        vendor = ClientVendor(client_for(settings), inputs, Path(tmp),
+                              Path(candidates_dir) if candidates_dir else None)
         return await reconcile.settle_lost_creates(
             vendor, Ledger(ledger_url), environment=environment, key_id=key_id,
             settle_after=settings.reconcile_after_seconds, create_window=create_window)
@@ -36,4 +37,4 @@ async def settle_lost_creates(
 async def vendor_units_for(feature: str, task_ids: list[str], since: datetime) -> float | None:
     """Units the vendor charged for these task ids (credit history, `target_id` = task id)."""
     client = client_for(settings_for(feature))
-    return await reconcile.vendor_units(client.credit_history_page, set(task_ids), since)
+    return await history.vendor_units(client.credit_history_page, set(task_ids), since)

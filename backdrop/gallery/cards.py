@@ -27,8 +27,8 @@ from urllib.parse import urlparse
 import pandas as pd
 from PIL import Image, ImageOps
 
+from backdrop.pipeline.candidates import candidate_picture
 from backdrop.pipeline.preflight import MAX_PIXELS
-from backdrop.pipeline.reconcile import candidate_picture
 from backdrop.report.table import COLUMNS
 
 __all__ = [

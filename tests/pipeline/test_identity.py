@@ -15,8 +15,8 @@ from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from backdrop.pacing.database import key_fingerprint
 from backdrop.pacing.memory import shared_limiter
 from backdrop.pipeline import steps
-from backdrop.pipeline.inputs import InputRow, normalise_prompt, read_rows
-from backdrop.pipeline.plan import check_prompt, group_rows
+from backdrop.pipeline.inputs import InputRow, check_prompt, normalise_prompt, read_rows
+from backdrop.pipeline.plan import group_rows
 from backdrop.pipeline.preflight import PreparedInput
 from backdrop.settings import BackdropSettings, canonical_service
 from backdrop.store.ledger import Ledger, work

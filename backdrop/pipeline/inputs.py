@@ -9,7 +9,7 @@ import stat
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlparse, urlsplit
 
 import fsspec
 import httpx
@@ -21,12 +21,16 @@ from backdrop.redact import excerpt
 from backdrop.roots import host_allowed, input_roots, shown, within
 from backdrop.settings import BackdropSettings
 
-__all__ = ["InputRow", "read_rows", "normalise_prompt", "check_prompt", "MAX_PROMPT_CHARS"]
+__all__ = [
+    "InputRow", "read_rows", "normalise_prompt", "check_prompt", "MAX_PROMPT_CHARS", "STAGED_INPUTS", "csv_base_dir",
+]
 
 KNOWN_COLUMNS = ("id", "image_url", "prompt", "template_id")
 #: the vendor publishes no prompt limit; a very long one is almost surely a paste error
 MAX_PROMPT_CHARS = 2000
 _MAX_REDIRECTS = 5
+#: where a batch keeps the exact input bytes preflight staged, below its output folder (the gallery reads them)
+STAGED_INPUTS = Path(".backdrop", "inputs")
 
 
 @dataclass(frozen=True)
@@ -256,3 +260,17 @@ def read_rows(
             )
         )
     return rows, base_dir
+
+
+def csv_base_dir(csv_location: str) -> Path | None:
+    """The folder a local CSV's relative picture paths are resolved against (None if remote).
+
+    For a CSV already read (the gallery, after the run): no roots are checked and nothing is read.
+    """
+    if not csv_location:
+        return None
+    parsed = urlparse(csv_location)
+    if parsed.scheme not in ("", "file"):
+        return None
+    path = Path(parsed.path if parsed.scheme == "file" else csv_location)
+    return path.expanduser().resolve().parent

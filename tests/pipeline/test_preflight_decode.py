@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 from PIL import Image, ImageFile
 
 from backdrop.errors import InputRejected
-from backdrop.gallery.cards import build_cards, make_thumb
+from backdrop.gallery.cards import build_cards
+from backdrop.gallery.pictures import make_thumb
 from backdrop.pipeline.preflight import MAX_PIXELS, MAX_SIDE, _check, prepare_input
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -362,11 +362,11 @@ def reconcile(key: str | None = None, *, task: str | None = None, not_created: b
     """
     from backdrop.pipeline import reconcile as settle
     from backdrop.settings import BackdropSettings
-    from backdrop.store.ledger import Ledger, default_ledger_url
+    from backdrop.store.ledger import Ledger
     from tasks.runtime import environment_id
 
     settings = BackdropSettings()
-    ledger = Ledger(settings.ledger_url or default_ledger_url())
+    ledger = Ledger(settings.effective_ledger_url())
     env = environment_id(settings)
     if key is None:
         rows = settle.pending_rows(ledger, env)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
-from backdrop.store.ledger import Ledger, work
+from backdrop.store.ledger import Ledger
+from backdrop.store.schema import work
 
 
 def test_claim_is_exclusive_and_latest_follows_attempts(tmp_path: Path) -> None:

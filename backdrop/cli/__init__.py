@@ -360,10 +360,10 @@ def reconcile(key: str | None = None, *, task: str | None = None, not_created: b
         Create it again although it may have been paid (flagged possible_duplicate), or because its paid
         output is lost.
     """
+    from backdrop.identity import environment_id
     from backdrop.pipeline import reconcile as settle
     from backdrop.settings import BackdropSettings
     from backdrop.store.ledger import Ledger
-    from tasks.runtime import environment_id
 
     settings = BackdropSettings()
     ledger = Ledger(settings.effective_ledger_url())

@@ -43,7 +43,7 @@ from backdrop.pipeline.webhooks import WebhookReceiver
 from backdrop.report.markdown import failures_table, summary_markdown
 from backdrop.report.table import build_report, summarize, write_report, write_summary
 from backdrop.roots import confine_output
-from backdrop.store.ledger import Ledger, default_ledger_url
+from backdrop.store.ledger import Ledger
 from backdrop.store.migrate import move_legacy_rows
 from flows.picture import PrefectSteps, api_requests
 from tasks.preflight import preflight_input
@@ -104,7 +104,7 @@ async def change_backgrounds(
     key = key_id(settings)
     out_dir = confine_output(out, settings)  # a parameter: refused outside the output roots, before anything
     staging = out_dir / ".backdrop" / "inputs"
-    ledger_url = settings.ledger_url or default_ledger_url()
+    ledger_url = settings.effective_ledger_url()
     ledger = Ledger(ledger_url)
     if moved := move_legacy_rows(ledger, settings, env):  # a ledger from before the content key changed
         logger.info("moved %d ledger rows of this account to the new content keys", moved)

@@ -17,7 +17,7 @@ from prefect.states import Completed
 from backdrop import cost
 from backdrop.roots import confine_output
 from backdrop.settings import BackdropSettings
-from backdrop.store.ledger import Ledger, default_ledger_url
+from backdrop.store.ledger import Ledger
 from tasks.credits import read_credits
 from tasks.runtime import close_clients, environment_id, settings_for
 
@@ -61,7 +61,7 @@ async def cost_report(since: date | None = None, until: date | None = None, out:
         credits = await read_credits(cost.day_start(since) - cost.PERIOD_EDGE_SLACK)
     finally:
         await close_clients()
-    ledger = Ledger(settings.ledger_url or default_ledger_url())
+    ledger = Ledger(settings.effective_ledger_url())
     report = cost.build_cost_report(ledger, since, until, settings,
                                     environments=_account_environments(settings),
                                     history=credits.history, balance=credits.balance, now=now)

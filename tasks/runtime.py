@@ -8,17 +8,18 @@ shared process-wide by the client package, whatever the loop.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import threading
 
 from pydantic import SecretStr
 
 from backdrop.client import BackdropClient
 from backdrop.errors import ConfigError
+from backdrop.identity import environment_id, key_id  # re-exported: the flows and the CLI import them here
+from backdrop.pacing import limiter_for
 from backdrop.pipeline.polling import PollPlanner
 from backdrop.pipeline.webhooks import WebhookReceiver
 from backdrop.redact import install_log_filter, register_secret
-from backdrop.settings import BackdropSettings, canonical_service
+from backdrop.settings import BackdropSettings
 
 __all__ = ["settings_for", "client_for", "close_clients", "environment_id", "key_id", "planner_for", "client_stats",
            "set_receiver", "receiver"]
@@ -60,26 +61,6 @@ def settings_for(feature: str | None = None) -> BackdropSettings:
     return settings
 
 
-def environment_id(settings: BackdropSettings) -> str:
-    """A short id of (account, server, feature): what was paid for is shared by every key of one account.
-
-    The account is `BACKDROP_ACCOUNT` (one name per vendor account sharing a ledger); the server is
-    `canonical_service(api_url)`: the vendor's host aliases are one server, a sandbox is `loopback:<port>` (one
-    restarted on another port is a new server that knows none of the old one's tasks). Neither the key (rotating
-    it must not pay for everything again) nor the URL's spelling counts.
-    """
-    raw = f"{settings.account}\n{canonical_service(settings.api_url)}\n{settings.feature}"
-    return hashlib.sha256(raw.encode()).hexdigest()[:16]
-
-
-def key_id(settings: BackdropSettings) -> str | None:
-    """A short, non-reversible id of the API key itself (None without a key), for the ledger's `key_id`."""
-    value = settings.api_key_value()
-    if not value:
-        return None
-    return hashlib.sha256(f"backdrop-key-id\n{value}".encode()).hexdigest()[:16]
-
-
 def client_for(settings: BackdropSettings) -> BackdropClient:
     loop = asyncio.get_running_loop()
     # the key's id too: the dump masks the key, and the environment id no longer holds it
@@ -87,7 +68,7 @@ def client_for(settings: BackdropSettings) -> BackdropClient:
     with _lock:
         client = _clients.get(key)
         if client is None:
-            client = BackdropClient(settings)
+            client = BackdropClient(settings, limiter=limiter_for(settings))
             _clients[key] = client
         return client
 

@@ -360,13 +360,13 @@ def reconcile(key: str | None = None, *, task: str | None = None, not_created: b
         Create it again although it may have been paid (flagged possible_duplicate), or because its paid
         output is lost.
     """
+    from backdrop.identity import environment_id
     from backdrop.pipeline import reconcile as settle
     from backdrop.settings import BackdropSettings
-    from backdrop.store.ledger import Ledger, default_ledger_url
-    from tasks.runtime import environment_id
+    from backdrop.store.ledger import Ledger
 
     settings = BackdropSettings()
-    ledger = Ledger(settings.ledger_url or default_ledger_url())
+    ledger = Ledger(settings.effective_ledger_url())
     env = environment_id(settings)
     if key is None:
         rows = settle.pending_rows(ledger, env)

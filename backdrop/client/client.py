@@ -25,16 +25,16 @@ from backdrop.client._retry import Retrier
 from backdrop.client._tasks import TaskCalls
 from backdrop.client.download import download_once
 from backdrop.client.models import ClientStats, DownloadedFile
-from backdrop.pacing.database import limiter_for
-from backdrop.pacing.memory import RateLimiter
+from backdrop.pacing.memory import RateLimiter, shared_limiter
 from backdrop.settings import BackdropSettings
 
 
 class BackdropClient(FileCalls, TaskCalls, CreditCalls):
     """Async client for the background-change API (vendor or sandbox: only `api_url` differs).
 
-    One instance belongs to one event loop (its connection pools do); the rate limiter it uses by
-    default is shared by every instance in the process with the same URL, key and limits.
+    One instance belongs to one event loop (its connection pools do). The rate limiter is the caller's choice
+    (`backdrop.pacing.limiter_for`: the database limiter when `limiter_url` is set); by default it is the one
+    shared by every instance in the process with the same URL, key and limits.
     """
 
     def __init__(
@@ -49,7 +49,7 @@ class BackdropClient(FileCalls, TaskCalls, CreditCalls):
     ) -> None:
         self.settings = settings
         self._key = api_key_or_raise(settings)
-        self._limiter: RateLimiter = limiter if limiter is not None else limiter_for(settings)
+        self._limiter: RateLimiter = limiter if limiter is not None else shared_limiter(settings)
         self._api = build_api_client(settings, self._key, transport)
         self._storage = build_storage_client(settings, storage_transport)
         self.stats = ClientStats()

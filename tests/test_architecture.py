@@ -43,7 +43,7 @@ def test_layers_point_one_way() -> None:
     for path in (ROOT / "tasks").glob("*.py"):
         assert not [m for m in _imports(path) if m.startswith("flows")], path
     for path in (ROOT / "backdrop").rglob("*.py"):
-        if path.name == "cli.py":
+        if path.parent.name == "cli":  # the one front end: it runs the flows
             continue
         bad = [m for m in _imports(path) if m.split(".")[0] in ("tasks", "flows")]
         assert not bad, (path, bad)

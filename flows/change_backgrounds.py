@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import pandas as pd
 from prefect import flow, get_run_logger
@@ -26,11 +26,24 @@ from prefect.artifacts import (
 from prefect.context import get_run_context
 from prefect.runtime import deployment as runtime_deployment
 from prefect.states import Completed
-from pydantic import Field
 
 from backdrop.errors import InputRejected
 from backdrop.fences import redact_url
 from backdrop.gallery import write_gallery
+from backdrop.params import (
+    BatchOut,
+    BatchParameters,
+    Concurrency,
+    Csv,
+    DryRun,
+    Feature,
+    FitInputs,
+    InputMode,
+    MaxUnits,
+    Prompt,
+    TemplateId,
+    documented,
+)
 from backdrop.pipeline import plan, steps
 from backdrop.pipeline.budget import Budget
 from backdrop.pipeline.inputs import read_rows
@@ -69,34 +82,20 @@ T = TypeVar("T")
 
 
 @flow(name="change-backgrounds", flow_run_name=_run_name, log_prints=False)
+@documented(BatchParameters, style="google")  # the form's descriptions (Args), from backdrop/params.py
 async def change_backgrounds(
-    csv: str,
-    out: str = "backdrop-output",
-    prompt: str | None = None,
-    template_id: str | None = None,
-    input_mode: Literal["upload", "url", "auto"] = "upload",
-    concurrency: Annotated[int, Field(ge=1, le=64)] = 8,
-    max_units: Annotated[int | None, Field(ge=0)] = None,
-    dry_run: bool = False,
-    feature: Literal["bg-replace-v2", "bg-replace"] | None = None,
-    fit_inputs: bool = False,
+    csv: Csv,
+    out: BatchOut = "backdrop-output",
+    prompt: Prompt = None,
+    template_id: TemplateId = None,
+    input_mode: InputMode = "upload",
+    concurrency: Concurrency = 8,
+    max_units: MaxUnits = None,
+    dry_run: DryRun = False,
+    feature: Feature = None,
+    fit_inputs: FitInputs = False,
 ) -> Any:
-    """Change the background of every picture in a CSV and report what it cost.
-
-    Args:
-        csv: CSV location, a path or a URL. Columns image_url (http(s) URL or a path relative to the
-            CSV's folder) and prompt; optional id and template_id; other columns pass through to the report.
-        out: Output folder for the pictures, report.csv, report.parquet and summary.json.
-        prompt: One prompt for every row, replacing the CSV's prompts.
-        template_id: One template for every row (feature bg-replace).
-        input_mode: upload sends the bytes; url passes http(s) URLs straight to the API; auto passes
-            URLs the vendor can reach and uploads the rest.
-        concurrency: Pictures in flight at once (the rate limiter paces requests whatever this is).
-        max_units: Unit budget for this run; no task is created that could push the run over it.
-        dry_run: Check every row and estimate units and cost, creating nothing.
-        feature: Feature slug; empty means the BACKDROP_FEATURE setting (default bg-replace-v2).
-        fit_inputs: Downscale pictures over 4096 px and convert webp/gif/bmp/tiff instead of failing them.
-    """
+    """Change the background of every picture in a CSV and report what it cost."""
     logger = get_run_logger()
     settings = settings_for(feature)  # fails fast, and clearly, without a key
     feature_slug = settings.feature

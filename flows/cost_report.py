@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -15,6 +15,7 @@ from prefect.context import get_run_context
 from prefect.states import Completed
 
 from backdrop import cost
+from backdrop.params import CostOut, CostParameters, Since, Until, documented
 from backdrop.roots import confine_output
 from backdrop.settings import BackdropSettings
 from backdrop.store.ledger import Ledger
@@ -34,15 +35,9 @@ def _account_environments(settings: BackdropSettings) -> set[str]:
 
 
 @flow(name="cost-report", flow_run_name=_run_name, log_prints=False)
-async def cost_report(since: date | None = None, until: date | None = None, out: str = "cost-output") -> Any:
+@documented(CostParameters, style="google")  # the form's descriptions (Args), from backdrop/params.py
+async def cost_report(since: Since = None, until: Until = None, out: CostOut = "cost-output") -> Any:
     """Report units and cost per day, run and deployment, reconcile them with the vendor, check the budget.
-
-    Args:
-        since: First day (UTC) of the period; empty means the start of the current budget period
-            (BACKDROP_BUDGET_PERIOD: month, week or day).
-        until: Day (UTC) after the period's last; empty means tomorrow, so today is included.
-        out: Folder for cost_focus/daily/runs/deployments (.csv, .parquet), cost_units_per_day.png and
-            cost_summary.json.
 
     Returns:
         The summary (totals, tables, reconciliation, budget, file paths). When the budget's share used or

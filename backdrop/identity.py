@@ -10,10 +10,12 @@ the settings.
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 
 from backdrop.settings import BackdropSettings, canonical_service
 
-__all__ = ["environment_id", "key_id", "legacy_environment_id", "limiter_key_id", "process_limiter_key"]
+__all__ = ["CACHE_VERSION", "content_key", "normalise_prompt", "environment_id", "key_id", "legacy_environment_id",
+           "limiter_key_id", "process_limiter_key"]
 
 
 def _sha256(text: str) -> str:
@@ -55,3 +57,31 @@ def process_limiter_key(settings: BackdropSettings) -> tuple[str, str]:
     """(server, key digest): which in-process limiter a client shares (with the limits, in
     `backdrop.pacing.memory.shared_limiter`). Host aliases are one server, so one limit."""
     return canonical_service(settings.api_url), _sha256(settings.api_key_value() or "")[:16]
+
+
+def normalise_prompt(prompt: str | None) -> str | None:
+    """The prompt as it is sent, keyed and reported: Unicode NFC, trimmed, each run of whitespace one space;
+    case is kept. None for no prompt or only whitespace. "beach", "beach " and "beach\\n" are one paid picture."""
+    if prompt is None:
+        return None
+    return " ".join(unicodedata.normalize("NFC", prompt).split()) or None
+
+
+#: bump to make every cached create/upload miss on purpose (e.g. after the vendor changes the model)
+CACHE_VERSION = "v1"
+
+
+def content_key(
+    *,
+    image_sha256: str,
+    prompt: str | None,
+    template_id: str | None,
+    task_type: str,
+    environment: str,
+) -> str:
+    """The identity of one paid picture: image bytes, the prompt (normalised: `normalise_prompt`) or the template,
+    and `environment` (`environment_id`: feature, account and server, never the key)."""
+    prompt = normalise_prompt(prompt) if task_type == "prompt" else None
+    template_id = template_id if task_type == "template" else None
+    parts = [CACHE_VERSION, environment, image_sha256, task_type, prompt or "", template_id or ""]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()

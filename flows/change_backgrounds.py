@@ -27,6 +27,7 @@ from prefect.context import get_run_context
 from prefect.runtime import deployment as runtime_deployment
 from prefect.states import Completed
 
+from backdrop import identity
 from backdrop.errors import InputRejected
 from backdrop.fences import redact_url
 from backdrop.gallery import write_gallery
@@ -44,16 +45,17 @@ from backdrop.params import (
     TemplateId,
     documented,
 )
-from backdrop.pipeline import plan, steps
+from backdrop.pipeline import plan
 from backdrop.pipeline.budget import Budget
 from backdrop.pipeline.inputs import read_rows
 from backdrop.pipeline.lifecycle import RowLifecycle
-from backdrop.pipeline.outcomes import ItemResult, copy_duplicate_outputs, row_outcomes
+from backdrop.pipeline.outcomes import ItemResult, copy_duplicate_outputs
 from backdrop.pipeline.plan import WorkItem
 from backdrop.pipeline.preflight import PreparedInput
 from backdrop.pipeline.reconcile import settle_in_run
 from backdrop.pipeline.webhooks import WebhookReceiver
 from backdrop.report.markdown import failures_table, summary_markdown
+from backdrop.report.rows import row_outcomes
 from backdrop.report.table import build_report, summarize, write_report, write_summary
 from backdrop.roots import confine_output
 from backdrop.store.ledger import Ledger
@@ -135,7 +137,7 @@ async def change_backgrounds(
     prepared = dict(await asyncio.gather(*(_pre(s) for s in sources)))
 
     def key_fn(p: PreparedInput, row: Any, task_type: str) -> str:
-        return steps.content_key(image_sha256=p.sha256, prompt=row.prompt, template_id=row.template_id,
+        return identity.content_key(image_sha256=p.sha256, prompt=row.prompt, template_id=row.template_id,
                                  task_type=task_type, environment=env)
 
     items, rejected = plan.group_rows(rows, prepared, key_fn)

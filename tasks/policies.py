@@ -2,7 +2,7 @@
 
 Prefect's default policy is scoped to one flow run and busts on any edit of a task's code, so it cannot stop
 a re-run from paying again. These policies key on content (image hash, prompt or template, feature,
-account) plus `backdrop.pipeline.steps.CACHE_VERSION`, and the create policy is SERIALIZABLE with a lock, so two
+account) plus `backdrop.identity.CACHE_VERSION`, and the create policy is SERIALIZABLE with a lock, so two
 concurrent calls for the same picture run the body once.
 """
 
@@ -16,7 +16,7 @@ from prefect.locking.memory import MemoryLockManager
 from prefect.transactions import IsolationLevel
 
 from backdrop.errors import BackdropError
-from backdrop.pipeline.steps import CACHE_VERSION
+from backdrop.identity import CACHE_VERSION
 
 __all__ = ["CREATE_POLICY", "UPLOAD_POLICY", "CACHE_TTL", "retry_if_transient"]
 

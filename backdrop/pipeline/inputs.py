@@ -6,7 +6,6 @@ import csv
 import hashlib
 import io
 import stat
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse, urlsplit
@@ -17,12 +16,13 @@ import pandas as pd
 
 from backdrop.errors import CsvError, InputRejected
 from backdrop.fences import AddressFence, FetchRefused, fenced_sync_transport, parse_networks
+from backdrop.identity import normalise_prompt
 from backdrop.redact import excerpt
 from backdrop.roots import host_allowed, input_roots, shown, within
 from backdrop.settings import BackdropSettings
 
 __all__ = [
-    "InputRow", "read_rows", "normalise_prompt", "check_prompt", "MAX_PROMPT_CHARS", "STAGED_INPUTS", "csv_base_dir",
+    "InputRow", "read_rows", "check_prompt", "MAX_PROMPT_CHARS", "STAGED_INPUTS", "csv_base_dir",
 ]
 
 KNOWN_COLUMNS = ("id", "image_url", "prompt", "template_id")
@@ -43,14 +43,6 @@ class InputRow:
     prompt: str | None
     template_id: str | None
     extra: dict[str, str] = field(default_factory=dict)
-
-
-def normalise_prompt(prompt: str | None) -> str | None:
-    """The prompt as it is sent, keyed and reported: Unicode NFC, trimmed, each run of whitespace one space;
-    case is kept. None for no prompt or only whitespace. "beach", "beach " and "beach\\n" are one paid picture."""
-    if prompt is None:
-        return None
-    return " ".join(unicodedata.normalize("NFC", prompt).split()) or None
 
 
 def check_prompt(row: InputRow) -> InputRejected | None:

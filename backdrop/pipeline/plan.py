@@ -12,7 +12,8 @@ from typing import Literal
 
 from backdrop.errors import InputRejected
 from backdrop.files import safe_stem
-from backdrop.pipeline.inputs import InputRow, check_prompt, normalise_prompt
+from backdrop.identity import normalise_prompt
+from backdrop.pipeline.inputs import InputRow, check_prompt
 from backdrop.pipeline.preflight import PreparedInput
 
 __all__ = [

@@ -18,7 +18,6 @@ from urllib.parse import urlparse
 
 from backdrop.client import BackdropClient, DownloadedFile, TaskStatus
 from backdrop.errors import AmbiguousCreate, ClaimLost, Forbidden, PollDeadlineExceeded, is_definite_refusal
-from backdrop.pipeline.inputs import normalise_prompt
 from backdrop.pipeline.plan import WorkItem
 from backdrop.pipeline.polling import PollPlanner
 from backdrop.pipeline.webhooks import WebhookReceiver
@@ -26,10 +25,8 @@ from backdrop.settings import BackdropSettings
 from backdrop.store.ledger import Ledger
 
 __all__ = [
-    "CACHE_VERSION",
     "PollResult",
     "Steps",
-    "content_key",
     "create_task",
     "download_result",
     "file_sha256",
@@ -37,26 +34,6 @@ __all__ = [
     "upload_input",
     "wait_for_task",
 ]
-
-#: bump to make every cached create/upload miss on purpose (e.g. after the vendor changes the model)
-CACHE_VERSION = "v1"
-
-
-def content_key(
-    *,
-    image_sha256: str,
-    prompt: str | None,
-    template_id: str | None,
-    task_type: str,
-    environment: str,
-) -> str:
-    """The identity of one paid picture: image bytes, the prompt (normalised: `normalise_prompt`) or the template,
-    and `environment` (`tasks.runtime.environment_id`: feature, account and server, never the key)."""
-    prompt = normalise_prompt(prompt) if task_type == "prompt" else None
-    template_id = template_id if task_type == "template" else None
-    parts = [CACHE_VERSION, environment, image_sha256, task_type, prompt or "", template_id or ""]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
-
 
 async def upload_input(client: BackdropClient, path: Path, content_type: str) -> str:
     """Request an upload slot and PUT the staged bytes; returns the file id. Free; safe to repeat."""

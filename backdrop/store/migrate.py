@@ -13,8 +13,7 @@ from __future__ import annotations
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
-from backdrop.identity import legacy_environment_id
-from backdrop.pipeline.steps import content_key
+from backdrop.identity import content_key, legacy_environment_id
 from backdrop.settings import BackdropSettings
 from backdrop.store.ledger import Ledger
 from backdrop.store.schema import work

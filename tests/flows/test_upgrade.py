@@ -9,8 +9,8 @@ from typing import Any
 
 from sqlalchemy import insert
 
-from backdrop.identity import legacy_environment_id
-from backdrop.pipeline.steps import CACHE_VERSION, file_sha256
+from backdrop.identity import CACHE_VERSION, legacy_environment_id
+from backdrop.pipeline.steps import file_sha256
 from backdrop.settings import BackdropSettings
 from backdrop.store.ledger import Ledger, default_ledger_url
 from backdrop.store.schema import work

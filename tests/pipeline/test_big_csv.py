@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from backdrop.errors import CsvError
-from backdrop.pipeline.inputs import normalise_prompt, read_rows
+from backdrop.identity import normalise_prompt
+from backdrop.pipeline.inputs import read_rows
 
 N = 100_000
 

@@ -12,10 +12,17 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
-from backdrop.identity import environment_id, key_id, legacy_environment_id, limiter_key_id, process_limiter_key
+from backdrop import identity
+from backdrop.identity import (
+    environment_id,
+    key_id,
+    legacy_environment_id,
+    limiter_key_id,
+    normalise_prompt,
+    process_limiter_key,
+)
 from backdrop.pacing.memory import shared_limiter
-from backdrop.pipeline import steps
-from backdrop.pipeline.inputs import InputRow, check_prompt, normalise_prompt, read_rows
+from backdrop.pipeline.inputs import InputRow, check_prompt, read_rows
 from backdrop.pipeline.plan import group_rows
 from backdrop.pipeline.preflight import PreparedInput
 from backdrop.settings import BackdropSettings, canonical_service
@@ -27,7 +34,7 @@ WHITESPACE = " \t\n\r\x0b\x0c\u00a0\u2003\u3000"
 
 
 def _key(prompt: str | None, *, env: str = "env", sha: str = SHA) -> str:
-    return steps.content_key(image_sha256=sha, prompt=prompt, template_id=None, task_type="prompt",
+    return identity.content_key(image_sha256=sha, prompt=prompt, template_id=None, task_type="prompt",
                              environment=env)
 
 
@@ -74,7 +81,7 @@ def test_the_review_s_four_rows() -> None:
 
 def test_a_template_key_ignores_the_prompt_and_a_prompt_key_the_template() -> None:
     def key(prompt: str | None, template: str | None, task_type: str) -> str:
-        return steps.content_key(image_sha256=SHA, prompt=prompt, template_id=template, task_type=task_type,
+        return identity.content_key(image_sha256=SHA, prompt=prompt, template_id=template, task_type=task_type,
                                  environment="env")
 
     assert key("beach", "t1", "template") == key(None, "t1", "template") != key(None, "t2", "template")
@@ -183,10 +190,10 @@ def test_every_identity_keeps_its_value(fields: dict[str, object], env: str, key
 
 
 def test_the_content_key_keeps_its_value() -> None:
-    assert steps.CACHE_VERSION == "v1"
-    assert steps.content_key(image_sha256=SHA, prompt=" sunny  beach ", template_id=None, task_type="prompt",
+    assert identity.CACHE_VERSION == "v1"
+    assert identity.content_key(image_sha256=SHA, prompt=" sunny  beach ", template_id=None, task_type="prompt",
                              environment="0123456789abcdef") == \
         "a1f66e7b5f25b3a4229a87d9b40b5b915bdb9a32273b0ad985d0bb7d89a2d4e1"
-    assert steps.content_key(image_sha256=SHA, prompt="x", template_id="t1", task_type="template",
+    assert identity.content_key(image_sha256=SHA, prompt="x", template_id="t1", task_type="template",
                              environment="0123456789abcdef") == \
         "69982a456db87325ba60ef3dff43bdd010a1dcb83935790dc1c8c304d0fec619"

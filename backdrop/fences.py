@@ -39,7 +39,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
 
-class FetchRefused(Exception):  # noqa: N818 - a refusal, not a failure
+class FetchRefused(Exception):  # a refusal, not a failure: not named ...Error
     """A fetch the fence refused before any byte was sent."""
 
 
@@ -138,8 +138,14 @@ class _FencedBackend(httpcore.AsyncNetworkBackend):
     def __init__(self, fence: AddressFence, inner: httpcore.AsyncNetworkBackend) -> None:
         self._fence, self._inner = fence, inner
 
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
-                          local_address: str | None = None, socket_options: Any = None) -> httpcore.AsyncNetworkStream:
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's AsyncNetworkBackend signature
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.AsyncNetworkStream:
         if (host.lower().rstrip("."), port) in self._fence.trusted:
             return await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
         failure: Exception | None = None
@@ -148,11 +154,15 @@ class _FencedBackend(httpcore.AsyncNetworkBackend):
                 return await self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
             except httpcore.ConnectError as exc:
                 failure = exc
-        assert failure is not None
+        assert failure is not None  # noqa: S101 - resolve() returns an address or raises (narrows the type)
         raise failure
 
-    async def connect_unix_socket(self, path: str, timeout: float | None = None,
-                                  socket_options: Any = None) -> httpcore.AsyncNetworkStream:
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's AsyncNetworkBackend signature
+        socket_options: Any = None,
+    ) -> httpcore.AsyncNetworkStream:
         raise FetchRefused("unix sockets are not fetched")
 
     async def sleep(self, seconds: float) -> None:

@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backdrop.errors import InputRejected  # noqa: E402
-from backdrop.pipeline.preflight import prepare_input  # noqa: E402
+from backdrop.errors import InputRejected
+from backdrop.pipeline.preflight import prepare_input
 
 
 def _rss_mb() -> float:

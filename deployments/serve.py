@@ -17,9 +17,9 @@ from prefect.schedules import Cron
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backdrop.cli.startup import generous_startup_timeout  # noqa: E402
-from flows.change_backgrounds import change_backgrounds  # noqa: E402
-from flows.cost_report import cost_report  # noqa: E402
+from backdrop.cli.startup import generous_startup_timeout
+from flows.change_backgrounds import change_backgrounds
+from flows.cost_report import cost_report
 
 #: the folders served runs may read CSVs from and write outputs to (as prefect.yaml's job variables); a value
 #: already in the environment wins

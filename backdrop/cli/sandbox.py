@@ -25,7 +25,7 @@ def sandbox_process(time_scale: float) -> Iterator[str]:
     """Start the sandbox as its own process on a free loopback port; yield its base URL."""
     with tempfile.TemporaryDirectory() as tmp:
         ready = Path(tmp) / "url"
-        proc = subprocess.Popen(
+        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module, arguments as a list
             [sys.executable, "-m", "backdrop.sandbox", "--host", "127.0.0.1", "--port", "0",
              "--time-scale", str(time_scale), "--ready-file", str(ready)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
@@ -80,6 +80,7 @@ def sandbox(*, host: str = "127.0.0.1", port: int = 8765, time_scale: float = 1.
         Bind a non-loopback --host anyway: strangers could then reach it, so every /_sandbox/ route needs an
         admin token ($BACKDROP_SANDBOX_ADMIN_TOKEN, else a random one printed once at start).
     """
-    return subprocess.call([sys.executable, "-m", "backdrop.sandbox", "--host", host, "--port", str(port),
-                            "--time-scale", str(time_scale), *(["--profile", profile] if profile else []),
-                            *(["--allow-remote"] if allow_remote else [])])
+    return subprocess.call([  # noqa: S603 - our own interpreter and module, arguments as a list
+        sys.executable, "-m", "backdrop.sandbox", "--host", host, "--port", str(port),
+        "--time-scale", str(time_scale), *(["--profile", profile] if profile else []),
+        *(["--allow-remote"] if allow_remote else [])])

@@ -58,7 +58,7 @@ class BackdropClient(FileCalls, TaskCalls, CreditCalls):
             limiter=self._limiter,
             stats=self.stats,
             sleep=sleep,
-            rng=rng or random.Random(),
+            rng=rng or random.Random(),  # noqa: S311 - retry jitter, not a secret
             secret=self._key,
         )
 

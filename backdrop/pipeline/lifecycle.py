@@ -77,7 +77,7 @@ class RowLifecycle:
         except BackdropError as exc:  # any domain error becomes this row's outcome
             result = self._failure(exc, stage=trace["stage"])
             result.units = self._charged_here(item)
-        except Exception as exc:  # noqa: BLE001 - the one broad catch: no row may sink the batch
+        except Exception as exc:  # the one broad catch: no row may sink the batch
             log.exception("row %s: unexpected error at %s", item.primary.row_id, trace["stage"])
             result = self._unexpected(item, exc, trace["stage"])
         # a charge this run holds but the result lost: an error after the charge, or one taken over (ask the
@@ -97,7 +97,7 @@ class RowLifecycle:
             trace["adopted"] = (f"charged in run {entry.charged_run_id}, which ended before writing its report: "
                                 "this report carries the charge")
             entry = self.ledger.latest(item.key)
-            assert entry is not None
+            assert entry is not None  # noqa: S101 - the ledger holds the row it just took over (narrows the type)
         if entry and entry.status == "succeeded":
             return await self._reuse(item, entry, dest, trace)
         if entry and entry.task_id and entry.status in ("created", "pending_reconcile"):
@@ -159,7 +159,7 @@ class RowLifecycle:
         if entry is None or entry.task_id != task_id:  # a cached create of an earlier ledger: record it
             self.ledger.mark(item.key, attempt, status="created", task_id=task_id)
             entry = self.ledger.latest(item.key)
-            assert entry is not None
+            assert entry is not None  # noqa: S101 - the ledger holds the row it just marked (narrows the type)
         result = await self._finish(item, entry, dest, trace, attempts=1)
         if result.status == "failed" and result.units == 0 and result.stage == "task":
             spend[0] = "free"  # the engine refused it: errors cost nothing

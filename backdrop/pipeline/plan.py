@@ -62,7 +62,7 @@ def group_rows(
         if problem is not None or found is None:
             rejected[row.line] = problem or InputRejected("input_missing", "image was not prepared")
             continue
-        assert isinstance(found, PreparedInput)
+        assert isinstance(found, PreparedInput)  # noqa: S101 - the other outcomes left above (narrows the type)
         task_type: Literal["prompt", "template"] = "template" if row.template_id else "prompt"
         key = key_fn(found, row, task_type)
         if key not in items:

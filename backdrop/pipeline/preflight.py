@@ -218,7 +218,7 @@ async def prepare_input(
         data = await read_source(source, base_dir, http)
     except InputRejected:
         raise
-    except Exception as exc:  # noqa: BLE001 - whatever a cell holds, the row is the failure boundary
+    except Exception as exc:  # whatever a cell holds, the row is the failure boundary
         raise _unexpected("input_unreadable", "cannot read this input", source, exc) from exc
     finally:
         if own:
@@ -229,7 +229,7 @@ async def prepare_input(
         digest, path = await asyncio.to_thread(stage_bytes, data, staging_dir, ext)
     except InputRejected:
         raise
-    except Exception as exc:  # noqa: BLE001 - a picture Pillow chokes on, a staging disk that fails: this row
+    except Exception as exc:  # a picture Pillow chokes on, a staging disk that fails: this row
         raise _unexpected("preflight_error", "cannot check or stage this input", source, exc) from exc
     return PreparedInput(
         sha256=digest, path=str(path), content_type=ctype, size=len(data), width=w, height=h, note=note

@@ -109,7 +109,7 @@ class WebhookReceiver:
         """The endpoint's local URL (a wildcard bind is shown as loopback)."""
         if self._sock is None:
             raise RuntimeError("the webhook receiver is not running")
-        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(self._host, self._host)
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(self._host, self._host)  # noqa: S104 - binds nothing
         port = int(self._sock.getsockname()[1])
         netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         return f"http://{netloc}{WEBHOOK_PATH}"
@@ -160,7 +160,7 @@ class WebhookReceiver:
         with self._lock:
             return self._counters.snapshot()
 
-    async def wait(self, task_id: str, timeout: float) -> str | None:
+    async def wait(self, task_id: str, timeout: float) -> str | None:  # noqa: ASYNC109 - None is an answer
         """`"success"`/`"error"` once a verified delivery for `task_id` came; None at the timeout.
 
         Safe from any thread and event loop: the shared state is behind a threading lock, and the

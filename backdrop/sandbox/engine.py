@@ -96,7 +96,7 @@ def check_image(data: bytes) -> None:
     try:
         with Image.open(io.BytesIO(data)) as img:
             width, height = img.size
-    except Exception as exc:  # noqa: BLE001 - any decoder failure is the vendor's decode error
+    except Exception as exc:  # any decoder failure is the vendor's decode error
         raise EngineFailure("error_decode_image", str(exc)) from exc
     if max(width, height) > MAX_SIDE:
         raise EngineFailure("error_exceed_max_image_size", f"{width}x{height} exceeds {MAX_SIDE}")
@@ -131,7 +131,7 @@ def process(st: KeyState, task: Task) -> Finished | None:
             _run(st, task)
         except EngineFailure as fail:
             task.status, task.error, task.error_message = "error", fail.code, fail.detail
-        except Exception as exc:  # noqa: BLE001 - a sandbox bug must end the task, not hang it
+        except Exception as exc:  # a sandbox bug must end the task, not hang it
             log.exception("sandbox engine crashed on task %s", task.task_id)
             task.status, task.error = "error", "unknown_internal_error"
             task.error_message = f"sandbox engine crashed: {type(exc).__name__}"

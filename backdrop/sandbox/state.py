@@ -139,7 +139,7 @@ class KeyState:
         """A generator fixed by (seed, purpose, how many times this key asked for it)."""
         with self.lock:
             n = next(self.counters.setdefault(purpose, itertools.count()))
-        return random.Random(f"{self.config.seed}:{purpose}:{n}")
+        return random.Random(f"{self.config.seed}:{purpose}:{n}")  # noqa: S311 - seeded: reproducible runs
 
     # ledger
     @property

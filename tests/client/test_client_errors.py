@@ -146,7 +146,7 @@ async def test_key_and_signed_query_never_appear_in_exception_text(tmp_path: Pat
         for call in calls:
             try:
                 await call()
-            except Exception as exc:  # collecting both to inspect their text
+            except Exception as exc:  # noqa: BLE001 - collecting both to inspect their text
                 errors.append(exc)
     assert [type(e) for e in errors] == [InvalidParameters, Forbidden]
     for exc in errors:

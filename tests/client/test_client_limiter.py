@@ -185,7 +185,7 @@ def test_shared_limiter_is_one_per_url_key_and_limits() -> None:
     assert shared_limiter(make_settings(api_key="other-key")) is not a
     assert shared_limiter(make_settings(api_url="http://127.0.0.1:9")) is not a
     assert shared_limiter(make_settings(rate_limit_per_second=1.0)) is not a
-    assert not any("sk-test" in repr(k) for k in limiter_module._shared)  # noqa: SLF001
+    assert not any("sk-test" in repr(k) for k in limiter_module._shared)
 
 
 def test_client_defaults_to_the_shared_limiter() -> None:
@@ -193,7 +193,7 @@ def test_client_defaults_to_the_shared_limiter() -> None:
 
     async def check() -> None:
         async with BackdropClient(settings) as one, BackdropClient(settings) as two:
-            assert one._limiter is two._limiter is shared_limiter(settings)  # noqa: SLF001
+            assert one._limiter is two._limiter is shared_limiter(settings)
 
     asyncio.run(check())
 

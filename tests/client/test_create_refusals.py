@@ -204,7 +204,7 @@ async def _create(step: Any, tmp_path: Path, *, by_file: bool = True) -> tuple[A
                 src_file_url=None if by_file else "https://img.test/a.jpg",
                 prompt="beach", template_id=None, task_type="prompt",
             )
-        except Exception as exc:  # the test inspects what the step raised
+        except Exception as exc:  # noqa: BLE001 - the test inspects what the step raised
             outcome = exc
     return outcome, api, ledger
 
@@ -421,7 +421,7 @@ def test_generated_create_answers_follow_the_rule(tmp_path: Path) -> None:
                         src_file_url=None if by_file else "https://img.test/a.jpg",
                         prompt="beach", template_id=None, task_type="prompt",
                     )
-                except Exception as exc:  # inspected below
+                except Exception as exc:  # noqa: BLE001 - inspected below
                     return exc
 
         outcome = anyio.run(run)

@@ -67,7 +67,7 @@ async def spend(sandbox: Any, folder: Path, n: int = 1) -> list[str]:
         for _ in range(n):
             file_id = await client.upload_file(folder / "x.jpg", content_type="image/jpeg")
             task_id = (await client.create_task(src_file_id=file_id, prompt="x")).task_id
-            while (await client.get_task(task_id)).status == "running":
+            while (await client.get_task(task_id)).status == "running":  # noqa: ASYNC110 - polls over HTTP
                 await asyncio.sleep(0.02)
             made.append(task_id)
     return made

@@ -21,7 +21,7 @@ def test_internal_addresses_are_rows_refused_and_never_reached(pipeline_env: Any
     picture = draw_product(tmp_path / "served.jpg", (30, 120, 200)).read_bytes()
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_GET(self) -> None:  # the stdlib's name
             hits[self.path] += 1
             self.send_response(200)
             self.send_header("Content-Length", str(len(picture)))

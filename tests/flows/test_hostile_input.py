@@ -27,7 +27,7 @@ FIT_NOTES = {**{f"fmt-{f}": f"re-encoded {f.upper()} as JPEG" for f in FORMATS},
 class _Handler(http.server.BaseHTTPRequestHandler):
     picture = b""
 
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_GET(self) -> None:  # the stdlib's name
         if self.path == "/ok.jpg":
             self._answer(200, self.picture, "image/jpeg")
         elif self.path == "/to-ftp":

@@ -182,5 +182,5 @@ async def _spend_elsewhere(sandbox: Any, tmp_path: Path, colour: tuple[int, int,
     async with BackdropClient(settings) as client:
         file_id = await client.upload_file(tmp_path / "x.jpg", content_type="image/jpeg")
         task_id = (await client.create_task(src_file_id=file_id, prompt="x")).task_id
-        while (await client.get_task(task_id)).status == "running":
+        while (await client.get_task(task_id)).status == "running":  # noqa: ASYNC110 - polls over HTTP
             await asyncio.sleep(0.02)

@@ -44,7 +44,7 @@ class Server:
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            def do_GET(self) -> None:  # the stdlib's name
                 owner.hits[self.path] += 1
                 if self.path.startswith("/pic.jpg"):
                     self._send(200, _jpeg())

@@ -160,7 +160,7 @@ def web(tmp_path: Path) -> Iterator[str]:
         def __init__(self, *a: object) -> None:
             super().__init__(*a, directory=str(www))  # type: ignore[arg-type]
 
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_GET(self) -> None:  # the stdlib's name
             if self.path == "/hop":
                 self.send_response(302)
                 self.send_header("Location", f"http://localhost:{self.server.server_port}/in.csv")

@@ -3,10 +3,11 @@ private (src_file_url, webhooks) unless allowed (review finding 17)."""
 
 from __future__ import annotations
 
+import http.server
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -159,8 +160,8 @@ def test_a_redirect_to_a_private_address_is_refused(loopback: LoopbackHTTP, monk
         hop.close()
 
 
-def _redirect_to(target: str):  # type: ignore[no-untyped-def]
-    def do_get(handler) -> None:  # type: ignore[no-untyped-def]
+def _redirect_to(target: str) -> Callable[[http.server.BaseHTTPRequestHandler], None]:
+    def do_get(handler: http.server.BaseHTTPRequestHandler) -> None:
         handler.send_response(302)
         handler.send_header("Location", target)
         handler.send_header("Content-Length", "0")

@@ -126,7 +126,9 @@ class BackdropError(Exception):
         return {}
 
 
-def _rebuild(cls: type[BackdropError], message: str, status: Any, code: Any, rid: Any, extra: dict) -> BackdropError:
+def _rebuild(
+    cls: type[BackdropError], message: str, status: Any, code: Any, rid: Any, extra: dict[str, Any]
+) -> BackdropError:
     err = cls.__new__(cls)
     BackdropError.__init__(err, message, status=status, error_code=code, request_id=rid)
     err.__dict__.update(extra)

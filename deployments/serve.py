@@ -11,8 +11,10 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import cast
 
 from prefect import serve
+from prefect.deployments.runner import RunnerDeployment
 from prefect.schedules import Cron
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -27,7 +29,7 @@ ROOTS = {"BACKDROP_INPUT_ROOTS": '["inbox", "backdrop/demo"]',
          "BACKDROP_OUTPUT_ROOTS": '["inbox-output", "backdrop-output"]'}
 
 
-def deployments() -> list:
+def deployments() -> list[RunnerDeployment]:
     """The same deployments as prefect.yaml, as served deployments."""
     manual = change_backgrounds.to_deployment(
         name="manual-served",
@@ -48,7 +50,9 @@ def deployments() -> list:
         schedules=[Cron("30 6 * * *", timezone="Europe/Paris")],  # every day at 06:30, Paris time
         concurrency_limit=1,
     )
-    return [manual, nightly, cost]
+    # called from sync code, Prefect's async_dispatch returns the deployment itself (its type adds the coroutine
+    # an async caller would get)
+    return [cast(RunnerDeployment, d) for d in (manual, nightly, cost)]
 
 
 if __name__ == "__main__":

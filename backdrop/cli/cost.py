@@ -5,13 +5,12 @@ The period is parsed and checked here (one line, exit code 2) before Prefect sta
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
 from backdrop.cli import startup as prefect_startup
 from backdrop.cli._tables import console, cost_tables
-from backdrop.cli.run import quiet_prefect
+from backdrop.cli.run import quiet_prefect, run_for_state
 from backdrop.params import CostParameters, documented
 
 
@@ -43,7 +42,7 @@ def cost(*, since: str | None = None, until: str | None = None, out: str = "cost
     prefect_startup.generous_startup_timeout()
     from flows.cost_report import cost_report
 
-    state = asyncio.run(cost_report(since=first, until=after, out=out, return_state=True))
+    state = run_for_state(cost_report(since=first, until=after, out=out, return_state=True))
     result = state.result(raise_on_failure=False)
     if isinstance(result, BaseException):
         console.print(f"[red]error:[/red] {result}")

@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import Awaitable, Coroutine
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from rich.markup import escape
 
@@ -19,6 +20,15 @@ from backdrop.cli import startup as prefect_startup
 from backdrop.cli._tables import console, summary_table
 from backdrop.cli.sandbox import sandbox_env, sandbox_process
 from backdrop.params import BatchParameters, documented
+
+if TYPE_CHECKING:
+    from prefect import State
+
+
+def run_for_state(call: Awaitable[State[Any]]) -> State[Any]:
+    """Run an async flow called with `return_state=True` to its final state. Prefect types that call as an
+    Awaitable; it is a coroutine, which is what `asyncio.run` takes."""
+    return asyncio.run(cast("Coroutine[Any, Any, State[Any]]", call))
 
 
 def quiet_prefect(verbose: bool) -> None:
@@ -57,7 +67,7 @@ def _run_flow(params: dict[str, Any], *, as_json: bool) -> int:
     plan.progress_listeners.append(_update)
     try:
         with progress:
-            state = asyncio.run(change_backgrounds(**params, return_state=True))
+            state = run_for_state(change_backgrounds(**params, return_state=True))
     finally:
         plan.progress_listeners.remove(_update)
     result = state.result(raise_on_failure=False)

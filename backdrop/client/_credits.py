@@ -30,7 +30,7 @@ class CreditCalls(ApiCalls):
             since_ms = since.timestamp() * 1000
 
             def stop(items: list[dict[str, Any]]) -> bool:
-                stamps = [i.get("timestamp") for i in items if isinstance(i.get("timestamp"), int | float)]
+                stamps = [t for i in items if isinstance(t := i.get("timestamp"), int | float)]
                 return bool(stamps) and min(stamps) < since_ms
 
         rows = await self._paged(

@@ -8,11 +8,12 @@ from typing import TypeVar
 
 import httpx
 
-from backdrop.client._errors import describe, error_from_transport, scrub
+from backdrop.client._errors import describe, error_from_transport
 from backdrop.client._http import Policy, backoff_delay, should_retry
 from backdrop.client.models import ClientStats
 from backdrop.errors import AmbiguousCreate, BackdropError, NotSent, RateLimited
 from backdrop.pacing.memory import RateLimiter
+from backdrop.redact import scrub
 from backdrop.settings import BackdropSettings
 
 T = TypeVar("T")

@@ -9,7 +9,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict
 
@@ -157,6 +157,15 @@ ROUTE_NAMES = (
 )
 
 
+class StatsSnapshot(TypedDict):
+    """`ClientStats.snapshot()`: a copy of the counters."""
+
+    requests: dict[str, int]
+    http_429: int
+    retries: int
+    transport_errors: int
+
+
 @dataclass
 class ClientStats:
     """Counters of one client (plain ints); safe to bump from several threads and event loops."""
@@ -179,7 +188,7 @@ class ClientStats:
         with self._lock:
             setattr(self, name, getattr(self, name) + 1)
 
-    def snapshot(self) -> dict[str, object]:
+    def snapshot(self) -> StatsSnapshot:
         """A consistent copy, e.g. for a report."""
         with self._lock:
             return {

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
+
 from backdrop.cost.chart import draw_units_chart
 from backdrop.cost.report import CostReport, days_as_text
 from backdrop.files import atomic_write
@@ -24,8 +26,15 @@ def write_cost_files(report: CostReport, out_dir: Path) -> dict[str, str]:
         frame = days_as_text(df)
         csv, parquet = out_dir / f"cost_{name}.csv", out_dir / f"cost_{name}.parquet"
         safe = frame.map(escape_formula) if not frame.empty else frame
-        atomic_write(csv, lambda p, f=safe: f.to_csv(p, index=False))
-        atomic_write(parquet, lambda p, f=frame: f.to_parquet(p, index=False))
+
+        def write_csv(p: Path, f: pd.DataFrame = safe) -> None:
+            f.to_csv(p, index=False)
+
+        def write_parquet(p: Path, f: pd.DataFrame = frame) -> None:
+            f.to_parquet(p, index=False)
+
+        atomic_write(csv, write_csv)
+        atomic_write(parquet, write_parquet)
         paths[f"{name}_csv"], paths[f"{name}_parquet"] = str(csv), str(parquet)
     chart = out_dir / "cost_units_per_day.png"
     atomic_write(chart, lambda p: draw_units_chart(report.daily, Path(p)))

@@ -48,7 +48,8 @@ class CostReport:
     def summary(self, files: dict[str, str] | None = None) -> dict[str, Any]:
         """A JSON-safe view (the flow's result, the CLI's --json-output and cost_summary.json)."""
         def records(df: pd.DataFrame) -> list[dict[str, Any]]:
-            return json.loads(days_as_text(df).to_json(orient="records"))
+            rows: list[dict[str, Any]] = json.loads(days_as_text(df).to_json(orient="records"))
+            return rows
 
         return {
             "since": self.since.isoformat(), "until": self.until.isoformat(), "currency": self.currency,

@@ -6,7 +6,7 @@ Not to be confused with `backdrop.pipeline.reconcile`, which settles lost create
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -48,6 +48,12 @@ def _vendor_charges(history: Sequence[CreditHistoryEntry]) -> pd.DataFrame:
     return df
 
 
+def _tuples(df: pd.DataFrame) -> Iterable[Any]:
+    """`df.itertuples()`, its fields typed Any: pandas-stubs types each one as any scalar, while the columns
+    read here have known types (timestamps, numbers, text)."""
+    return df.itertuples()
+
+
 def match_vendor_charges(attempts: pd.DataFrame, history: Sequence[CreditHistoryEntry],
                          known_task_ids: set[str], since: datetime, until: datetime) -> Reconciliation:
     """Match the period's ledger charges with the vendor's charges by task id, both ways.
@@ -65,11 +71,11 @@ def match_vendor_charges(attempts: pd.DataFrame, history: Sequence[CreditHistory
         ledger_units=int(charged["units"].sum()),
         unknown_to_ledger=[{"task_id": or_none(r.task_id), "units": float(r.units),
                             "time": r.timestamp.isoformat(), "history_id": r.history_id}
-                           for r in unknown.itertuples()],
+                           for r in _tuples(unknown)],
         missing_at_vendor=[{"task_id": or_none(r.task_id), "units": int(r.units),
                             "run_id": r.charged_run_id, "deployment": r.deployment,
                             "row_id": or_none(r.row_id), "created_at": r.created_at.isoformat()}
-                           for r in missing.itertuples()],
+                           for r in _tuples(missing)],
     )
 
 

@@ -31,9 +31,9 @@ import asyncio
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Integer, bindparam, case, delete, insert, literal_column, select, update
+from sqlalchemy import BindParameter, Integer, Row, bindparam, case, delete, insert, literal_column, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
@@ -79,7 +79,7 @@ class DatabaseLimiter:
         self._sleep = sleep
         self.last_slot: float | None = None
         self._longest = max(s for _, s in self.windows)
-        key = bindparam("key")
+        key: BindParameter[str] = bindparam("key")
         self._delete = delete(slots).where(
             slots.c.key_id == key, slots.c.slot_at < bindparam("stale")
         )
@@ -101,7 +101,7 @@ class DatabaseLimiter:
             slots.c.key_id == key, slots.c.in_flight.is_(True), slots.c.slot_at < bindparam("now"),
             slots.c.booked_at > bindparam("fresh"),
         ).values(slot_at=bindparam("now"))
-        at = bindparam("at")
+        at: BindParameter[float] = bindparam("at")
         self._settle = update(slots).where(slots.c.id == bindparam("slot_id")).values(
             in_flight=False, slot_at=case((slots.c.slot_at < at, at), else_=slots.c.slot_at))
         self._release = update(slots).where(slots.c.id == bindparam("slot_id")).values(in_flight=False)
@@ -151,7 +151,8 @@ class DatabaseLimiter:
                 return None
             inserted = conn.execute(self._insert, {"key_id": self.key_id, "slot_at": slot, "booked_at": slot,
                                                    "in_flight": in_flight})
-            slot_id = int(inserted.inserted_primary_key[0])
+            # an INSERT's result always has its primary key; SQLAlchemy types it Optional for other statements
+            slot_id = int(cast("Row[Any]", inserted.inserted_primary_key)[0])
         return slot, slot_id
 
     def settle_slot(self, slot_id: int, *, sent: bool = True) -> None:

@@ -191,7 +191,7 @@ def _windows(settings: BackdropSettings) -> tuple[tuple[int, float], ...]:
     # (2.5/s over 1 s -> 2 per 0.8 s; a sandbox 20x faster counts 5 per 0.05 s, not 100 per 1 s).
     burst = max(1, math.floor(per_second * short))
     burst_seconds = burst / per_second
-    windows = (
+    windows: tuple[tuple[int, float], ...] = (
         (settings.rate_limit_requests,
          settings.rate_limit_window_seconds + _margin(settings.rate_limit_window_seconds)),
         (burst, burst_seconds + max(SHORT_WINDOW_SLACK * burst_seconds, SHORT_WINDOW_MIN_SLACK_SECONDS)),
@@ -219,5 +219,5 @@ def shared_limiter(settings: BackdropSettings) -> SlidingWindowLimiter:
     with _shared_lock:
         limiter = _shared.get(key)
         if limiter is None:
-            limiter = _shared[key] = SlidingWindowLimiter(key[2])  # type: ignore[arg-type]
+            limiter = _shared[key] = SlidingWindowLimiter(key[2])
         return limiter

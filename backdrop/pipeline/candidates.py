@@ -73,7 +73,11 @@ class ClientVendor:
             ext = "png" if data.startswith(b"\x89PNG") else "webp" if data[8:12] == b"WEBP" else "jpg"
             try:
                 self.keep.mkdir(parents=True, exist_ok=True)
-                atomic_write(self.keep / f"{_safe_id(task_id)}.{ext}", lambda p, d=data: Path(p).write_bytes(d))
+
+                def write(p: Path, d: bytes = data) -> None:
+                    Path(p).write_bytes(d)
+
+                atomic_write(self.keep / f"{_safe_id(task_id)}.{ext}", write)
             except OSError:
                 continue  # a picture to look at is a convenience; the ledger already holds the candidates
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import httpx
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from backdrop.errors import InputRejected
 from backdrop.fences import fenced_transport, fetch_limits
@@ -98,7 +98,7 @@ def _check(data: bytes, fit_inputs: bool) -> tuple[bytes, str, int, int, str | N
         probe = Image.open(io.BytesIO(data), formats=formats)  # reads the header only
     except Image.DecompressionBombError as exc:
         raise InputRejected("decompression_bomb", str(exc)) from exc
-    except Image.UnidentifiedImageError as exc:
+    except UnidentifiedImageError as exc:
         other = _fit_format(data)
         if other and not fit_inputs:
             raise InputRejected(
@@ -156,7 +156,7 @@ def _encode(img: Image.Image, fmt: str, size: tuple[int, int], target: tuple[int
     notes: list[str] = []
     w, h = size
     if img.size != target:
-        img = img.resize(target, Image.LANCZOS)
+        img = img.resize(target, Image.Resampling.LANCZOS)
     if target != (w, h):
         notes.append(f"downscaled {w}x{h} to {img.width}x{img.height}")
     has_alpha = img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info)
@@ -194,7 +194,7 @@ def _unexpected(code: str, what: str, source: str, exc: Exception) -> InputRejec
     never its text (which may quote the whole cell, a path or a URL), and at most a few scrubbed characters of
     the cell."""
     kind = type(exc).__name__
-    if isinstance(exc, OSError) and exc.errno in errno.errorcode:
+    if isinstance(exc, OSError) and exc.errno is not None and exc.errno in errno.errorcode:
         kind += f" {errno.errorcode[exc.errno]}"
     preview = re.sub(r"[^A-Za-z0-9._/:-]", "?", source[:12]) + ("..." if len(source) > 12 else "")
     return InputRejected(code, f"{what} ({kind}): '{preview}'")

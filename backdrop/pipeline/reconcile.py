@@ -189,7 +189,7 @@ async def _attribute(
     e: LedgerEntry,
     mine: list[str],
     holders: dict[str | None, list[LedgerEntry]],
-    taken: set[str | None],
+    taken: set[str],
     verdict: Callable[[str, LedgerEntry], Awaitable[Verdict]],
 ) -> str | None:
     """The one charge that is `e`'s beyond doubt, or None.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -57,5 +57,6 @@ def failures_table(df: pd.DataFrame) -> list[dict[str, Any]]:
         return []
     bad = df[~df["status"].isin(["succeeded"]) & (df["error_code"] != "dry_run")]
     cols = [c for c in _FAILURE_COLUMNS if c in bad.columns]
-    records = bad[cols].astype(object).where(bad[cols].notna(), None).to_dict("records")
+    # the keys are `cols`, strings; pandas-stubs types a record's keys as any Hashable
+    records = cast("list[dict[str, Any]]", bad[cols].astype(object).where(bad[cols].notna(), None).to_dict("records"))
     return [{k: (str(v) if v is not None else None) for k, v in r.items()} for r in records]

@@ -46,8 +46,11 @@ async def _ticker(app: FastAPI) -> None:
                 if st is None:
                     continue
                 fut = pool.submit(engine.process, st, task)
-                fut.add_done_callback(
-                    lambda f, st=st: loop.call_soon_threadsafe(_after, f, st, deliverer))
+
+                def done(f: Future[engine.Finished | None], st: KeyState = st) -> None:
+                    loop.call_soon_threadsafe(_after, f, st, deliverer)
+
+                fut.add_done_callback(done)
             if now - last_purge > 0.25:
                 registry.purge()
                 last_purge = now

@@ -11,8 +11,9 @@ from __future__ import annotations
 import colorsys
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 from PIL import Image
@@ -131,7 +132,8 @@ def _fractal(
     side = min(max(Y.shape[0], X.shape[1]), base * 2 ** (octaves - 1) * 6)
     h, w = fit((X.shape[1], Y.shape[0]), side)[::-1]
     sy, sx = np.empty((h, 1, 1)), np.empty((1, w, 1))
-    total = sum(0.5**o * _noise(rng, sy, sx, base * 2**o, base * 2**o) for o in range(octaves))
+    # at least one octave, so the sum is an array (numpy's stubs keep sum()'s start, 0, in its type)
+    total = cast(np.ndarray, sum(0.5**o * _noise(rng, sy, sx, base * 2**o, base * 2**o) for o in range(octaves)))
     total = np.ascontiguousarray(total[..., 0] / (2 - 0.5 ** (octaves - 1)), dtype=np.float32)
     return _noise_resize(total, Y, X)
 
@@ -140,7 +142,7 @@ def _noise_resize(a: np.ndarray, Y: np.ndarray, X: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(a).resize((X.shape[1], Y.shape[0]), Image.Resampling.BICUBIC))[..., None]
 
 
-def _stops(t: np.ndarray, colours: list[Rgb], positions: list[float] | None = None) -> np.ndarray:
+def _stops(t: np.ndarray, colours: Sequence[Rgb], positions: list[float] | None = None) -> np.ndarray:
     pos = positions or list(np.linspace(0, 1, len(colours)))
     chans = [np.interp(t, pos, [c[k] for c in colours]).astype(np.float32) for k in range(3)]
     return np.stack(chans, axis=-1)[..., 0, :]
@@ -165,7 +167,8 @@ def _gradient(spec: Spec, rng: np.random.Generator, Y: np.ndarray, X: np.ndarray
         stops = [(252, 214, 226), (226, 214, 246), (200, 230, 246)]
     else:
         stops = [_hash_colour(spec.text), _hash_colour(spec.text[::-1])]
-    return _stops(t, stops) + (rng.random(t.shape[:2], dtype=np.float32)[..., None] - 0.5) * 2
+    out: np.ndarray = _stops(t, stops) + (rng.random(t.shape[:2], dtype=np.float32)[..., None] - 0.5) * 2
+    return out
 
 
 def _studio(spec: Spec, rng: np.random.Generator, Y: np.ndarray, X: np.ndarray) -> np.ndarray:
@@ -183,7 +186,8 @@ def _marble(spec: Spec, rng: np.random.Generator, Y: np.ndarray, X: np.ndarray) 
     veins = (1 - np.abs(np.sin(field * 3 * np.pi))) ** 14 * np.clip(fade * 2.4 - 0.8, 0, 1)
     fine = (1 - np.abs(np.sin((X * 0.7 - Y * 1.6 + turb * 0.9) * 9 * np.pi))) ** 40
     out = base * (0.96 + 0.07 * _fractal(rng, Y, X, 3, 4))
-    return out + (vein - out) * np.clip(0.8 * veins + 0.3 * fine * fade, 0, 1)
+    marble: np.ndarray = out + (vein - out) * np.clip(0.8 * veins + 0.3 * fine * fade, 0, 1)
+    return marble
 
 
 def _wood(spec: Spec, rng: np.random.Generator, Y: np.ndarray, X: np.ndarray) -> np.ndarray:
@@ -197,7 +201,8 @@ def _wood(spec: Spec, rng: np.random.Generator, Y: np.ndarray, X: np.ndarray) ->
     grain = np.sin((Y * 90 + warp + phase + X * 0.8) * np.pi)
     out = base * tint * (0.9 + 0.07 * grain + 0.08 * _noise(rng, Y, X, 80, 6))
     seam = np.abs((Y * planks) - np.round(Y * planks)) < 0.012
-    return np.where(seam, out * 0.55, out)
+    wood: np.ndarray = np.where(seam, out * 0.55, out)
+    return wood
 
 
 def _beach(spec: Spec, rng: np.random.Generator, Y: np.ndarray, X: np.ndarray) -> np.ndarray:
@@ -237,13 +242,13 @@ def _discs(rng: np.random.Generator, base: np.ndarray, palette: list[Rgb], n: in
 
 def _bokeh(spec: Spec, rng: np.random.Generator, Y: np.ndarray, X: np.ndarray) -> np.ndarray:
     base = spec.colour((34, 28, 44)) * 0.6 * (1.2 - 0.5 * Y + 0 * X)
-    palette = [(255, 206, 128), (255, 170, 96), (255, 232, 190), (240, 150, 120)]
+    palette: list[Rgb] = [(255, 206, 128), (255, 170, 96), (255, 232, 190), (240, 150, 120)]
     return _discs(rng, base, palette, 45, (0.02, 0.07), 0.15)
 
 
 def _blossom(spec: Spec, rng: np.random.Generator, Y: np.ndarray, X: np.ndarray) -> np.ndarray:
     sky = _stops(Y, [(176, 208, 238), (226, 236, 248)]) + 0 * X
-    palette = [(250, 196, 214), (244, 164, 194), (255, 222, 232), (236, 140, 178)]
+    palette: list[Rgb] = [(250, 196, 214), (244, 164, 194), (255, 222, 232), (236, 140, 178)]
     out = _discs(rng, sky, palette, 90, (0.03, 0.09), 0.6, top=0.7)
     return _discs(rng, out, [(255, 236, 242), (246, 178, 204)], 40, (0.006, 0.015), 0.3, top=0.8)
 
@@ -255,7 +260,8 @@ def _nature(spec: Spec, rng: np.random.Generator, Y: np.ndarray, X: np.ndarray) 
     blades = _noise(rng, Y, X, 3, X.shape[1] // 3)
     grass = np.array((78, 142, 56), dtype=np.float32) * (0.75 + 0.3 * blades + 0.25 * (Y - 0.62))
     mix = np.clip((Y - 0.6) / 0.05, 0, 1)
-    return out + (grass - out) * mix
+    nature: np.ndarray = out + (grass - out) * mix
+    return nature
 
 
 def _concrete(spec: Spec, rng: np.random.Generator, Y: np.ndarray, X: np.ndarray) -> np.ndarray:

@@ -21,7 +21,7 @@ This module owns decoding and composing (steps 1 and 4); `matte` owns step 2 and
 from __future__ import annotations
 
 import io
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -78,7 +78,7 @@ def scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
 def _decode(data: bytes) -> tuple[Image.Image, Image.Image | None]:
     """Decode, apply EXIF orientation; return (RGB subject, alpha if it has real transparency)."""
     try:
-        img = Image.open(io.BytesIO(data), formats=("JPEG", "PNG"))
+        img: Image.Image = Image.open(io.BytesIO(data), formats=("JPEG", "PNG"))
         img.load()
         img = ImageOps.exif_transpose(img)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
@@ -91,6 +91,7 @@ def _decode(data: bytes) -> tuple[Image.Image, Image.Image | None]:
     if "A" in img.getbands():
         img = img.convert("RGBA")
         candidate = img.getchannel("A")
-        if candidate.getextrema()[0] < 250:
+        # one band, so (min, max) of ints; Pillow's stubs also allow the per-band tuples of a multi-band image
+        if cast(tuple[int, int], candidate.getextrema())[0] < 250:
             alpha = candidate
     return img.convert("RGB"), alpha

@@ -19,6 +19,9 @@ from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin, get_t
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.fields import FieldInfo
 
+from backdrop.settings import FeatureSlug
+from backdrop.settings import InputMode as InputModeName
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 # The batch flow (flows/change_backgrounds.py) and `backdrop run`.
@@ -29,7 +32,7 @@ BatchOut = Annotated[str, Field(description=(
     "Output folder for the pictures, report.csv, report.parquet and summary.json."))]
 Prompt = Annotated[str | None, Field(description="One prompt for every row, replacing the CSV's prompts.")]
 TemplateId = Annotated[str | None, Field(description="One template for every row (feature bg-replace).")]
-InputMode = Annotated[Literal["upload", "url", "auto"], Field(description=(
+InputMode = Annotated[InputModeName, Field(description=(
     "upload sends the bytes; url passes http(s) URLs straight to the API; auto passes URLs the vendor can "
     "reach and uploads the rest."))]
 Concurrency = Annotated[int, Field(ge=1, le=64, description=(
@@ -37,7 +40,7 @@ Concurrency = Annotated[int, Field(ge=1, le=64, description=(
 MaxUnits = Annotated[int | None, Field(ge=0, description=(
     "Unit budget for this run, 0 or more; no task is created that could push the run over it."))]
 DryRun = Annotated[bool, Field(description="Check every row and estimate units and cost, creating nothing.")]
-Feature = Annotated[Literal["bg-replace-v2", "bg-replace"] | None, Field(description=(
+Feature = Annotated[FeatureSlug | None, Field(description=(
     "Feature slug; empty means the BACKDROP_FEATURE setting (default bg-replace-v2)."))]
 FitInputs = Annotated[bool, Field(description=(
     "Downscale pictures over 4096 px and convert webp/gif/bmp/tiff instead of failing them."))]

@@ -25,6 +25,8 @@ VENDOR_HOSTS = frozenset({"yce-api-01.makeupar.com", "yce-api-01.perfectcorp.com
 VENDOR_SERVICE = "yce-api-01.makeupar.com"
 
 FeatureSlug = Literal["bg-replace-v2", "bg-replace"]
+#: how a row's picture reaches the vendor: its bytes uploaded, its public URL passed on, or whichever fits
+InputMode = Literal["upload", "url", "auto"]
 FileRoute = Literal["auto", "feature", "universal"]
 
 

@@ -1,0 +1,1 @@
+"""Deployments served without a work pool (`serve.py`); `prefect.yaml` declares the same ones for a worker."""

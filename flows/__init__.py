@@ -1,0 +1,1 @@
+"""The Prefect flows: the batch (`change_backgrounds`, its rows run by `picture`) and the cost report."""

@@ -12,7 +12,7 @@ import os
 from collections.abc import Awaitable, Coroutine
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from rich.markup import escape
 
@@ -20,6 +20,7 @@ from backdrop.cli import startup as prefect_startup
 from backdrop.cli._tables import console, summary_table
 from backdrop.cli.sandbox import sandbox_env, sandbox_process
 from backdrop.params import BatchParameters, documented
+from backdrop.settings import FeatureSlug, InputMode
 
 if TYPE_CHECKING:
     from prefect import State
@@ -95,11 +96,11 @@ def run(
     time_scale: float = 20.0,
     prompt: str | None = None,
     template_id: str | None = None,
-    input_mode: Literal["upload", "url", "auto"] = "upload",
+    input_mode: InputMode = "upload",
     concurrency: int = 8,
     max_units: int | None = None,
     dry_run: bool = False,
-    feature: Literal["bg-replace-v2", "bg-replace"] | None = None,
+    feature: FeatureSlug | None = None,
     fit_inputs: bool = False,
     json_output: bool = False,
     verbose: bool = False,

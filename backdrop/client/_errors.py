@@ -6,7 +6,7 @@ the outside goes through `scrub` (backdrop/redact.py, the one helper).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 import httpx
 
@@ -28,8 +28,9 @@ from backdrop.errors import (
     TransportError,
 )
 from backdrop.redact import scrub
+from backdrop.settings import FeatureSlug
 
-FEATURE_SLUGS = ("bg-replace", "bg-replace-v2")
+FEATURE_SLUGS = tuple(sorted(get_args(FeatureSlug)))  # ("bg-replace", "bg-replace-v2")
 
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _MAX_MESSAGE = 300

@@ -6,9 +6,8 @@
     a lost create?         -> pending_reconcile until the credit history settles it (backdrop.pipeline.reconcile)
     else                   -> reserve units -> upload -> claim (ledger) -> create -> wait -> download
 
-Prefect-free: the API steps come in as a `Steps` object (`backdrop.pipeline.steps`; Prefect tasks in
-`flows/picture.py`, a fake vendor in the model test). Every decision that can spend money fails closed:
-
+Prefect-free: the steps come in as a `Steps` (tasks in flows/picture.py, a fake vendor in the model test).
+Every decision that can spend money fails closed:
 * a create that may have left is ambiguous unless the vendor refused it (`steps.create_task`);
 * after a task id exists, no error makes the row "failed, not charged": polls that fail leave it pending;
 * a charge is recorded the moment a success is seen, and the row that saw it reports it, whatever fails after;
@@ -37,8 +36,9 @@ from backdrop.files import copy_atomic
 from backdrop.pipeline import reconcile
 from backdrop.pipeline.budget import Budget
 from backdrop.pipeline.outcomes import ItemResult, now_iso
-from backdrop.pipeline.plan import InputMode, WorkItem
+from backdrop.pipeline.plan import WorkItem
 from backdrop.pipeline.steps import Steps, file_sha256, is_public_url
+from backdrop.settings import InputMode
 from backdrop.store.ledger import Ledger, LedgerEntry
 
 __all__ = ["RowLifecycle"]

@@ -23,7 +23,6 @@ __all__ = [
     "progress_listeners",
 ]
 
-InputMode = Literal["upload", "url", "auto"]
 
 #: in-process progress callbacks (the CLI's progress bar); called with (done, total, status)
 progress_listeners: list[Callable[[int, int, str], None]] = []

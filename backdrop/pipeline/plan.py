@@ -1,4 +1,4 @@
-"""Plain batch bookkeeping for the flow: grouping rows into paid work items, the unit budget, progress.
+"""Plain batch bookkeeping for the flow: grouping rows into paid work items, the unit budget.
 
 No Prefect here: the flow composes these with the tasks.
 """
@@ -29,14 +29,10 @@ __all__ = [
     "is_public_url",
     "now_iso",
     "output_names",
-    "progress_listeners",
     "row_outcomes",
 ]
 
 InputMode = Literal["upload", "url", "auto"]
-
-#: in-process progress callbacks (the CLI's progress bar); called with (done, total, status)
-progress_listeners: list[Callable[[int, int, str], None]] = []
 
 
 def now_iso() -> str:

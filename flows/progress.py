@@ -2,8 +2,9 @@
 
 The flow emits `backdrop.batch.progress` (resource `backdrop.batch.<flow run id>`, payload done/total/status)
 next to its progress artifact. `follow_progress` is what the CLI's progress bar (and a test) uses: it subscribes
-to those events from a thread of its own, learns the run's id from the flow's `on_running` hook and hands each of
-that run's steps to a callback. Progress is best effort both ways: nothing here can fail or slow a run.
+to those events from a thread of its own, started by the flow's `on_running` hook, and hands each of that run's
+steps to a callback. Progress is best effort both ways: nothing here can fail a run (the hook waits at most
+`connect_timeout` for the subscription).
 """
 
 from __future__ import annotations
@@ -51,13 +52,17 @@ class _Follower:
         self._task: asyncio.Task[None] | None = None
         self._thread = threading.Thread(target=self._main, name="backdrop-progress", daemon=True)
 
-    def start(self, timeout: float) -> None:
+    def start(self, run_id: str, timeout: float) -> None:
+        """Follow run `run_id`'s events, once subscribed (or after `timeout` seconds)."""
+        self.run_id = run_id
         self._thread.start()
         self.ready.wait(timeout)
 
     def stop(self, drain: float) -> None:
         """Stop following, once the last picture's event arrived or after `drain` seconds."""
-        self.complete.wait(drain if self.run_id is not None else 0)
+        if not self._thread.is_alive():
+            return
+        self.complete.wait(drain)
         if self._loop is not None and self._task is not None:
             self._loop.call_soon_threadsafe(self._task.cancel)
         self._thread.join(5)
@@ -84,8 +89,8 @@ class _Follower:
         async with get_events_subscriber(filter=wanted) as events:
             self.ready.set()
             async for event in events:
-                if self.run_id is None or event.resource.id != f"{_RESOURCE}{self.run_id}":
-                    continue  # another run's, or before this run started
+                if event.resource.id != f"{_RESOURCE}{self.run_id}":
+                    continue  # another run's (the subscriber replays the last minute's too)
                 p = event.payload
                 done, total = int(p["done"]), int(p["total"])
                 self.on_progress(done, total, str(p["status"]))
@@ -95,18 +100,18 @@ class _Follower:
 
 @contextmanager
 def follow_progress(flow: Flow[Any, Any], on_progress: ProgressCallback, *,
-                    connect_timeout: float = 120.0, drain: float = 2.0) -> Iterator[Flow[Any, Any]]:
+                    connect_timeout: float = 10.0, drain: float = 2.0) -> Iterator[Flow[Any, Any]]:
     """Follow the progress of one run of `flow`: yields the flow to call (the same flow, with an `on_running`
-    hook that tells the follower the run's id); `on_progress` is called from the follower's thread. On leaving,
+    hook that subscribes to the run's events); `on_progress` is called from the follower's thread. On leaving,
     the events still on their way get `drain` seconds to arrive."""
     follower = _Follower(on_progress)
 
-    def _learn_run_id(flow: Flow[Any, Any], flow_run: FlowRun, state: State[Any]) -> None:
-        follower.run_id = str(flow_run.id)
+    async def _follow_this_run(flow: Flow[Any, Any], flow_run: FlowRun, state: State[Any]) -> None:
+        # subscribe once the run exists (Prefect's API is up by then), before its body emits anything
+        await asyncio.to_thread(follower.start, str(flow_run.id), connect_timeout)
 
-    follower.start(connect_timeout)
     try:
-        yield flow.with_options(on_running=[*flow.on_running_hooks, _learn_run_id])
+        yield flow.with_options(on_running=[*flow.on_running_hooks, _follow_this_run])
     except BaseException:
         follower.stop(0)  # interrupted: nothing to wait for
         raise

@@ -2,6 +2,8 @@
 
     BackdropError
     ├── ConfigError               bad settings (no key, unknown slug); fix and run again
+    ├── CsvError                  the CSV as a whole cannot be used (empty, unreadable, missing columns)
+    ├── InputRejected             one row's input picture cannot be sent (preflight); nothing was paid
     ├── ApiError                  the server answered with an error status
     │   ├── RateLimited           429; retryable (no Retry-After: back off with jitter)
     │   ├── ServerError           5xx; retryable for requests that are safe to repeat
@@ -17,9 +19,11 @@
     ├── TransportError            no usable answer
     │   ├── NotSent               connection never made: safe to retry, even a create
     │   └── OutcomeUnknown        the request may have arrived: retry only if idempotent
+    ├── ClaimLost                 a create's ledger claim was settled by another run before sending; nothing sent
     ├── AmbiguousCreate           a create whose answer was lost: reconcile, never re-create blindly
     ├── PollDeadlineExceeded      a task still running at the poll deadline: pending_reconcile
-    └── DownloadError             a result that could not be fetched or is not an image
+    ├── DownloadError             a result that could not be fetched or is not an image
+    └── WebhookRejected           a webhook delivery that is not authentic, fresh, or a task notification; 400
 
 Every error carries `status`, `error_code`, `message` and `request_id` (the `x-request-id`
 header) where they exist, and `retryable` says whether repeating the same request is safe.
@@ -44,12 +48,15 @@ __all__ = [
     "ApiError",
     "AuthError",
     "BackdropError",
+    "ClaimLost",
     "ConfigError",
     "CreditInsufficiency",
+    "CsvError",
     "DownloadError",
     "EngineError",
     "FileNotUploaded",
     "Forbidden",
+    "InputRejected",
     "InvalidParameters",
     "InvalidTaskId",
     "NotFound",
@@ -60,6 +67,7 @@ __all__ = [
     "ServerError",
     "TaskTimeout",
     "TransportError",
+    "WebhookRejected",
     "is_definite_refusal",
 ]
 
@@ -129,6 +137,21 @@ class ConfigError(BackdropError):
     code = "config_error"
 
 
+class CsvError(BackdropError):
+    """The CSV as a whole cannot be used (empty, unreadable, missing columns)."""
+
+    code = "bad_csv"
+
+
+class InputRejected(BackdropError):
+    """The input picture cannot be sent; `code` says why. Nothing was paid."""
+
+    code = "input_rejected"
+
+    def __init__(self, code: str, message: str, *, status: int | None = None) -> None:
+        super().__init__(message, status=status, error_code=code)
+
+
 class ApiError(BackdropError):
     code = "api_error"
 
@@ -186,17 +209,21 @@ class Forbidden(ApiError):
     code = "forbidden"
 
 
-class EngineError(BackdropError):
-    """The task ran and failed (HTTP 200, task_status "error"). Not charged."""
-
-    code = "engine_error"
+class _TaskBound:
+    """Mixin (before BackdropError in the bases) for an error about one task: it keeps `task_id`, pickling too."""
 
     def __init__(self, message: str = "", *, task_id: str | None = None, **kw: Any) -> None:
-        super().__init__(message, **kw)
+        super().__init__(message, **kw)  # type: ignore[call-arg]  # BackdropError.__init__, next in the MRO
         self.task_id = task_id
 
     def _extra(self) -> dict[str, Any]:
         return {"task_id": self.task_id}
+
+
+class EngineError(_TaskBound, BackdropError):
+    """The task ran and failed (HTTP 200, task_status "error"). Not charged."""
+
+    code = "engine_error"
 
 
 class TransportError(BackdropError):
@@ -228,19 +255,25 @@ class AmbiguousCreate(BackdropError):
     code = "ambiguous_create"
 
 
-class PollDeadlineExceeded(BackdropError):
+class PollDeadlineExceeded(_TaskBound, BackdropError):
     code = "poll_deadline"
-
-    def __init__(self, message: str = "", *, task_id: str | None = None, **kw: Any) -> None:
-        super().__init__(message, **kw)
-        self.task_id = task_id
-
-    def _extra(self) -> dict[str, Any]:
-        return {"task_id": self.task_id}
 
 
 class DownloadError(BackdropError):
     code = "download_error"
+
+
+class WebhookRejected(BackdropError):
+    """A delivery that is not authentic, fresh, or a task notification; `reason` says which."""
+
+    code = "webhook_rejected"
+
+    def __init__(self, reason: str = "", **kw: Any) -> None:
+        super().__init__(reason, **kw)
+
+    @property
+    def reason(self) -> str:
+        return self.message
 
 
 def is_definite_refusal(exc: BaseException) -> bool:

@@ -1,4 +1,6 @@
-"""Output file names: from the row id, sanitised so that no id can escape the output folder."""
+"""Output files: names from the row id (sanitised so that no id can escape the output folder), and the
+atomic-replace primitive the report, the cost report, the pipeline and the gallery write through (a
+temporary file beside the target, then `os.replace`: a reader never sees half a file)."""
 
 from __future__ import annotations
 
@@ -7,10 +9,11 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
-__all__ = ["safe_stem", "output_path", "copy_atomic", "atomic_write"]
+__all__ = ["safe_stem", "copy_atomic", "atomic_write", "atomic_path"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -27,34 +30,35 @@ def safe_stem(row_id: str, *, max_len: int = 80) -> str:
     return f"{cleaned or 'row'}-{digest}"
 
 
-def output_path(out_dir: Path, row_id: str, ext: str = ".jpg") -> Path:
-    path = (out_dir / f"{safe_stem(row_id)}{ext}").resolve()
-    if not path.is_relative_to(out_dir.resolve()):  # defence in depth; safe_stem already forbids it
-        raise ValueError(f"output name for {row_id!r} escapes the output folder")
-    return path
-
-
 def copy_atomic(src: Path, dest: Path) -> None:
     """Copy `src` to `dest` through a temporary file and an atomic rename."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(dest, lambda tmp: shutil.copyfile(src, tmp))
 
 
-def atomic_write(path: Path, write: Any) -> None:
-    """Call `write(tmp_path)` on a temporary file beside `path`, then rename it over `path` atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
+def atomic_write(path: Path, write: Callable[[Path], object], *, mode: int | None = None) -> None:
+    """Call `write(tmp_path)` on a temporary file beside `path`, then rename it over `path` atomically.
+
+    `mode` (e.g. 0o644) is applied before the rename; without it the file keeps mkstemp's 0600.
+    """
+    with atomic_path(path, mode=mode) as tmp:
         write(tmp)
+
+
+@contextmanager
+def atomic_path(path: Path, *, mode: int | None = None) -> Iterator[Path]:
+    """A temporary file beside `path` to write; renamed over `path` when the block ends cleanly.
+
+    If the block raises, the temporary file is removed and `path` is left as it was. Nest two blocks
+    to replace two files only when both were written (the inner one is renamed first).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        if mode is not None:
+            tmp.chmod(mode)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -10,6 +10,7 @@ import ipaddress
 import json
 import os
 import re
+from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -175,6 +176,7 @@ class BackdropSettings(BaseSettings):
         None,
         description="SQLAlchemy URL of Backdrop's ledger; default SQLite in BACKDROP_HOME (~/.backdrop).",
     )
+    home: str = Field("~/.backdrop", description="Backdrop's own folder: the default ledger's SQLite file is here.")
 
     # Cost reporting (flows/cost_report.py, `backdrop cost`).
     budget_units: int | None = Field(
@@ -213,6 +215,14 @@ class BackdropSettings(BaseSettings):
     def api_key_value(self) -> str | None:
         """The key itself, for the Authorization header only."""
         return self.api_key.get_secret_value() if self.api_key else None
+
+    def effective_ledger_url(self) -> str:
+        """`ledger_url`, else SQLite in `home` (the folder is created if missing)."""
+        if self.ledger_url:
+            return self.ledger_url
+        home = Path(self.home).expanduser()
+        home.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{home / 'ledger.db'}"
 
     @property
     def upload_route(self) -> Literal["feature", "universal"]:

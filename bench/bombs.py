@@ -24,7 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backdrop.pipeline.preflight import InputRejected, prepare_input  # noqa: E402
+from backdrop.errors import InputRejected  # noqa: E402
+from backdrop.pipeline.preflight import prepare_input  # noqa: E402
 
 
 def _rss_mb() -> float:

@@ -114,9 +114,9 @@ def postgres_url(base: str) -> Iterator[str]:
     finally:
         import importlib
 
-        module = importlib.import_module("backdrop.pacing.database")
-        for key in [k for k in module._engines if name in k]:  # noqa: SLF001
-            module._engines.pop(key).dispose()  # noqa: SLF001
+        slots_db = importlib.import_module("backdrop.pacing.slots")
+        for key in [k for k in slots_db.engines if name in k]:
+            slots_db.engines.pop(key).dispose()
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

@@ -14,10 +14,12 @@ from typing import Any, TypeVar
 
 from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
 
+from backdrop.errors import InputRejected
 from backdrop.pipeline.inputs import InputRow
 from backdrop.pipeline.lifecycle import RowLifecycle
-from backdrop.pipeline.plan import ItemResult, WorkItem
-from backdrop.pipeline.preflight import InputRejected, PreparedInput
+from backdrop.pipeline.outcomes import ItemResult
+from backdrop.pipeline.plan import WorkItem
+from backdrop.pipeline.preflight import PreparedInput
 from backdrop.settings import BackdropSettings
 from backdrop.store.ledger import Ledger
 from flows.progress import emit_progress

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import pandas as pd
 from prefect import flow, get_run_logger
@@ -24,28 +24,44 @@ from prefect.artifacts import acreate_link_artifact, acreate_markdown_artifact, 
 from prefect.context import get_run_context
 from prefect.runtime import deployment as runtime_deployment
 from prefect.states import Completed
-from pydantic import Field
 
+from backdrop.errors import InputRejected
 from backdrop.fences import redact_url
 from backdrop.gallery import write_gallery
+from backdrop.identity import environment_id, key_id
+from backdrop.params import (
+    BatchOut,
+    BatchParameters,
+    Concurrency,
+    Csv,
+    DryRun,
+    Feature,
+    FitInputs,
+    InputMode,
+    MaxUnits,
+    Prompt,
+    TemplateId,
+    documented,
+)
 from backdrop.pipeline import plan, steps
+from backdrop.pipeline.budget import Budget
 from backdrop.pipeline.inputs import InputRow, read_rows
-from backdrop.pipeline.lifecycle import RowLifecycle, settle_in_run
-from backdrop.pipeline.plan import Budget
-from backdrop.pipeline.preflight import InputRejected, PreparedInput
+from backdrop.pipeline.lifecycle import RowLifecycle
+from backdrop.pipeline.outcomes import copy_duplicate_outputs, row_outcomes
+from backdrop.pipeline.preflight import PreparedInput
+from backdrop.pipeline.reconcile import settle_in_run
 from backdrop.pipeline.webhooks import WebhookReceiver
 from backdrop.report import metrics
 from backdrop.report.markdown import failures_table, summary_markdown
 from backdrop.report.table import build_report, summarize, write_report, write_summary
 from backdrop.roots import confine_output
 from backdrop.settings import BackdropSettings
-from backdrop.store.ledger import Ledger, default_ledger_url
+from backdrop.store.ledger import Ledger
 from backdrop.store.migrate import move_legacy_rows
 from flows.batch_run import PictureRun, Results, best_effort, preflight_sources, settle_lost
 from flows.picture import PrefectSteps
 from tasks.reconcile import vendor_units_for
 from tasks.resources import RunResources, run_resources
-from tasks.runtime import environment_id, key_id
 
 
 def _run_name() -> str:
@@ -71,7 +87,8 @@ class _Report:
 
     def build(self, results: Results, **extra: Any) -> tuple[pd.DataFrame, dict[str, Any]]:
         s = self.settings
-        df = build_report(plan.row_outcomes(self.rows, self.rejected, results, self.names, s.unit_price))
+        df = build_report(row_outcomes(self.rows, self.rejected, results, copy_duplicate_outputs(results, self.names),
+                                       s.unit_price))
         summary = summarize(df, unit_price=s.unit_price, currency=s.currency, units_per_task=s.units_per_task)
         summary.update(csv=redact_url(self.csv), out=str(self.out_dir), feature=s.feature, dry_run=self.dry_run,
                        run_id=self.run_id, unique_pictures=self.unique_pictures,
@@ -80,41 +97,27 @@ class _Report:
 
 
 @flow(name="change-backgrounds", flow_run_name=_run_name, log_prints=False)
+@documented(BatchParameters, style="google")  # the form's descriptions (Args), from backdrop/params.py
 async def change_backgrounds(
-    csv: str,
-    out: str = "backdrop-output",
-    prompt: str | None = None,
-    template_id: str | None = None,
-    input_mode: Literal["upload", "url", "auto"] = "upload",
-    concurrency: Annotated[int, Field(ge=1, le=64)] = 8,
-    max_units: Annotated[int | None, Field(ge=0)] = None,
-    dry_run: bool = False,
-    feature: Literal["bg-replace-v2", "bg-replace"] | None = None,
-    fit_inputs: bool = False,
+    csv: Csv,
+    out: BatchOut = "backdrop-output",
+    prompt: Prompt = None,
+    template_id: TemplateId = None,
+    input_mode: InputMode = "upload",
+    concurrency: Concurrency = 8,
+    max_units: MaxUnits = None,
+    dry_run: DryRun = False,
+    feature: Feature = None,
+    fit_inputs: FitInputs = False,
 ) -> Any:
-    """Change the background of every picture in a CSV and report what it cost.
-
-    Args:
-        csv: CSV location, a path or a URL. Columns image_url (http(s) URL or a path relative to the
-            CSV's folder) and prompt; optional id and template_id; other columns pass through to the report.
-        out: Output folder for the pictures, report.csv, report.parquet and summary.json.
-        prompt: One prompt for every row, replacing the CSV's prompts.
-        template_id: One template for every row (feature bg-replace).
-        input_mode: upload sends the bytes; url passes http(s) URLs straight to the API; auto passes
-            URLs the vendor can reach and uploads the rest.
-        concurrency: Pictures in flight at once (the rate limiter paces requests whatever this is).
-        max_units: Unit budget for this run; no task is created that could push the run over it.
-        dry_run: Check every row and estimate units and cost, creating nothing.
-        feature: Feature slug; empty means the BACKDROP_FEATURE setting (default bg-replace-v2).
-        fit_inputs: Downscale pictures over 4096 px and convert webp/gif/bmp/tiff instead of failing them.
-    """
+    """Change the background of every picture in a CSV and report what it cost."""
     async with run_resources() as res:
         # params
         logger = get_run_logger()
         settings = res.settings(feature)  # fails fast, and clearly, without a key
         env, key = environment_id(settings), key_id(settings)
         out_dir = confine_output(out, settings)  # a parameter: refused outside the output roots, before anything
-        ledger_url = settings.ledger_url or default_ledger_url()
+        ledger_url = settings.effective_ledger_url()
         ledger = Ledger(ledger_url)
         if moved := move_legacy_rows(ledger, settings, env):  # a ledger from before the content key changed
             logger.info("moved %d ledger rows of this account to the new content keys", moved)

@@ -15,12 +15,13 @@ from prefect.context import get_run_context
 from prefect.states import Completed
 
 from backdrop import cost
+from backdrop.identity import environment_id
+from backdrop.params import CostOut, CostParameters, Since, Until, documented
 from backdrop.roots import confine_output
 from backdrop.settings import BackdropSettings
-from backdrop.store.ledger import Ledger, default_ledger_url
+from backdrop.store.ledger import Ledger
 from tasks.credits import read_credits
 from tasks.resources import run_resources
-from tasks.runtime import environment_id
 
 
 def _run_name() -> str:
@@ -35,15 +36,9 @@ def _account_environments(settings: BackdropSettings) -> set[str]:
 
 
 @flow(name="cost-report", flow_run_name=_run_name, log_prints=False)
-async def cost_report(since: date | None = None, until: date | None = None, out: str = "cost-output") -> Any:
+@documented(CostParameters, style="google")  # the form's descriptions (Args), from backdrop/params.py
+async def cost_report(since: Since = None, until: Until = None, out: CostOut = "cost-output") -> Any:
     """Report units and cost per day, run and deployment, reconcile them with the vendor, check the budget.
-
-    Args:
-        since: First day (UTC) of the period; empty means the start of the current budget period
-            (BACKDROP_BUDGET_PERIOD: month, week or day).
-        until: Day (UTC) after the period's last; empty means tomorrow, so today is included.
-        out: Folder for cost_focus/daily/runs/deployments (.csv, .parquet), cost_units_per_day.png and
-            cost_summary.json.
 
     Returns:
         The summary (totals, tables, reconciliation, budget, file paths). When the budget's share used or
@@ -63,8 +58,8 @@ async def _cost_report(settings: BackdropSettings, since: date | None, until: da
     until = until or today + timedelta(days=1)
     if until <= since:
         raise ValueError(f"until ({until}) must be after since ({since})")
-    credits = await read_credits(cost.day_start(since) - cost.CLOCK_SLACK)
-    ledger = Ledger(settings.ledger_url or default_ledger_url())
+    credits = await read_credits(cost.day_start(since) - cost.PERIOD_EDGE_SLACK)
+    ledger = Ledger(settings.effective_ledger_url())
     report = cost.build_cost_report(ledger, since, until, settings,
                                     environments=_account_environments(settings),
                                     history=credits.history, balance=credits.balance, now=now)

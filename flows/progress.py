@@ -14,7 +14,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from prefect import Flow
 from prefect.client.schemas.objects import FlowRun, State
@@ -24,6 +24,9 @@ __all__ = ["PROGRESS_EVENT", "ProgressCallback", "emit_progress", "follow_progre
 
 PROGRESS_EVENT = "backdrop.batch.progress"
 _RESOURCE = "backdrop.batch."
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 #: called with (done, total, status) for each picture the followed run finishes
 ProgressCallback = Callable[[int, int, str], None]
@@ -99,14 +102,14 @@ class _Follower:
 
 
 @contextmanager
-def follow_progress(flow: Flow[Any, Any], on_progress: ProgressCallback, *,
-                    connect_timeout: float = 10.0, drain: float = 2.0) -> Iterator[Flow[Any, Any]]:
+def follow_progress(flow: Flow[P, R], on_progress: ProgressCallback, *,
+                    connect_timeout: float = 10.0, drain: float = 2.0) -> Iterator[Flow[P, R]]:
     """Follow the progress of one run of `flow`: yields the flow to call (the same flow, with an `on_running`
     hook that subscribes to the run's events); `on_progress` is called from the follower's thread. On leaving,
     the events still on their way get `drain` seconds to arrive."""
     follower = _Follower(on_progress)
 
-    async def _follow_this_run(flow: Flow[Any, Any], flow_run: FlowRun, state: State[Any]) -> None:
+    async def _follow_this_run(flow: Flow[P, R], flow_run: FlowRun, state: State[Any]) -> None:
         # subscribe once the run exists (Prefect's API is up by then), before its body emits anything
         await asyncio.to_thread(follower.start, str(flow_run.id), connect_timeout)
 

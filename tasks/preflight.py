@@ -7,7 +7,8 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from backdrop.pipeline.preflight import InputRejected, PreparedInput, prepare_input
+from backdrop.errors import InputRejected
+from backdrop.pipeline.preflight import PreparedInput, prepare_input
 
 
 @task(name="preflight", cache_policy=NO_CACHE, task_run_name="preflight-{label}")

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from prefect import task
 
-from backdrop.pipeline import reconcile
+from backdrop.pipeline import history, reconcile
+from backdrop.pipeline.candidates import ClientVendor
 from backdrop.store.ledger import Ledger
 from tasks.policies import ACCOUNT_READ
 from tasks.resources import task_resources
@@ -23,8 +24,8 @@ async def settle_lost_creates(
     async with task_resources() as res:
         settings = res.settings(feature)
         with tempfile.TemporaryDirectory(prefix="backdrop-reconcile-") as tmp:
-            vendor = reconcile.ClientVendor(res.client(settings), inputs, Path(tmp),
-                                            Path(candidates_dir) if candidates_dir else None)
+            vendor = ClientVendor(res.client(settings), inputs, Path(tmp),
+                                  Path(candidates_dir) if candidates_dir else None)
             return await reconcile.settle_lost_creates(
                 vendor, Ledger(ledger_url), environment=environment, key_id=key_id,
                 settle_after=settings.reconcile_after_seconds, create_window=create_window)
@@ -35,4 +36,4 @@ async def vendor_units_for(feature: str, task_ids: list[str], since: datetime) -
     """Units the vendor charged for these task ids (credit history, `target_id` = task id)."""
     async with task_resources() as res:
         client = res.client(res.settings(feature))
-        return await reconcile.vendor_units(client.credit_history_page, set(task_ids), since)
+        return await history.vendor_units(client.credit_history_page, set(task_ids), since)

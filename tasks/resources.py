@@ -7,7 +7,8 @@ a sync one to a worker thread with `contextvars.copy_context()`, so every task r
 called outside a flow (a unit test, `.fn()`) gets short-lived resources of its own, closed when it returns.
 
 Clients are kept per (thread, event loop, settings): concurrent task runs on one loop share one connection pool,
-while a worker thread (its own loop) gets its own. The rate limiter is shared process-wide by the client package.
+while a worker thread (its own loop) gets its own. Each client gets its rate limiter here, the composition root
+(`backdrop.pacing.limiter_for`: shared process-wide, whatever the loop).
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ from contextlib import asynccontextmanager
 from contextvars import ContextVar
 
 from backdrop.client import BackdropClient
+from backdrop.identity import key_id
+from backdrop.pacing import limiter_for
 from backdrop.pipeline.polling import PollPlanner
 from backdrop.pipeline.webhooks import WebhookReceiver
 from backdrop.report.metrics import Traffic
 from backdrop.settings import BackdropSettings
-from tasks.runtime import key_id, load_settings
+from tasks.runtime import load_settings
 
 __all__ = ["RunResources", "current_resources", "run_resources", "task_resources"]
 
@@ -54,7 +57,7 @@ class RunResources:
         with self._lock:
             client = self._clients.get(key)
             if client is None:
-                client = self._clients[key] = BackdropClient(settings)
+                client = self._clients[key] = BackdropClient(settings, limiter=limiter_for(settings))
             return client
 
     def planner(self, settings: BackdropSettings) -> PollPlanner:

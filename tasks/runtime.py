@@ -1,19 +1,19 @@
-"""Where tasks get their settings, and the ids derived from them: built at call time, never passed as task
-arguments. Clients, the poll planner and the webhook receiver belong to the run: see `tasks/resources.py`.
+"""Where tasks get their settings: built at call time, never passed as task arguments. Clients, the poll planner
+and the webhook receiver belong to the run: see `tasks/resources.py`; the ids derived from settings are in
+`backdrop/identity.py`.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import MutableMapping
 
 from pydantic import SecretStr
 
 from backdrop.errors import ConfigError
 from backdrop.redact import install_log_filter, register_secret
-from backdrop.settings import BackdropSettings, canonical_service
+from backdrop.settings import BackdropSettings
 
-__all__ = ["settings_for", "load_settings", "environment_id", "key_id"]
+__all__ = ["settings_for", "load_settings"]
 
 
 def _key_from_block(name: str, cache: MutableMapping[str, str]) -> str:
@@ -55,22 +55,3 @@ def settings_for(feature: str | None = None) -> BackdropSettings:
     res = current_resources()
     return res.settings(feature) if res is not None else load_settings(feature, {})
 
-
-def environment_id(settings: BackdropSettings) -> str:
-    """A short id of (account, server, feature): what was paid for is shared by every key of one account.
-
-    The account is `BACKDROP_ACCOUNT` (one name per vendor account sharing a ledger); the server is
-    `canonical_service(api_url)`: the vendor's host aliases are one server, a sandbox is `loopback:<port>` (one
-    restarted on another port is a new server that knows none of the old one's tasks). Neither the key (rotating
-    it must not pay for everything again) nor the URL's spelling counts.
-    """
-    raw = f"{settings.account}\n{canonical_service(settings.api_url)}\n{settings.feature}"
-    return hashlib.sha256(raw.encode()).hexdigest()[:16]
-
-
-def key_id(settings: BackdropSettings) -> str | None:
-    """A short, non-reversible id of the API key itself (None without a key), for the ledger's `key_id`."""
-    value = settings.api_key_value()
-    if not value:
-        return None
-    return hashlib.sha256(f"backdrop-key-id\n{value}".encode()).hexdigest()[:16]

@@ -13,12 +13,6 @@ from backdrop.client.models import (
     Template,
     UploadSlot,
 )
-from backdrop.pacing.memory import (
-    RateLimiter,
-    SlidingWindowLimiter,
-    limiter_from_settings,
-    shared_limiter,
-)
 
 __all__ = [
     "BackdropClient",
@@ -29,11 +23,7 @@ __all__ = [
     "CreditLot",
     "DownloadedFile",
     "FeatureCost",
-    "RateLimiter",
-    "SlidingWindowLimiter",
     "TaskStatus",
     "Template",
     "UploadSlot",
-    "limiter_from_settings",
-    "shared_limiter",
 ]

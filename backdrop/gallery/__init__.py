@@ -14,14 +14,13 @@ the page working, since every path is relative to it.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from backdrop.files import atomic_path
 from backdrop.gallery.cards import build_cards
 from backdrop.gallery.html import render_html
 from backdrop.gallery.sheet import render_contact_sheet
@@ -43,12 +42,6 @@ class GalleryFiles:
         return {"gallery": str(self.html), "contact_sheet": str(self.contact_sheet)}
 
 
-def _atomic_path(dest: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
-    os.close(fd)
-    return Path(tmp)
-
-
 def write_gallery(df: pd.DataFrame, summary: dict[str, Any], out_dir: Path) -> GalleryFiles:
     """Write `gallery.html` and `contact-sheet.png` for a report into `out_dir`, atomically.
 
@@ -65,15 +58,9 @@ def write_gallery(df: pd.DataFrame, summary: dict[str, Any], out_dir: Path) -> G
     out_dir.mkdir(parents=True, exist_ok=True)
     cards = list(build_cards(df, out_dir, str(summary.get("csv") or "")))
     html_path, sheet_path = out_dir / "gallery.html", out_dir / "contact-sheet.png"
-    tmp_html, tmp_sheet = _atomic_path(html_path), _atomic_path(sheet_path)
-    try:
+    # Both or neither (nothing is renamed if either fails to render); the page is renamed first, then the sheet.
+    # 0o644: mkstemp makes 0600, and the pages are for people to open and share.
+    with atomic_path(sheet_path, mode=0o644) as tmp_sheet, atomic_path(html_path, mode=0o644) as tmp_html:
         tmp_html.write_text(render_html(cards, summary, out_dir), encoding="utf-8")
         shown, left_out = render_contact_sheet(cards, summary, tmp_sheet)
-        for tmp in (tmp_html, tmp_sheet):
-            tmp.chmod(0o644)  # mkstemp makes 0600; the pages are for people to open and share
-        os.replace(tmp_html, html_path)
-        os.replace(tmp_sheet, sheet_path)
-    finally:
-        tmp_html.unlink(missing_ok=True)
-        tmp_sheet.unlink(missing_ok=True)
     return GalleryFiles(html_path, sheet_path, shown, left_out)

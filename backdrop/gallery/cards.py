@@ -1,9 +1,5 @@
-"""One card per report row: where its pictures are, their thumbnails, and the text to show.
-
-Thumbnails are small JPEG files in `<out>/.backdrop/thumbs/`, named by the content hash of the
-picture they shrink, so a re-run (or two rows with the same picture) reuses them. Pictures are
-opened one at a time and decoded at reduced size (`Image.draft`), so a batch never holds full
-pictures in memory.
+"""One card per report row: the text to show, read from the report's cells, and its two pictures
+(`backdrop.gallery.pictures` finds them and makes their thumbnails, one row at a time).
 
 A `pending_reconcile` row whose note names candidate charges also gets one `Candidate` per charge:
 the result picture reconciliation kept in `<out>/.backdrop/candidates/` (thumbnailed like any other
@@ -12,35 +8,25 @@ picture) and the `backdrop reconcile` command that settles the row with it.
 
 from __future__ import annotations
 
-import hashlib
 import math
-import os
 import re
 import shlex
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import pandas as pd
-from PIL import Image, ImageOps
 
-from backdrop.pipeline.preflight import MAX_PIXELS
-from backdrop.pipeline.reconcile import candidate_picture
+from backdrop.gallery.pictures import Picture, candidate_file, input_file, is_url, output_file, picture
+from backdrop.pipeline.inputs import csv_base_dir
 from backdrop.report.table import COLUMNS
 
 __all__ = [
-    "MAX_CANDIDATES", "THUMB_LONG_SIDE", "Candidate", "Card", "PendingNote", "Picture", "build_cards",
-    "csv_base_dir", "group_of", "make_thumb", "parse_pending_note",
+    "MAX_CANDIDATES", "Candidate", "Card", "PendingNote", "build_cards", "group_of", "parse_pending_note",
 ]
 
-THUMB_LONG_SIDE = 240
-_THUMB_QUALITY = 82
 _MAX_EXTRA = 4  # passed-through CSV columns shown on a card (e.g. sku, title)
-#: what a thumbnail is made from: inputs preflight accepts (fit_inputs too) and results; no other loader runs
-_THUMB_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 MAX_CANDIDATES = 12  # candidate charges drawn on one card; `backdrop reconcile` lists them all
 
 # What backdrop.pipeline.lifecycle writes for a pending row whose lost create has candidate charges. The
@@ -50,17 +36,6 @@ _PENDING_NOTE = re.compile(
     r"--task <task id>` \(or --not-created, or --recreate\)",
     re.S,
 )
-
-
-@dataclass(frozen=True)
-class Picture:
-    """One side of a card: a thumbnail (or why there is none) and a link to the full picture."""
-
-    thumb: Path | None = None  # absolute path of the thumbnail file
-    width: int = 0  # thumbnail size, for <img width/height> (no layout shift)
-    height: int = 0
-    href: str | None = None  # relative path or http(s) URL of the full picture
-    missing: str = "no picture"  # placeholder text when there is no thumbnail
 
 
 @dataclass(frozen=True)
@@ -155,120 +130,6 @@ def _number(value: Any) -> float:
     return number if math.isfinite(number) else 0.0
 
 
-def _is_url(value: str) -> bool:
-    return urlparse(value).scheme in ("http", "https")
-
-
-def csv_base_dir(csv_location: str) -> Path | None:
-    """The folder a local CSV's relative picture paths are resolved against (None if remote)."""
-    if not csv_location:
-        return None
-    parsed = urlparse(csv_location)
-    if parsed.scheme not in ("", "file"):
-        return None
-    path = Path(parsed.path if parsed.scheme == "file" else csv_location)
-    return path.expanduser().resolve().parent
-
-
-def _input_file(
-    input_value: str, input_sha: str, out_dir: Path, base_dir: Path | None
-) -> tuple[Path | None, str]:
-    """The staged copy (the exact bytes sent) when present, else the local file next to the CSV.
-
-    Returns the path and the content hash to key its thumbnail on ('' when unknown).
-    """
-    if _is_hex(input_sha):
-        staged = sorted((out_dir / ".backdrop" / "inputs").glob(f"{input_sha}.*"))
-        if staged:
-            return staged[0], input_sha
-    if not input_value or _is_url(input_value) or base_dir is None:
-        return None, ""
-    try:  # a hostile cell (a 300-character name, a loop, a NUL) costs its thumbnail, never the gallery
-        candidate = (base_dir / input_value).resolve()
-        # The same rule as preflight: only files inside the CSV's folder are read.
-        if not candidate.is_relative_to(base_dir) or not candidate.is_file():
-            return None, ""
-    except (OSError, RuntimeError, ValueError):
-        return None, ""
-    return candidate, ""  # may differ from the bytes sent (fit_inputs): key on the file itself
-
-
-def _output_file(output_path: str, out_dir: Path) -> Path | None:
-    if not output_path:
-        return None
-    path = Path(output_path)
-    if path.is_file():
-        return path
-    moved = out_dir / path.name  # the output folder was moved since the run
-    return moved if moved.is_file() else None
-
-
-def _is_hex(value: str) -> bool:
-    return bool(value) and all(c in "0123456789abcdef" for c in value)
-
-
-def _thumb_key(src: Path, sha256: str) -> str:
-    if _is_hex(sha256):  # a report value becomes a file name: nothing but hex digits
-        return sha256[:40]
-    st = src.stat()
-    identity = f"{src.resolve()}:{st.st_size}:{st.st_mtime_ns}"
-    return hashlib.sha256(identity.encode()).hexdigest()[:40]
-
-
-def _to_rgb(im: Image.Image) -> Image.Image:
-    if im.mode == "RGB":
-        return im
-    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        rgba = im.convert("RGBA")
-        flat = Image.new("RGB", rgba.size, (255, 255, 255))
-        flat.paste(rgba, mask=rgba.getchannel("A"))
-        return flat
-    return im.convert("RGB")
-
-
-def make_thumb(src: Path, thumbs_dir: Path, sha256: str = "") -> tuple[Path, int, int] | None:
-    """A JPEG of `src`, THUMB_LONG_SIDE px on its long side at most; None if it is no picture."""
-    try:
-        dest = thumbs_dir / f"{_thumb_key(src, sha256)}-{THUMB_LONG_SIDE}.jpg"
-        if dest.is_file():
-            with Image.open(dest) as done:
-                return dest, done.width, done.height
-        with Image.open(src, formats=_THUMB_FORMATS) as im:  # the formats preflight accepts, and results'
-            if im.width * im.height > MAX_PIXELS:  # preflight's ceiling, read from the header: no decode
-                return None
-            im.draft("RGB", (THUMB_LONG_SIDE, THUMB_LONG_SIDE))  # JPEG: decode at 1/2..1/8 scale
-            small = _to_rgb(ImageOps.exif_transpose(im))
-        small.thumbnail((THUMB_LONG_SIDE, THUMB_LONG_SIDE), Image.Resampling.LANCZOS)
-        thumbs_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=thumbs_dir, prefix=".thumb-", suffix=".jpg")
-        os.close(fd)
-        try:
-            small.save(tmp, "JPEG", quality=_THUMB_QUALITY, optimize=True)
-            os.chmod(tmp, 0o644)  # mkstemp makes 0600; thumbnails are for sharing
-            os.replace(tmp, dest)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-        return dest, small.width, small.height
-    except (OSError, ValueError, Image.DecompressionBombError):
-        return None  # unreadable or not a picture: the card shows a placeholder
-
-
-def _relative_href(path: Path, out_dir: Path) -> str | None:
-    """A link to a full picture, only when it lives in the output folder (so it survives a copy)."""
-    resolved = path.resolve()
-    return resolved.relative_to(out_dir).as_posix() if resolved.is_relative_to(out_dir) else None
-
-
-def _picture(src: Path | None, sha256: str, out_dir: Path, missing: str) -> Picture:
-    if src is None:
-        return Picture(missing=missing)
-    made = make_thumb(src, out_dir / ".backdrop" / "thumbs", sha256)
-    if made is None:
-        return Picture(href=_relative_href(src, out_dir), missing="not a readable picture")
-    thumb, w, h = made
-    return Picture(thumb=thumb, width=w, height=h, href=_relative_href(src, out_dir))
-
-
 def _notes(rec: dict[str, Any]) -> list[str]:
     notes = []
     if rec.get("reused") is True and not _text(rec.get("duplicate_of")):
@@ -282,35 +143,27 @@ def _notes(rec: dict[str, Any]) -> list[str]:
     return notes
 
 
-def _candidate_file(folder: Path, task_id: str) -> Path | None:
-    """The kept result of a candidate charge, only if it really lies in the candidates folder."""
-    path = candidate_picture(folder, task_id)
-    if path is None or not path.resolve().is_relative_to(folder.resolve()):
-        return None  # e.g. a symlink out of the output folder: not ours to read
-    return path
-
-
 def _candidates(pending: PendingNote, out_dir: Path) -> list[Candidate]:
     folder = out_dir / ".backdrop" / "candidates"
     return [
-        Candidate(task_id, _picture(_candidate_file(folder, task_id), "", out_dir,
-                                    "picture not available"), pending.settle_with(task_id))
+        Candidate(task_id, picture(candidate_file(folder, task_id), "", out_dir,
+                                   "picture not available"), pending.settle_with(task_id))
         for task_id in pending.task_ids[:MAX_CANDIDATES]
     ]
 
 
 def _card(rec: dict[str, Any], out_dir: Path, base_dir: Path | None) -> Card:
     input_value, input_sha = _text(rec.get("input")), _text(rec.get("input_sha256"))
-    before_src, before_key = _input_file(input_value, input_sha, out_dir, base_dir)
+    before_src, before_key = input_file(input_value, input_sha, out_dir, base_dir)
     if _text(rec.get("failed_stage")) == "preflight":  # never decode what preflight refused (a bomb...)
         before_src = None
-    before = _picture(before_src, before_key, out_dir, "no picture")
-    if before.thumb is None and _is_url(input_value):
+    before = picture(before_src, before_key, out_dir, "no picture")
+    if before.thumb is None and is_url(input_value):
         before = Picture(href=input_value, missing="remote picture")
     status = _text(rec.get("status")) or "skipped"
-    after_src = _output_file(_text(rec.get("output_path")), out_dir)
-    after = _picture(after_src, _text(rec.get("output_sha256")), out_dir,
-                     "no result" if status != "skipped" else "not attempted")
+    after_src = output_file(_text(rec.get("output_path")), out_dir)
+    after = picture(after_src, _text(rec.get("output_sha256")), out_dir,
+                    "no result" if status != "skipped" else "not attempted")
     extra = [(k, _text(v)) for k, v in rec.items() if k not in COLUMNS and _text(v)][:_MAX_EXTRA]
     pending = parse_pending_note(_text(rec.get("note"))) if status == "pending_reconcile" else None
     return Card(

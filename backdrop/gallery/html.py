@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from backdrop.gallery.cards import THUMB_LONG_SIDE, Candidate, Card, Picture
+from backdrop.gallery.cards import Candidate, Card
+from backdrop.gallery.pictures import THUMB_LONG_SIDE, Picture
 
 __all__ = ["EAGER_CARDS", "money", "render_html"]
 

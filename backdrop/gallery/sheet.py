@@ -12,8 +12,9 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFont
 from PIL.PngImagePlugin import PngInfo
 
-from backdrop.gallery.cards import Card, Picture
+from backdrop.gallery.cards import Card
 from backdrop.gallery.html import money
+from backdrop.gallery.pictures import Picture
 
 __all__ = ["MAX_PAIRS", "PAIRS_PER_ROW", "render_contact_sheet", "sheet_size"]
 

@@ -20,166 +20,35 @@ Durability is traded for speed: SQLite runs `synchronous=NORMAL` (WAL) and Postg
 `synchronous_commit=off`, so a crash of the database host may forget the last few slots (at worst a
 429, which the client retries) while an acquisition costs no disk flush. Visibility between
 transactions, which the windows rely on, is unchanged.
+
+The table, its engines and its locks are `backdrop.pacing.slots`'s; `database_limiter` keeps one limiter per URL,
+key and limits in the process (`backdrop.pacing.limiter_for` chooses it when `limiter_url` is set).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from sqlalchemy import (
-    Boolean,
-    Column,
-    Double,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    bindparam,
-    case,
-    create_engine,
-    delete,
-    event,
-    func,
-    insert,
-    inspect,
-    literal_column,
-    select,
-    update,
-)
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy import Integer, bindparam, case, delete, insert, literal_column, select, update
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from backdrop.errors import ConfigError
-from backdrop.pacing.memory import (
-    IN_FLIGHT_MAX_SECONDS,
-    RateLimiter,
-    _windows,
-    checked_windows,
-    shared_limiter,
-    wait_horizon,
-)
-from backdrop.settings import BackdropSettings, canonical_service
+from backdrop.identity import limiter_key_id
+from backdrop.pacing.memory import IN_FLIGHT_MAX_SECONDS, _windows, checked_windows, wait_horizon
+from backdrop.pacing.slots import engine_for, failure, key_lock, redacted, serialise, slots, transient
+from backdrop.settings import BackdropSettings
 
-__all__ = ["DatabaseLimiter", "SKEW_GRACE_SECONDS", "key_fingerprint", "limiter_for"]
+__all__ = ["DatabaseLimiter", "SKEW_GRACE_SECONDS", "database_limiter"]
 
 #: Slots are deleted only once this much older than the longest window (see the module docstring).
 SKEW_GRACE_SECONDS = 60.0
-#: First key of the two-key advisory lock, so our locks never collide with another application's.
-_LOCK_NAMESPACE = 0x0BAC_D409
 #: A database that failed is tried this many times (pauses in seconds) before the error is raised.
 _RETRY_PAUSES = (0.05, 0.25)
-
-metadata = MetaData()
-slots = Table(
-    "backdrop_rate_slots",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("key_id", String(200), nullable=False),
-    Column("slot_at", Double, nullable=False),  # when the server may have counted it (see `_Slot`)
-    Column("booked_at", Double, nullable=False),  # the time it was given
-    Column("in_flight", Boolean, nullable=False),  # given and not yet answered
-    Index("ix_backdrop_rate_slots_key_slot", "key_id", "slot_at"),
-)
-
-_engines: dict[str, Engine] = {}
-_engines_lock = threading.Lock()
-#: One transaction at a time per (url, key) in a process: waiters queue here, not on the database.
-_key_locks: dict[tuple[str, str], threading.Lock] = {}
-_key_locks_lock = threading.Lock()
-
-
-def _driver_url(url: str) -> str:
-    """`postgresql://` means psycopg 3 here (SQLAlchemy's default would be psycopg2)."""
-    if url.startswith("postgresql://"):
-        return "postgresql+psycopg://" + url[len("postgresql://") :]
-    return url
-
-
-def _sqlite_hooks(engine: Engine) -> None:
-    """WAL, a busy timeout, and `BEGIN IMMEDIATE` so each transaction takes the write lock first."""
-
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None  # let SQLAlchemy's "begin" below issue BEGIN itself
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA busy_timeout=30000")
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")  # durability: see the module docstring
-        cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-
-def _postgres_hooks(engine: Engine) -> None:
-    """Commits without waiting for the WAL flush (see the module docstring)."""
-
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_conn: Any, _record: Any) -> None:
-        with dbapi_conn.cursor() as cur:
-            cur.execute("SET synchronous_commit = off")
-        dbapi_conn.commit()
-
-
-def _serialise(conn: Connection, key: str) -> None:
-    """Hold the per-key lock until the transaction ends (SQLite already holds the write lock)."""
-    if conn.dialect.name == "postgresql":
-        # a statement of its own: in READ COMMITTED the next statement's snapshot is taken after
-        # the lock is granted, so it sees every slot the previous holder committed
-        conn.execute(select(func.pg_advisory_xact_lock(_LOCK_NAMESPACE, func.hashtext(key))))
-
-
-def _engine(url: str) -> Engine:
-    """The engine for `url`, created once per process with the slots table in place."""
-    with _engines_lock:
-        engine = _engines.get(url)
-        if engine is None:
-            # no pre-ping: a dropped connection fails the transaction, which is tried again
-            engine = create_engine(_driver_url(url))
-            if engine.dialect.name == "sqlite":
-                _sqlite_hooks(engine)
-            elif engine.dialect.name == "postgresql":
-                _postgres_hooks(engine)
-            try:
-                with engine.begin() as conn:
-                    # processes starting together would race on CREATE TABLE
-                    _serialise(conn, "__create__")
-                    _drop_old_shape(conn)
-                    metadata.create_all(conn)
-            except BaseException:
-                engine.dispose()
-                raise
-            _engines[url] = engine
-        return engine
-
-
-def _drop_old_shape(conn: Connection) -> None:
-    """A slots table from before in-flight tracking is dropped: it holds only the last few minutes' slots,
-    and losing them costs at most one window's worth of 429s, once."""
-    found = inspect(conn)
-    if found.has_table(slots.name):
-        columns = {c["name"] for c in found.get_columns(slots.name)}
-        if not {c.name for c in slots.columns} <= columns:
-            slots.drop(conn)
-
-
-def _key_lock(url: str, key_id: str) -> threading.Lock:
-    with _key_locks_lock:
-        return _key_locks.setdefault((url, key_id), threading.Lock())
-
-
-def _redacted(url: str) -> str:
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - an unparsable URL is shown as its scheme only
-        return url.split(":", 1)[0] + "://..."
 
 
 class DatabaseLimiter:
@@ -249,14 +118,14 @@ class DatabaseLimiter:
     def take(self, horizon: float | None = None, *, in_flight: bool = True) -> tuple[float, int] | None:
         """`take_slot`, returning (slot time, slot id) for `settle_slot`; the slot is in flight until then."""
         engine = self._engine_or_raise()
-        with _key_lock(self.url, self.key_id):
+        with key_lock(self.url, self.key_id):
             tries = 0
             while True:
                 try:
                     return self._take_slot_once(engine, horizon, in_flight)
                 except DBAPIError as exc:
-                    if tries == len(_RETRY_PAUSES) or not _transient(exc):
-                        message = f"the limiter database {_failure(self.url, exc)}"
+                    if tries == len(_RETRY_PAUSES) or not transient(exc):
+                        message = f"the limiter database {failure(self.url, exc)}"
                         raise ConfigError(message) from exc
                     time.sleep(_RETRY_PAUSES[tries])
                     tries += 1
@@ -264,7 +133,7 @@ class DatabaseLimiter:
     def _take_slot_once(self, engine: Engine, horizon: float | None, in_flight: bool) -> tuple[float, int] | None:
         params: dict[str, Any] = {"key": self.key_id}
         with engine.begin() as conn:
-            _serialise(conn, self.key_id)
+            serialise(conn, self.key_id)
             now = self._clock()
             params.update(stale=now - self._longest - SKEW_GRACE_SECONDS, now=now,
                           fresh=now - IN_FLIGHT_MAX_SECONDS)
@@ -291,7 +160,7 @@ class DatabaseLimiter:
         precision this adds: the slot counts as in flight until IN_FLIGHT_MAX_SECONDS."""
         try:
             engine = self._engine_or_raise()
-            with _key_lock(self.url, self.key_id), engine.begin() as conn:
+            with key_lock(self.url, self.key_id), engine.begin() as conn:
                 conn.execute(self._settle if sent else self._release, {"slot_id": slot_id, "at": self._clock()})
         except (ConfigError, DBAPIError):
             pass
@@ -301,10 +170,10 @@ class DatabaseLimiter:
         tried again, as in `take`."""
         for pause in (*_RETRY_PAUSES, None):
             try:
-                return _engine(self.url)
+                return engine_for(self.url)
             except DBAPIError as exc:
-                if pause is None or not _transient(exc):
-                    message = f"cannot open the limiter database {_failure(self.url, exc)}"
+                if pause is None or not transient(exc):
+                    message = f"cannot open the limiter database {failure(self.url, exc)}"
                     raise ConfigError(message) from exc
                 time.sleep(pause)
         raise AssertionError("unreachable")
@@ -330,38 +199,20 @@ class DatabaseLimiter:
 
     def __repr__(self) -> str:
         return (
-            f"DatabaseLimiter({_redacted(self.url)!r}, key_id={self.key_id!r}, "
+            f"DatabaseLimiter({redacted(self.url)!r}, key_id={self.key_id!r}, "
             f"windows={list(self.windows)!r})"
         )
-
-
-def _failure(url: str, exc: DBAPIError) -> str:
-    """`<url without password>: <driver error>`, for error messages."""
-    return f"{_redacted(url)}: {type(exc.orig).__name__}: {str(exc.orig).strip()[:200]}"
-
-
-def _transient(exc: DBAPIError) -> bool:
-    """A dropped connection or a lock timeout may pass; a bad URL or schema will not."""
-    return exc.connection_invalidated or "locked" in str(exc.orig).lower()
-
-
-def key_fingerprint(settings: BackdropSettings) -> str:
-    """A stable id for (server, API key) that does not reveal the key: the vendor counts per key, and the
-    server's host aliases are one server (`canonical_service`), so they share one limit."""
-    material = f"{canonical_service(settings.api_url)}\n{settings.api_key_value() or ''}"
-    return hashlib.sha256(material.encode()).hexdigest()[:32]
 
 
 _shared: dict[tuple[object, ...], DatabaseLimiter] = {}
 _shared_lock = threading.Lock()
 
 
-def limiter_for(settings: BackdropSettings) -> RateLimiter:
-    """The limiter a client should use: a `DatabaseLimiter` on `settings.limiter_url` when it is
-    set (one per URL, key and limits in the process), else the in-process `shared_limiter`."""
+def database_limiter(settings: BackdropSettings) -> DatabaseLimiter:
+    """The `DatabaseLimiter` on `settings.limiter_url`, one per URL, key and limits in the process."""
     if not settings.limiter_url:
-        return shared_limiter(settings)
-    key = (settings.limiter_url, key_fingerprint(settings), _windows(settings))
+        raise ValueError("no limiter_url: the in-process limiter paces this process")
+    key = (settings.limiter_url, limiter_key_id(settings), _windows(settings))
     with _shared_lock:
         limiter = _shared.get(key)
         if limiter is None:

@@ -15,7 +15,6 @@ slot there, and sleeps outside it on its own loop.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import heapq
 import math
 import threading
@@ -24,7 +23,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, runtime_checkable
 
-from backdrop.settings import BackdropSettings, canonical_service
+from backdrop.identity import process_limiter_key
+from backdrop.settings import BackdropSettings
 
 __all__ = ["RateLimiter", "SlidingWindowLimiter", "limiter_from_settings", "shared_limiter", "wait_horizon"]
 
@@ -215,9 +215,7 @@ _shared_lock = threading.Lock()
 
 def shared_limiter(settings: BackdropSettings) -> SlidingWindowLimiter:
     """The process-wide limiter for this API URL, key and limits (the vendor counts per key)."""
-    key_value = settings.api_key_value() or ""
-    fingerprint = hashlib.sha256(key_value.encode()).hexdigest()[:16]
-    key = (canonical_service(settings.api_url), fingerprint, _windows(settings))  # host aliases: one limit
+    key = (*process_limiter_key(settings), _windows(settings))  # host aliases: one limit
     with _shared_lock:
         limiter = _shared.get(key)
         if limiter is None:

@@ -9,30 +9,28 @@ import stat
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlparse, urlsplit
 
 import fsspec
 import httpx
 import pandas as pd
 
-from backdrop.errors import BackdropError
+from backdrop.errors import CsvError, InputRejected
 from backdrop.fences import AddressFence, FetchRefused, fenced_sync_transport, parse_networks
 from backdrop.redact import excerpt
 from backdrop.roots import host_allowed, input_roots, shown, within
 from backdrop.settings import BackdropSettings
 
-__all__ = ["CsvError", "InputRow", "read_rows", "normalise_prompt", "MAX_PROMPT_CHARS"]
+__all__ = [
+    "InputRow", "read_rows", "normalise_prompt", "check_prompt", "MAX_PROMPT_CHARS", "STAGED_INPUTS", "csv_base_dir",
+]
 
 KNOWN_COLUMNS = ("id", "image_url", "prompt", "template_id")
 #: the vendor publishes no prompt limit; a very long one is almost surely a paste error
 MAX_PROMPT_CHARS = 2000
 _MAX_REDIRECTS = 5
-
-
-class CsvError(BackdropError):
-    """The CSV as a whole cannot be used (empty, unreadable, missing columns)."""
-
-    code = "bad_csv"
+#: where a batch keeps the exact input bytes preflight staged, below its output folder (the gallery reads them)
+STAGED_INPUTS = Path(".backdrop", "inputs")
 
 
 @dataclass(frozen=True)
@@ -53,6 +51,20 @@ def normalise_prompt(prompt: str | None) -> str | None:
     if prompt is None:
         return None
     return " ".join(unicodedata.normalize("NFC", prompt).split()) or None
+
+
+def check_prompt(row: InputRow) -> InputRejected | None:
+    """A row needs a prompt or a template; prompts have a sane length (once normalised, as they are sent)."""
+    if row.template_id:
+        return None
+    prompt = normalise_prompt(row.prompt)
+    if not prompt:
+        return InputRejected("prompt_missing", "the row has neither a prompt nor a template_id")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        return InputRejected(
+            "prompt_too_long", f"prompt is {len(prompt)} characters (limit {MAX_PROMPT_CHARS})"
+        )
+    return None
 
 
 def _refuse(location: str, why: str) -> CsvError:
@@ -248,3 +260,17 @@ def read_rows(
             )
         )
     return rows, base_dir
+
+
+def csv_base_dir(csv_location: str) -> Path | None:
+    """The folder a local CSV's relative picture paths are resolved against (None if remote).
+
+    For a CSV already read (the gallery, after the run): no roots are checked and nothing is read.
+    """
+    if not csv_location:
+        return None
+    parsed = urlparse(csv_location)
+    if parsed.scheme not in ("", "file"):
+        return None
+    path = Path(parsed.path if parsed.scheme == "file" else csv_location)
+    return path.expanduser().resolve().parent

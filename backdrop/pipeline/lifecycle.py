@@ -6,8 +6,8 @@
     a lost create?         -> pending_reconcile until the credit history settles it (backdrop.pipeline.reconcile)
     else                   -> reserve units -> upload -> claim (ledger) -> create -> wait -> download
 
-Prefect-free: the API steps come in as a `Steps` object (Prefect tasks in `flows/picture.py`, a fake vendor in
-the model test). Every decision that can spend money fails closed:
+Prefect-free: the API steps come in as a `Steps` object (`backdrop.pipeline.steps`; Prefect tasks in
+`flows/picture.py`, a fake vendor in the model test). Every decision that can spend money fails closed:
 
 * a create that may have left is ambiguous unless the vendor refused it (`steps.create_task`);
 * after a task id exists, no error makes the row "failed, not charged": polls that fail leave it pending;
@@ -20,13 +20,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal
 
-from backdrop.client import DownloadedFile
 from backdrop.errors import (
     AmbiguousCreate,
     AuthError,
@@ -36,27 +34,16 @@ from backdrop.errors import (
     EngineError,
 )
 from backdrop.files import copy_atomic
-from backdrop.pipeline import plan, reconcile
-from backdrop.pipeline.plan import Budget, InputMode, ItemResult, WorkItem
-from backdrop.pipeline.steps import PollResult, file_sha256
+from backdrop.pipeline import reconcile
+from backdrop.pipeline.budget import Budget
+from backdrop.pipeline.outcomes import ItemResult, now_iso
+from backdrop.pipeline.plan import InputMode, WorkItem
+from backdrop.pipeline.steps import Steps, file_sha256, is_public_url
 from backdrop.store.ledger import Ledger, LedgerEntry
 
-__all__ = ["RowLifecycle", "Steps", "settle_in_run"]
+__all__ = ["RowLifecycle"]
 
 log = logging.getLogger("backdrop.pipeline.lifecycle")
-
-
-class Steps(Protocol):
-    """The API steps of one picture. `create` records its outcome in the ledger (see `steps.create_task`):
-    `created` with the task id, `ambiguous` (raising AmbiguousCreate) or `failed` (a definite refusal)."""
-
-    async def upload(self, item: WorkItem) -> str: ...
-
-    async def create(self, item: WorkItem, attempt: int, file_id: str | None, file_url: str | None) -> str: ...
-
-    async def wait(self, task_id: str, first_delay: float | None) -> PollResult: ...
-
-    async def download(self, task_id: str, result_url: str | None, dest: Path) -> DownloadedFile: ...
 
 
 Spend = Literal["free", "maybe", "charged"]
@@ -83,7 +70,7 @@ class RowLifecycle:
 
     async def run(self, item: WorkItem) -> ItemResult:
         """This picture's outcome, whatever happens: the row boundary."""
-        started, t0 = plan.now_iso(), time.monotonic()
+        started, t0 = now_iso(), time.monotonic()
         trace = {"stage": "ledger"}
         try:
             result = await self._process(item, trace)
@@ -99,7 +86,7 @@ class RowLifecycle:
                 units := self._charged_here(item)):
             result.units = units  # this run holds the charge (it saw the success, or took it over): report it
             result.note = "; ".join(filter(None, [result.note, trace.get("adopted")]))
-        result.started_at, result.finished_at = started, plan.now_iso()
+        result.started_at, result.finished_at = started, now_iso()
         result.seconds = round(time.monotonic() - t0, 3)
         return result
 
@@ -203,7 +190,7 @@ class RowLifecycle:
         p = item.prepared
         use_url = p.note is None and (
             (self.input_mode == "url" and item.source.startswith(("http://", "https://")))
-            or (self.input_mode == "auto" and plan.is_public_url(item.source))
+            or (self.input_mode == "auto" and is_public_url(item.source))
         )
         if use_url:
             return None, item.source
@@ -311,38 +298,3 @@ class RowLifecycle:
         return ItemResult(status=status, stage=stage, error_code=exc.report_code,
                           message=exc.message or str(exc), http_status=exc.status,
                           request_id=exc.request_id, attempts=1 if stage != "upload" else 0)
-
-
-async def settle_in_run(
-    runner: RowLifecycle,
-    results: list[tuple[WorkItem, ItemResult]],
-    settle: Callable[[], Awaitable[reconcile.Settlement]],
-    *,
-    wait_seconds: float,
-    settle_after: float,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    clock: Callable[[], float] = time.monotonic,
-) -> list[tuple[WorkItem, ItemResult]]:
-    """Rows of this run left pending by a lost create: wait (at most `wait_seconds`) until the vendor's records
-    can tell, settle them, and finish those they settled: an attributed task is polled and downloaded, a create
-    that made nothing is made now. Only what the records cannot tell stays pending."""
-    out = list(results)
-    deadline = clock() + wait_seconds
-    step = max(0.2, min(30.0, settle_after / 4))
-    while True:
-        lost = {i: n for n, (item, res) in enumerate(out) if res.status == "pending_reconcile" and not res.task_id
-                for i in [item.key]}
-        if not lost or clock() >= deadline:
-            return out
-        settled = await settle()
-        for key in [*settled.attributed, *settled.not_created, *settled.pending]:
-            if key not in lost:
-                continue
-            n = lost[key]
-            item = out[n][0]
-            if key in settled.not_created and out[n][1].error_code == "ambiguous_create" and out[n][1].attempts:
-                await runner.budget.refund()  # this run counted it as spent; it never was
-            out[n] = (item, await runner.run(item))
-        if not any(k in lost for k in settled.waiting):
-            return out  # nothing of ours can still change: the rest wait for a person
-        await sleep(min(step, max(0.0, deadline - clock())))

@@ -1,4 +1,5 @@
-"""Preflight: fetch an input picture and check it against the API's limits before anything is paid.
+"""Preflight: fetch an input picture (`backdrop.pipeline.sources`) and check it against the API's limits before
+anything is paid.
 
 Everything here is free and local. A picture that passes is staged under its content hash, so every later
 step (upload, cache keys, the ledger) is keyed on the bytes, never on a file name.
@@ -18,35 +19,24 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import urlparse
 
 import httpx
 from PIL import Image
 
-from backdrop.errors import BackdropError
-from backdrop.fences import FetchRefused, fenced_transport, fetch_limits
+from backdrop.errors import InputRejected
+from backdrop.fences import fenced_transport, fetch_limits
+from backdrop.pipeline.sources import read_source
 
-__all__ = ["InputRejected", "PreparedInput", "MAX_BYTES", "MAX_SIDE", "prepare_input", "stage_bytes"]
+__all__ = ["PreparedInput", "MAX_BYTES", "MAX_SIDE", "prepare_input", "stage_bytes"]
 
 MAX_BYTES = 10 * 1024 * 1024  # the vendor's limit: file < 10 MB
 MAX_SIDE = 4096  # longer side <= 4096 px
 SUPPORTED = {"JPEG": "image/jpeg", "PNG": "image/png"}
 #: what fit_inputs converts to JPEG/PNG. Pillow is never offered any other format (no EPS, so no Ghostscript).
 FIT_FORMATS = ("WEBP", "GIF", "BMP", "TIFF")
-#: how much we are willing to fetch at all (fit_inputs may shrink a bigger picture)
-FETCH_CAP = 64 * 1024 * 1024
 #: the most pixels Backdrop decodes, read from the header first: a 32 MP photo (6000x4000 fits), well
 #: below Pillow's own guard (89 M). At most 128 MB as RGBA; a JPEG is decoded reduced (draft) anyway.
 MAX_PIXELS = 32 * 1024 * 1024
-
-
-class InputRejected(BackdropError):
-    """The input picture cannot be sent; `code` says why. Nothing was paid."""
-
-    code = "input_rejected"
-
-    def __init__(self, code: str, message: str, *, status: int | None = None) -> None:
-        super().__init__(message, status=status, error_code=code)
 
 
 @dataclass(frozen=True)
@@ -60,73 +50,6 @@ class PreparedInput:
     width: int
     height: int
     note: str | None = None
-
-
-def _local_path(source: str, base_dir: Path | None) -> Path:
-    if base_dir is None:
-        raise InputRejected(
-            "input_path_refused", "a local path needs a local CSV (paths are relative to its folder)"
-        )
-    candidate = (base_dir / source).resolve()
-    if not candidate.is_relative_to(base_dir):
-        raise InputRejected(
-            "input_path_refused", "path is outside the CSV's folder; Backdrop only reads files there"
-        )
-    if not candidate.is_file():
-        raise InputRejected("input_not_found", f"no such file next to the CSV: {source[:100]!r}")
-    return candidate
-
-
-async def _fetch(url: str, http: httpx.AsyncClient) -> bytes:
-    """GET `url` within the fetch limits: BACKDROP_FETCH_DEADLINE_SECONDS for the whole fetch (redirects and body),
-    BACKDROP_FETCH_MAX_BYTES, and (with prepare_input's own client) the address fence on every hop."""
-    limits = fetch_limits()
-    cap = limits.max_bytes
-    try:
-        async with asyncio.timeout(limits.deadline_seconds), http.stream("GET", url) as resp:
-            if resp.status_code >= 400:
-                raise InputRejected(
-                    "input_http_error", f"fetching the image gave HTTP {resp.status_code}",
-                    status=resp.status_code,
-                )
-            declared = resp.headers.get("content-length")
-            if declared and declared.isdigit() and int(declared) > cap:
-                raise InputRejected("exceed_max_filesize", f"image is {int(declared)} bytes, over {cap}")
-            chunks, total = [], 0
-            async for chunk in resp.aiter_bytes():
-                total += len(chunk)
-                if total > cap:
-                    raise InputRejected("exceed_max_filesize", f"image is over {cap} bytes")
-                chunks.append(chunk)
-            return b"".join(chunks)
-    except TimeoutError as exc:  # asyncio.timeout's: httpx's own timeouts are TransportErrors
-        raise InputRejected(
-            "input_timeout", f"fetching the image took over {limits.deadline_seconds:g} s"
-        ) from exc
-    except FetchRefused as exc:
-        raise InputRejected("input_address_refused", f"not fetched: {exc}") from exc
-    except httpx.UnsupportedProtocol as exc:
-        raise InputRejected("input_scheme_refused", f"redirected to a non-http URL: {exc}") from exc
-    except httpx.TooManyRedirects as exc:
-        raise InputRejected("input_unreachable", "too many redirects") from exc
-    except httpx.TransportError as exc:
-        raise InputRejected("input_unreachable", f"cannot fetch the image: {type(exc).__name__}") from exc
-
-
-async def read_source(source: str, base_dir: Path | None, http: httpx.AsyncClient) -> bytes:
-    """The raw bytes behind a CSV cell: an http(s) URL, or a path inside the CSV's folder."""
-    if not source:
-        raise InputRejected("input_missing", "image_url is empty")
-    scheme = urlparse(source).scheme.lower()
-    if scheme in ("http", "https"):
-        return await _fetch(source, http)
-    if scheme and len(scheme) > 1:  # one letter is a Windows drive, anything else a refused scheme
-        raise InputRejected("input_scheme_refused", f"'{scheme}:' inputs are not accepted")
-    path = _local_path(source, base_dir)
-    size = path.stat().st_size
-    if size > FETCH_CAP:
-        raise InputRejected("exceed_max_filesize", f"image is {size} bytes")
-    return await asyncio.to_thread(path.read_bytes)
 
 
 #: magic bytes of FIT_FORMATS, read without any loader: such a file says `unsupported_format` without fit_inputs

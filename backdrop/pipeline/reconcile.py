@@ -8,9 +8,7 @@ charges with a time stamp and the task id (`target_id`), nothing about the input
 * Each lost create has a **window**: from a little before its claim until `settle_after` after the last moment
   its request can have left (the ledger touches the row right before sending). A task is charged inside its
   create's window; that bound is the one assumption, and it is a setting.
-* The vendor's time stamps are compared with ours only through a **calibrated skew**: the known tasks in the
-  same history pages (created and seen done by Backdrop) bound how far the vendor's clock or zone is from ours.
-  With nothing to calibrate against, any zone (±14 h) is allowed, which makes windows wide and decisions rare.
+* The vendor's time stamps are compared with ours only through a **calibrated skew** (`backdrop.pipeline.history`).
 * A lost create with **no orphan in its window**, once the window has closed and the history has been read
   completely back to its start, made no charge: it is `not_created` and may be created again.
 * A charge is **attributed** to a lost create only when it is the only orphan in that create's window, that
@@ -27,120 +25,43 @@ spends on the key.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal
 
-from backdrop.client import BackdropClient
 from backdrop.client.models import CreditHistoryEntry
-from backdrop.errors import BackdropError
-from backdrop.files import atomic_write
-from backdrop.pipeline.evidence import Verdict, keeps_subject
+from backdrop.pipeline.candidates import Vendor
+from backdrop.pipeline.evidence import Verdict
+from backdrop.pipeline.history import (
+    CLOCK_SLACK,
+    MAX_ZONE_ERROR,
+    RIPE_SLACK,
+    UNTARGETED,
+    candidate_action,
+    read_history,
+    skew_bounds,
+)
 from backdrop.store.ledger import Ledger, LedgerEntry, owner_alive
+
+if TYPE_CHECKING:  # the lifecycle imports this module; settle_in_run only drives the lifecycle it is given
+    from backdrop.pipeline.lifecycle import RowLifecycle
+    from backdrop.pipeline.outcomes import ItemResult
+    from backdrop.pipeline.plan import WorkItem
 
 __all__ = [
     "LOST",
-    "ClientVendor",
-    "History",
     "Settlement",
-    "Vendor",
-    "candidate_action",
-    "candidate_picture",
     "decide",
     "pending_rows",
     "is_lost",
-    "read_history",
+    "settle_in_run",
     "settle_lost_creates",
-    "vendor_units",
 ]
 
-#: the candidate id of a history entry that names no task
-UNTARGETED = "untargeted:"
 #: ledger states of a create whose answer never came
 LOST = ("ambiguous", "creating", "pending_reconcile")
-#: what the calibration cannot see: the hosts sharing a ledger keep their clocks this close (NTP keeps them within
-#: milliseconds). Each window is widened by it on both sides, twice over. Wider windows only make decisions rarer:
-#: two minutes here left every lost create of a busy batch pending behind one unattributable charge
-CLOCK_SLACK = timedelta(seconds=15)
-#: our own clock against itself (and other hosts' NTP clocks): the history is read after this much more
-RIPE_SLACK = timedelta(seconds=1)
-#: known tasks created this close to a lost create calibrate the vendor's clock for it
-_NEAR = timedelta(hours=2)
-_BEGINNING = datetime(1, 1, 1, tzinfo=UTC)
-#: the widest a time zone mistake can be (UTC-12 to UTC+14)
-MAX_ZONE_ERROR = timedelta(hours=14)
-#: documented credit-history actions of *other* features (unit system bundle); anything else may be ours
-_OTHER_ACTIONS = frozenset({
-    "photo_enhance", "api_photo_enhance", "object_removal", "api_object_removal", "background_removal",
-    "api_background_removal", "colorize", "api_colorize", "text_to_image", "api_text_to_image", "hair_style",
-    "api_hair_style", "blur_background", "wig", "trial_gift_text_to_image", "sign_up_gift",
-    "subscription_credits", "subscriber_gift", "permanent_credits", "compensation_from_customer_service",
-    "renew", "expire",
-})
-
-
-def candidate_action(action: str) -> bool:
-    """A charge whose action names another feature is never ours; `change_background` or unknown may be."""
-    return action.strip().lower() not in _OTHER_ACTIONS
-
-
-@dataclass(frozen=True)
-class History:
-    entries: list[CreditHistoryEntry]
-    complete_since: datetime | None  # every entry at or after this was read (None: not even that)
-
-
-class Vendor(Protocol):
-    """What settling needs from the vendor (the client in production, a fake in the model test)."""
-
-    async def history_page(self, token: str | None) -> tuple[list[CreditHistoryEntry], str | None]: ...
-
-    async def picture_verdict(self, task_id: str, entry: LedgerEntry) -> Verdict: ...
-
-    async def show(self, task_ids: list[str]) -> None:
-        """Keep the candidates' pictures where a person will look (the gallery); best effort."""
-        ...
-
-
-async def read_history(
-    page: Callable[[str | None], Awaitable[tuple[list[CreditHistoryEntry], str | None]]],
-    since: datetime,
-    *,
-    max_pages: int,
-) -> History:
-    """Every entry at or after `since`, whatever the order the vendor lists them in.
-
-    Paging stops early only when the entries read so far prove a newest-first order (time stamps that fell, never
-    rose, and none missing) and the last page reached back past `since`; otherwise it reads to the end. If
-    `max_pages` runs out first, the history is incomplete and `complete_since` says how far back it is complete
-    (None when the order gives no such bound).
-    """
-    entries: list[CreditHistoryEntry] = []
-    token: str | None = None
-    rose = fell = stampless = False
-    seen: set[str] = set()
-    for _ in range(max_pages):
-        items, token = await page(token)
-        for e in items:
-            stampless = stampless or e.timestamp.timestamp() <= 0
-            if entries:
-                rose = rose or e.timestamp > entries[-1].timestamp
-                fell = fell or e.timestamp < entries[-1].timestamp
-            entries.append(e)
-        if not token:
-            return History(entries, complete_since=_BEGINNING)
-        proven = fell and not rose and not stampless
-        if proven and entries[-1].timestamp < since:
-            return History(entries, complete_since=entries[-1].timestamp)
-        if token in seen:
-            break  # a vendor repeating its token: what we have is all we will get
-        seen.add(token)
-    proven = fell and not rose and not stampless
-    return History(entries, complete_since=entries[-1].timestamp if entries and proven else None)
-
-
 def is_lost(e: LedgerEntry, *, create_window: float, now: datetime) -> bool:
     """A create with no task id whose answer will not come any more (its run is gone, or it is too old)."""
     if e.task_id or e.status not in LOST:
@@ -159,28 +80,6 @@ class Settlement:
     pending: dict[str, list[str]] = field(default_factory=dict)  # content_key -> candidate task ids
     waiting: list[str] = field(default_factory=list)  # windows still open
     history_complete: bool = True
-
-
-def _skew(
-    history: list[CreditHistoryEntry], known: dict[str, LedgerEntry], around: tuple[datetime, datetime],
-    now: datetime,
-) -> tuple[timedelta, timedelta]:
-    """Bounds on (vendor time - our time), from the known tasks in the history created near the lost creates
-    (`around`, ±2 h: a zone's summer-time change further away does not count): each was charged after its
-    create's claim and before Backdrop saw it done. A contradiction, or a charge stamped in the vendor's future,
-    means the vendor's clock cannot be trusted: then any zone is allowed."""
-    lo, hi = -MAX_ZONE_ERROR, MAX_ZONE_ERROR
-    near = (around[0] - _NEAR, around[1] + _NEAR)
-    for h in history:
-        row = known.get(h.target_id or "")
-        if row is None or row.charged_at is None or h.units >= 0 or not near[0] <= row.created_at <= near[1]:
-            continue
-        lo = max(lo, h.timestamp - row.charged_at)
-        hi = min(hi, h.timestamp - row.created_at)
-    latest = max((h.timestamp for h in history), default=None)
-    if lo > hi or (latest is not None and latest > now + hi + CLOCK_SLACK):
-        return -MAX_ZONE_ERROR, MAX_ZONE_ERROR
-    return lo - CLOCK_SLACK, hi + CLOCK_SLACK
 
 
 async def settle_lost_creates(
@@ -214,8 +113,8 @@ async def settle_lost_creates(
     # read with the widest skew first, so that the calibration has the pages it needs
     since = min(e.created_at for e in unsettled) - MAX_ZONE_ERROR - 2 * CLOCK_SLACK
     history = await read_history(vendor.history_page, since, max_pages=max_pages)
-    lo, hi = _skew(history.entries, known, (min(e.created_at for e in unsettled),
-                                            max(e.updated_at for e in unsettled)), now)
+    lo, hi = skew_bounds(history.entries, known, (min(e.created_at for e in unsettled),
+                                                  max(e.updated_at for e in unsettled)), now)
     # a charge of this feature that no create's answer gave us; one without a task id (or whose units could not
     # be read) can never be attributed, but it still rules out "not created" wherever it falls
     orphans = [h if h.target_id else h.model_copy(update={"target_id": f"{UNTARGETED}{h.id}"})
@@ -314,76 +213,6 @@ async def _attribute(
     return chosen
 
 
-async def vendor_units(
-    page: Callable[[str | None], Awaitable[tuple[list[CreditHistoryEntry], str | None]]],
-    task_ids: set[str],
-    since: datetime,
-    *,
-    max_pages: int = 200,
-) -> float | None:
-    """Units the vendor's credit history charged for `task_ids`; None when the history could not be read back
-    to `since` (minus any zone error)."""
-    if not task_ids:
-        return 0.0
-    history = await read_history(page, since - MAX_ZONE_ERROR - CLOCK_SLACK, max_pages=max_pages)
-    if history.complete_since is None:
-        return None
-    return float(sum(-e.units for e in history.entries if e.target_id in task_ids and e.units < 0))
-
-
-class ClientVendor:
-    """`Vendor` over the HTTP client: history pages, and a charged task's result judged against the staged
-    input of the lost create (`inputs`: image sha256 -> staged file). Each result is fetched once."""
-
-    def __init__(self, client: BackdropClient, inputs: dict[str, str], tmp: Path,
-                 keep: Path | None = None) -> None:
-        self.client, self.inputs, self.tmp, self.keep = client, inputs, tmp, keep
-        self._results: dict[str, bytes | None] = {}
-
-    async def history_page(self, token: str | None) -> tuple[list[CreditHistoryEntry], str | None]:
-        return await self.client.credit_history_page(token)
-
-    async def _result(self, task_id: str) -> bytes | None:
-        kept = candidate_picture(self.keep, task_id) if self.keep is not None else None
-        if task_id not in self._results and kept is not None:
-            self._results[task_id] = kept.read_bytes()  # fetched by an earlier pass, maybe before the vendor forgot
-        if task_id not in self._results:
-            try:
-                status = await self.client.get_task(task_id)
-                got = None
-                if status.status == "success" and status.result_url:
-                    got = await self.client.download(status.result_url, self.tmp / f"{len(self._results)}.img")
-                self._results[task_id] = got.path.read_bytes() if got else None
-            except (BackdropError, OSError):
-                self._results[task_id] = None  # a charge we cannot look at proves nothing
-        return self._results[task_id]
-
-    async def show(self, task_ids: list[str]) -> None:
-        """Save each candidate's result as `<keep>/<task id>.<jpg|png|webp>` (see `candidate_picture`)."""
-        if self.keep is None:
-            return
-        for task_id in task_ids:
-            if task_id.startswith(UNTARGETED):
-                continue
-            data = await self._result(task_id)
-            if data is None or candidate_picture(self.keep, task_id) is not None:
-                continue
-            ext = "png" if data.startswith(b"\x89PNG") else "webp" if data[8:12] == b"WEBP" else "jpg"
-            try:
-                self.keep.mkdir(parents=True, exist_ok=True)
-                atomic_write(self.keep / f"{_safe_id(task_id)}.{ext}", lambda p, d=data: Path(p).write_bytes(d))
-            except OSError:
-                continue  # a picture to look at is a convenience; the ledger already holds the candidates
-
-    async def picture_verdict(self, task_id: str, entry: LedgerEntry) -> Verdict:
-        staged = self.inputs.get(entry.image_sha256 or "")
-        result = await self._result(task_id) if staged else None
-        if staged is None or result is None:
-            return "unknown"
-        source = await asyncio.to_thread(Path(staged).read_bytes)
-        return await asyncio.to_thread(keeps_subject, source, result)
-
-
 Decision = Literal["task", "not_created", "recreate"]
 
 
@@ -434,14 +263,36 @@ def decide(ledger: Ledger, environment: str, key_prefix: str, decision: Decision
     return max(ledger.attempts(key), key=lambda e: e.attempt)
 
 
-def _safe_id(task_id: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in task_id)[:120]
-
-
-def candidate_picture(folder: Path, task_id: str) -> Path | None:
-    """The saved result of a candidate charge, if reconciliation could fetch it."""
-    for ext in ("jpg", "png", "webp"):
-        path = folder / f"{_safe_id(task_id)}.{ext}"
-        if path.is_file():
-            return path
-    return None
+async def settle_in_run(
+    runner: RowLifecycle,
+    results: list[tuple[WorkItem, ItemResult]],
+    settle: Callable[[], Awaitable[Settlement]],
+    *,
+    wait_seconds: float,
+    settle_after: float,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> list[tuple[WorkItem, ItemResult]]:
+    """Rows of this run left pending by a lost create: wait (at most `wait_seconds`) until the vendor's records
+    can tell, settle them, and finish those they settled: an attributed task is polled and downloaded, a create
+    that made nothing is made now. Only what the records cannot tell stays pending."""
+    out = list(results)
+    deadline = clock() + wait_seconds
+    step = max(0.2, min(30.0, settle_after / 4))
+    while True:
+        lost = {i: n for n, (item, res) in enumerate(out) if res.status == "pending_reconcile" and not res.task_id
+                for i in [item.key]}
+        if not lost or clock() >= deadline:
+            return out
+        settled = await settle()
+        for key in [*settled.attributed, *settled.not_created, *settled.pending]:
+            if key not in lost:
+                continue
+            n = lost[key]
+            item = out[n][0]
+            if key in settled.not_created and out[n][1].error_code == "ambiguous_create" and out[n][1].attempts:
+                await runner.budget.refund()  # this run counted it as spent; it never was
+            out[n] = (item, await runner.run(item))
+        if not any(k in lost for k in settled.waiting):
+            return out  # nothing of ours can still change: the rest wait for a person
+        await sleep(min(step, max(0.0, deadline - clock())))

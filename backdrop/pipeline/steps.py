@@ -1,4 +1,5 @@
-"""The API steps of one picture as plain async functions; `tasks/` wraps each in a Prefect task.
+"""The API steps of one picture as plain async functions; `tasks/` wraps each in a Prefect task. `Steps` is the
+interface the row lifecycle calls them through; `is_public_url` says whether the vendor may fetch a source itself.
 
 create is the only step that costs money, and the only one never retried blindly: the ledger holds the
 task id from the moment the vendor gives it, and a create whose answer was lost is `ambiguous`.
@@ -7,15 +8,18 @@ task id from the moment the vendor gives it, and a create whose answer was lost 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
+from urllib.parse import urlparse
 
 from backdrop.client import BackdropClient, DownloadedFile, TaskStatus
 from backdrop.errors import AmbiguousCreate, ClaimLost, Forbidden, PollDeadlineExceeded, is_definite_refusal
 from backdrop.pipeline.inputs import normalise_prompt
+from backdrop.pipeline.plan import WorkItem
 from backdrop.pipeline.polling import PollPlanner
 from backdrop.pipeline.webhooks import WebhookReceiver
 from backdrop.settings import BackdropSettings
@@ -24,10 +28,12 @@ from backdrop.store.ledger import Ledger
 __all__ = [
     "CACHE_VERSION",
     "PollResult",
+    "Steps",
     "content_key",
     "create_task",
     "download_result",
     "file_sha256",
+    "is_public_url",
     "upload_input",
     "wait_for_task",
 ]
@@ -196,3 +202,31 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def is_public_url(source: str) -> bool:
+    """True for an http(s) URL whose host the vendor could reach (not loopback, private or local)."""
+    parsed = urlparse(source)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        return False
+    host = parsed.hostname
+    if host == "localhost" or host.endswith((".local", ".internal", ".localhost")):
+        return False
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return True
+    return ip.is_global
+
+
+class Steps(Protocol):
+    """The API steps of one picture. `create` records its outcome in the ledger (see `steps.create_task`):
+    `created` with the task id, `ambiguous` (raising AmbiguousCreate) or `failed` (a definite refusal)."""
+
+    async def upload(self, item: WorkItem) -> str: ...
+
+    async def create(self, item: WorkItem, attempt: int, file_id: str | None, file_url: str | None) -> str: ...
+
+    async def wait(self, task_id: str, first_delay: float | None) -> PollResult: ...
+
+    async def download(self, task_id: str, result_url: str | None, dest: Path) -> DownloadedFile: ...

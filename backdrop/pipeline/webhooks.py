@@ -1,11 +1,8 @@
 """Receive the vendor's Standard Webhooks deliveries during a run, so a waiting task needs no poll.
 
-`verify` checks one delivery (HMAC-SHA256 over `{webhook-id}.{webhook-timestamp}.{body}`, keyed
-with the base64 secret after `whsec_`; any of several space-separated `v1,<b64>` signatures may
-match; the timestamp must lie within ±tolerance of now). `ReplayGuard` remembers ids already acted
-on: the vendor retries with the same `webhook-id`. `WebhookReceiver` serves
-`POST /webhooks/perfectcorp` on uvicorn in a background thread and lets any thread or event loop
-`await wait(task_id, timeout)` for the terminal status.
+`WebhookReceiver` serves `POST /webhooks/perfectcorp` on uvicorn in a background thread and lets any thread or
+event loop `await wait(task_id, timeout)` for the terminal status; each delivery is checked by
+`backdrop.pipeline.webhook_signing` (signature, timestamp, body, replay).
 
 Answers: 204 for a verified delivery acted on, 200 for a verified replay (acknowledged, not acted
 on again, so the vendor stops retrying), 400 for a rejected one (bad or missing signature, stale
@@ -16,13 +13,7 @@ and the signatures are never logged nor put in an error message.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import hashlib
-import hmac
-import json
 import logging
-import re
 import socket
 import threading
 import time
@@ -34,135 +25,16 @@ from typing import Any
 
 import uvicorn
 
-from backdrop.errors import BackdropError, ConfigError
+from backdrop.errors import ConfigError, WebhookRejected
+from backdrop.pipeline.webhook_signing import ReplayGuard, WebhookEvent, decode_secret, verify_with_key
 from backdrop.settings import BackdropSettings
 
-__all__ = ["WEBHOOK_PATH", "ReplayGuard", "WebhookEvent", "WebhookReceiver", "WebhookRejected",
-           "decode_secret", "verify"]
+__all__ = ["WEBHOOK_PATH", "WebhookReceiver"]
 
 WEBHOOK_PATH = "/webhooks/perfectcorp"
 TERMINAL = frozenset({"success", "error"})
 MAX_BODY = 64 * 1024
-_TIMESTAMP = re.compile(r"^[0-9]{1,15}$")
 log = logging.getLogger("backdrop.pipeline.webhooks")
-
-
-class WebhookRejected(BackdropError):
-    """A delivery that is not authentic, fresh, or a task notification; `reason` says which."""
-
-    code = "webhook_rejected"
-
-    def __init__(self, reason: str = "", **kw: Any) -> None:
-        super().__init__(reason, **kw)
-
-    @property
-    def reason(self) -> str:
-        return self.message
-
-
-@dataclass(frozen=True)
-class WebhookEvent:
-    """One verified delivery: its `webhook-id`, signed timestamp and the task's terminal state."""
-
-    id: str
-    timestamp: int
-    task_id: str
-    task_status: str
-    created_at: int
-
-
-def decode_secret(secret: str) -> bytes:
-    """The HMAC key of a `whsec_<base64>` secret (prefix optional); ConfigError if unusable."""
-    try:
-        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
-    except (binascii.Error, ValueError):
-        raise ConfigError("the webhook secret is not whsec_<base64>") from None
-    if not key:
-        raise ConfigError("the webhook secret is empty")
-    return key
-
-
-def verify(secret: str, headers: Mapping[str, str], body: bytes, *, tolerance_s: float = 300,
-           now: float | None = None) -> WebhookEvent:
-    """Check one delivery per the Standard Webhooks spec and parse it; raise WebhookRejected."""
-    return _verify(decode_secret(secret), headers, body, tolerance_s, now)
-
-
-def _verify(key: bytes, headers: Mapping[str, str], body: bytes, tolerance_s: float,
-            now: float | None) -> WebhookEvent:
-    lower = {k.lower(): v for k, v in headers.items()}
-    msg_id, stamp, sigs = (lower.get(h, "").strip()
-                           for h in ("webhook-id", "webhook-timestamp", "webhook-signature"))
-    for name, value in (("webhook-id", msg_id), ("webhook-timestamp", stamp),
-                        ("webhook-signature", sigs)):
-        if not value:
-            raise WebhookRejected(f"missing header {name}")
-    if not _TIMESTAMP.match(stamp):
-        raise WebhookRejected("webhook-timestamp is not Unix seconds")
-    timestamp = int(stamp)
-    current = time.time() if now is None else now
-    if timestamp < current - tolerance_s:
-        raise WebhookRejected("timestamp too old")
-    if timestamp > current + tolerance_s:
-        raise WebhookRejected("timestamp too far in the future")
-    signed = f"{msg_id}.{stamp}.".encode() + body
-    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest())
-    matched = False
-    for entry in sigs.split():
-        version, _, sig = entry.partition(",")
-        # every entry is compared, in constant time each, so the answer time says nothing useful
-        matched |= version == "v1" and hmac.compare_digest(expected, sig.encode("utf-8", "replace"))
-    if not matched:
-        raise WebhookRejected("no valid v1 signature")
-    return _parse(msg_id, timestamp, body)
-
-
-def _parse(msg_id: str, timestamp: int, body: bytes) -> WebhookEvent:
-    try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
-        raise WebhookRejected("body is not JSON") from None
-    data = payload.get("data") if isinstance(payload, dict) else None
-    created = payload.get("created_at") if isinstance(payload, dict) else None
-    task_id = data.get("task_id") if isinstance(data, dict) else None
-    status = data.get("task_status") if isinstance(data, dict) else None
-    if not (isinstance(task_id, str) and task_id and isinstance(status, str) and status):
-        raise WebhookRejected("body lacks data.task_id or data.task_status")
-    if isinstance(created, bool) or not isinstance(created, (int, float)):
-        raise WebhookRejected("body lacks a numeric created_at")
-    return WebhookEvent(msg_id, timestamp, task_id, status, int(created))
-
-
-class ReplayGuard:
-    """Ids acted on within `ttl_s` (at most `max_ids`, oldest forgotten first); thread-safe.
-
-    Keep `ttl_s` longer than the vendor's retry span, not only the signature tolerance: a retry is
-    re-signed with a fresh timestamp, so only this memory stops it being acted on twice.
-    """
-
-    def __init__(self, ttl_s: float = 86400.0, *, max_ids: int = 100_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.ttl_s = ttl_s
-        self.max_ids = max_ids
-        self._clock = clock
-        self._expires: OrderedDict[str, float] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def admit(self, msg_id: str) -> bool:
-        """True the first time `msg_id` is seen (act on it), False for a replay."""
-        now = self._clock()
-        with self._lock:
-            while self._expires and next(iter(self._expires.values())) <= now:
-                self._expires.popitem(last=False)
-            if msg_id in self._expires:
-                return False
-            self._expires[msg_id] = now + self.ttl_s
-            while len(self._expires) > self.max_ids:
-                self._expires.popitem(last=False)
-            return True
-
-    def __len__(self) -> int:
-        return len(self._expires)
 
 
 @dataclass
@@ -201,8 +73,7 @@ class WebhookReceiver:
     """Serve `POST /webhooks/perfectcorp` in a background thread and record terminal states.
 
     Use as a context manager. Statuses that arrive before anyone waits are kept (at most
-    `max_pending`, oldest dropped) and forgotten once a `wait` collects them. `ack_failures` is a
-    test hook: that many verified deliveries are acted on, then answered 500 (a lost answer).
+    `max_pending`, oldest dropped) and forgotten once a `wait` collects them.
     """
 
     secret: str = field(repr=False)
@@ -210,7 +81,6 @@ class WebhookReceiver:
     tolerance_s: float = 300.0
     max_pending: int = 10_000
     replay_guard: ReplayGuard = field(default_factory=ReplayGuard, repr=False)
-    ack_failures: int = 0
 
     def __post_init__(self) -> None:
         self._key = decode_secret(self.secret)
@@ -346,7 +216,7 @@ class WebhookReceiver:
         with self._lock:
             self._counters.deliveries += 1
         try:
-            event = _verify(self._key, headers, body, self.tolerance_s, None)
+            event = verify_with_key(self._key, headers, body, self.tolerance_s, None)
         except WebhookRejected as exc:
             with self._lock:
                 self._counters.rejected += 1
@@ -359,9 +229,6 @@ class WebhookReceiver:
             self._counters.ignored += fresh and event.task_status not in TERMINAL
         if fresh and event.task_status in TERMINAL:
             self._record(event)
-        if fresh and self.ack_failures > 0:
-            self.ack_failures -= 1
-            return 500
         return 204 if fresh else 200
 
     async def _app(self, scope: dict[str, Any], receive: Callable[[], Any],

@@ -10,22 +10,16 @@ spellings of one prompt) keep the first: the second was a paid duplicate already
 
 from __future__ import annotations
 
-import hashlib
-
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
+from backdrop.identity import legacy_environment_id
 from backdrop.pipeline.steps import content_key
 from backdrop.settings import BackdropSettings
-from backdrop.store.ledger import Ledger, work
+from backdrop.store.ledger import Ledger
+from backdrop.store.schema import work
 
-__all__ = ["legacy_environment_id", "move_legacy_rows"]
-
-
-def legacy_environment_id(settings: BackdropSettings) -> str:
-    """The account id every ledger row carried before: the URL as spelled, the key itself, the feature."""
-    raw = f"{settings.api_url.rstrip('/')}\n{settings.api_key_value()}\n{settings.feature}"
-    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+__all__ = ["move_legacy_rows"]
 
 
 def move_legacy_rows(ledger: Ledger, settings: BackdropSettings, environment: str) -> int:

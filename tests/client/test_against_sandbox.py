@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from backdrop.client import BackdropClient, SlidingWindowLimiter, TaskStatus
+from backdrop.client import BackdropClient, TaskStatus
 from backdrop.errors import (
     AmbiguousCreate,
     AuthError,
@@ -20,6 +20,7 @@ from backdrop.errors import (
     InvalidTaskId,
     NotFound,
 )
+from backdrop.pacing.memory import SlidingWindowLimiter
 from backdrop.settings import BackdropSettings
 from tests.client.helpers import NoWait
 

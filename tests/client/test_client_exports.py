@@ -1,9 +1,11 @@
-"""The public surface of `backdrop.client`, and its layering (no Prefect, no sandbox)."""
+"""The public surface of `backdrop.client`, and its layering (no Prefect, no sandbox, no database)."""
 
 from __future__ import annotations
 
 import ast
 import inspect
+import subprocess
+import sys
 from pathlib import Path
 
 import backdrop.client as client_pkg
@@ -13,8 +15,7 @@ CLIENT_DIR = Path(client_pkg.__file__).parent
 
 PUBLIC = {
     "BackdropClient", "ClientStats", "CreatedTask", "CreditBalance", "CreditHistoryEntry",
-    "CreditLot", "DownloadedFile", "FeatureCost", "RateLimiter", "SlidingWindowLimiter",
-    "TaskStatus", "Template", "UploadSlot", "limiter_from_settings", "shared_limiter",
+    "CreditLot", "DownloadedFile", "FeatureCost", "TaskStatus", "Template", "UploadSlot",
 }
 
 
@@ -38,7 +39,14 @@ def test_client_modules_import_neither_prefect_nor_the_sandbox() -> None:
                 names = [node.module]
             for name in names:
                 bad = name.startswith(("prefect", "backdrop.sandbox"))
+                # the caller chooses the limiter (`backdrop.pacing.limiter_for`): no persistence in the client
+                bad = bad or name.split(".")[0] == "sqlalchemy" or name == "backdrop.pacing.database"
                 assert not bad, f"{module.name} imports {name}"
+
+
+def test_importing_the_client_loads_no_database_layer() -> None:
+    code = "import sys, backdrop.client; assert 'sqlalchemy' not in sys.modules, sorted(sys.modules)"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=CLIENT_DIR.parents[1])
 
 
 def test_method_signatures_match_the_contract_with_the_pipeline() -> None:

@@ -9,13 +9,9 @@ import time
 
 import pytest
 
-from backdrop.client import (
-    BackdropClient,
-    SlidingWindowLimiter,
-    limiter_from_settings,
-    shared_limiter,
-)
+from backdrop.client import BackdropClient
 from backdrop.pacing import memory as limiter_module
+from backdrop.pacing.memory import SlidingWindowLimiter, limiter_from_settings, shared_limiter
 from tests.client.helpers import FakeClock, make_settings, worst_window
 
 

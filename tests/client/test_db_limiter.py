@@ -4,7 +4,6 @@ processes, and through a real client against the sandbox."""
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import os
 import random
@@ -15,28 +14,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import create_engine, select
 
-from backdrop.client import SlidingWindowLimiter, shared_limiter
 from backdrop.errors import ConfigError
-from backdrop.pacing.database import (
-    SKEW_GRACE_SECONDS,
-    DatabaseLimiter,
-    key_fingerprint,
-    limiter_for,
-    slots,
-)
-from backdrop.pacing.memory import IN_FLIGHT_MAX_SECONDS, _windows
+from backdrop.identity import limiter_key_id
+from backdrop.pacing import limiter_for
+from backdrop.pacing import slots as slots_db
+from backdrop.pacing.database import SKEW_GRACE_SECONDS, DatabaseLimiter
+from backdrop.pacing.memory import IN_FLIGHT_MAX_SECONDS, SlidingWindowLimiter, _windows, shared_limiter
+from backdrop.pacing.slots import slots
 from tests.client.helpers import KEY, FakeClock, make_settings, worst_window
-
-module = importlib.import_module("backdrop.pacing.database")
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def stored_slots(url: str, key_id: str, column: str = "slot_at") -> list[float]:
     """The slots' times (`slot_at`: as counted, settled; `booked_at`: as given), in order."""
-    with module._engine(url).connect() as conn:  # noqa: SLF001
+    with slots_db.engine_for(url).connect() as conn:
         stmt = select(slots.c[column]).where(slots.c.key_id == key_id).order_by(slots.c[column])
         return list(conn.scalars(stmt))
 
@@ -88,7 +82,7 @@ def test_a_request_in_flight_counts_from_now_until_its_answer(db_url: str) -> No
 
 def test_a_slots_table_of_the_old_shape_is_replaced(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'old.db'}"
-    with module.create_engine(url).begin() as conn:
+    with create_engine(url).begin() as conn:
         conn.exec_driver_sql("CREATE TABLE backdrop_rate_slots (id INTEGER PRIMARY KEY, key_id VARCHAR(200) "
                              "NOT NULL, slot_at FLOAT NOT NULL)")
         conn.exec_driver_sql("INSERT INTO backdrop_rate_slots (key_id, slot_at) VALUES ('k', 1.0)")
@@ -197,11 +191,11 @@ def test_threads_with_their_own_event_loops_share_one_limit(db_url: str) -> None
 # ---- several processes ---------------------------------------------------------------------
 
 WORKER = """
-import asyncio, importlib, json, sys, time
-module = importlib.import_module("backdrop.pacing.database")
+import asyncio, json, sys, time
+from backdrop.pacing import database as module, slots as slots_db
 url, key, windows, n = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4])
 limiter = module.DatabaseLimiter(url, key, [tuple(w) for w in windows])
-module._engine(url)  # the table exists before the start
+slots_db.engine_for(url)  # the table exists before the start
 print("ready", flush=True)
 sys.stdin.readline()
 
@@ -265,7 +259,8 @@ def test_processes_sharing_one_sqlite_file_never_exceed_the_windows(db_url: str)
 CLIENT_WORKER = """
 import asyncio, sys
 from backdrop.client import BackdropClient
-from backdrop.pacing.database import DatabaseLimiter, limiter_for
+from backdrop.pacing import limiter_for
+from backdrop.pacing.database import DatabaseLimiter
 from backdrop.settings import BackdropSettings
 settings = BackdropSettings(api_url=sys.argv[1], api_key=sys.argv[2], limiter_url=sys.argv[3],
                             feature="bg-replace", rate_limit_per_second=2.5, max_retries=0)
@@ -295,7 +290,7 @@ def test_two_client_processes_stay_inside_the_sandbox_rate_limit(sandbox: Any, d
         assert len(out.splitlines()) == 5
     settings = make_settings(api_url=sandbox.base_url, api_key=sandbox.api_key,
                              rate_limit_per_second=2.5)
-    assert len(stored_slots(db_url, key_fingerprint(settings))) == 8
+    assert len(stored_slots(db_url, limiter_key_id(settings))) == 8
     credit_calls = [e for e in sandbox.journal() if e["path"] == "/s2s/v1.0/client/credit"]
     assert [e["status"] for e in credit_calls] == [200] * 8
 

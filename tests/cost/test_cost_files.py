@@ -9,14 +9,8 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
-from backdrop.cost import (
-    BAR,
-    FOCUS_COLUMNS,
-    build_cost_report,
-    cost_markdown,
-    draw_units_chart,
-    write_cost_files,
-)
+from backdrop.cost import FOCUS_COLUMNS, build_cost_report, cost_markdown, write_cost_files
+from backdrop.cost.chart import BAR, draw_units_chart
 from backdrop.settings import BackdropSettings
 from tests.cost.conftest import LedgerFiller, at, charge
 

@@ -18,7 +18,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.client.schemas.sorting import LogSort
 
-from backdrop.cli import _run_flow
+from backdrop.cli.run import _run_flow
 from tests.flows.conftest import draw_product, write_csv
 
 SECRET = "sk-live-TOPSECRET-0123456789"

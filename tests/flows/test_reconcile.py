@@ -96,7 +96,7 @@ def test_a_lost_create_beside_someone_elses_charge_is_not_re_created(
     assert foreign["task_id"] in str(second.loc[0, "note"])
     assert "backdrop reconcile" in str(second.loc[0, "note"])
     # its picture is kept beside the report, for a person to compare with the input
-    from backdrop.pipeline.reconcile import candidate_picture
+    from backdrop.pipeline.candidates import candidate_picture
 
     kept = candidate_picture(tmp_path / "out" / ".backdrop" / "candidates", foreign["task_id"])
     assert kept is not None and kept.read_bytes()[:3] == b"\xff\xd8\xff"

@@ -9,10 +9,11 @@ from typing import Any
 
 from sqlalchemy import insert
 
+from backdrop.identity import legacy_environment_id
 from backdrop.pipeline.steps import CACHE_VERSION, file_sha256
 from backdrop.settings import BackdropSettings
-from backdrop.store.ledger import Ledger, default_ledger_url, work
-from backdrop.store.migrate import legacy_environment_id
+from backdrop.store.ledger import Ledger, default_ledger_url
+from backdrop.store.schema import work
 from tests.flows.conftest import draw_product, run_flow, write_csv
 
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from backdrop.gallery.cards import csv_base_dir, make_thumb
+from backdrop.gallery.pictures import make_thumb
+from backdrop.pipeline.inputs import csv_base_dir
 
 
 def test_make_thumb_shrinks_a_large_jpeg_and_applies_exif_rotation(tmp_path: Path) -> None:
@@ -63,8 +64,8 @@ def test_make_thumb_ignores_a_hash_that_is_not_hex(tmp_path: Path) -> None:
 
 
 def test_a_hostile_input_cell_costs_its_thumbnail_never_the_gallery(tmp_path: Path) -> None:
-    from backdrop.gallery.cards import _input_file
+    from backdrop.gallery.pictures import input_file
 
     (tmp_path / "loop").symlink_to(tmp_path / "loop")
     for cell in ("x" * 300 + ".jpg", "loop", "a\x00b.jpg", "../" * 50 + "etc/passwd"):
-        assert _input_file(cell, "", tmp_path, tmp_path) == (None, "")
+        assert input_file(cell, "", tmp_path, tmp_path) == (None, "")

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from backdrop.pipeline.inputs import CsvError, normalise_prompt, read_rows
+from backdrop.errors import CsvError
+from backdrop.pipeline.inputs import normalise_prompt, read_rows
 
 N = 100_000
 

@@ -19,9 +19,9 @@ import pytest
 from PIL import Image
 
 from backdrop.client import BackdropClient
-from backdrop.errors import DownloadError
+from backdrop.errors import DownloadError, InputRejected
 from backdrop.fences import AddressFence, FetchRefused, forbidden_reason, parse_networks, redact_url
-from backdrop.pipeline.preflight import InputRejected, prepare_input
+from backdrop.pipeline.preflight import prepare_input
 from backdrop.settings import BackdropSettings
 
 pytestmark = pytest.mark.anyio

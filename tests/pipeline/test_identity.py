@@ -12,15 +12,15 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
-from backdrop.pacing.database import key_fingerprint
+from backdrop.identity import environment_id, key_id, legacy_environment_id, limiter_key_id, process_limiter_key
 from backdrop.pacing.memory import shared_limiter
 from backdrop.pipeline import steps
-from backdrop.pipeline.inputs import InputRow, normalise_prompt, read_rows
-from backdrop.pipeline.plan import check_prompt, group_rows
+from backdrop.pipeline.inputs import InputRow, check_prompt, normalise_prompt, read_rows
+from backdrop.pipeline.plan import group_rows
 from backdrop.pipeline.preflight import PreparedInput
 from backdrop.settings import BackdropSettings, canonical_service
-from backdrop.store.ledger import Ledger, work
-from tasks.runtime import environment_id, key_id
+from backdrop.store.ledger import Ledger
+from backdrop.store.schema import work
 
 SHA = "ab" * 32
 WHITESPACE = " \t\n\r\x0b\x0c\u00a0\u2003\u3000"
@@ -137,7 +137,7 @@ def test_key_id_names_the_key_without_revealing_it() -> None:
 
 def test_host_aliases_share_one_limit_and_keys_do_not() -> None:
     vendor, alias = _settings(), _settings(api_url="https://yce-api-01.perfectcorp.com/")
-    assert key_fingerprint(vendor) == key_fingerprint(alias) != key_fingerprint(_settings(api_key="sk-two"))
+    assert limiter_key_id(vendor) == limiter_key_id(alias) != limiter_key_id(_settings(api_key="sk-two"))
     assert shared_limiter(vendor) is shared_limiter(alias) is not shared_limiter(_settings(api_key="sk-two"))
 
 
@@ -154,3 +154,39 @@ def test_an_old_ledger_gets_the_key_id_column(tmp_path: Path) -> None:
     assert ledger.latest("k").key_id is None  # type: ignore[union-attr]
     ledger.claim("k2", 1, key_id="0123456789abcdef")
     assert ledger.latest("k2").key_id == "0123456789abcdef"  # type: ignore[union-attr]
+
+
+# Every id below is persisted (ledger rows, the limiter's table) or shared between processes: a changed value would
+# pay twice for what was paid or split one key's limit. The literals were computed with the code before
+# `backdrop.identity` existed (tasks.runtime, backdrop.pacing, backdrop.store.migrate, backdrop.pipeline.steps).
+PINNED = [
+    # settings, environment_id, key_id, legacy_environment_id, limiter_key_id, process_limiter_key
+    ({"api_key": "sk-one"}, "9265e5bbe460607a", "3870a86ea0e19f5d", "53eeffc80792e064",
+     "74f43e24f1efb1d97f203f0fa3f95c30", ("yce-api-01.makeupar.com", "456f1612bd25c6c8")),
+    ({"api_key": "sk-two", "api_url": "http://127.0.0.1:8765/", "account": "shop", "feature": "bg-replace"},
+     "525d4759b10167ff", "456b9bf99dc1925a", "ff7d6bb95392e4bd", "586f0954258c96166f5165966f179cba",
+     ("loopback:8765", "5e31278545505db1")),
+    ({"api_key": None}, "9265e5bbe460607a", None, "ec77f2274859582c", "d3b379ba0504919868b32a678595013c",
+     ("yce-api-01.makeupar.com", "e3b0c44298fc1c14")),
+]
+
+
+@pytest.mark.parametrize(("fields", "env", "key", "legacy", "limiter", "process"), PINNED)
+def test_every_identity_keeps_its_value(fields: dict[str, object], env: str, key: str | None, legacy: str,
+                                        limiter: str, process: tuple[str, str]) -> None:
+    settings = BackdropSettings(**fields)  # type: ignore[arg-type]
+    assert environment_id(settings) == env
+    assert key_id(settings) == key
+    assert legacy_environment_id(settings) == legacy
+    assert limiter_key_id(settings) == limiter
+    assert process_limiter_key(settings) == process
+
+
+def test_the_content_key_keeps_its_value() -> None:
+    assert steps.CACHE_VERSION == "v1"
+    assert steps.content_key(image_sha256=SHA, prompt=" sunny  beach ", template_id=None, task_type="prompt",
+                             environment="0123456789abcdef") == \
+        "a1f66e7b5f25b3a4229a87d9b40b5b915bdb9a32273b0ad985d0bb7d89a2d4e1"
+    assert steps.content_key(image_sha256=SHA, prompt="x", template_id="t1", task_type="template",
+                             environment="0123456789abcdef") == \
+        "69982a456db87325ba60ef3dff43bdd010a1dcb83935790dc1c8c304d0fec619"

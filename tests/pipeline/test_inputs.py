@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from backdrop.pipeline.inputs import CsvError, read_rows
+from backdrop.errors import CsvError
+from backdrop.pipeline.inputs import read_rows
 
 
 def _csv(tmp_path: Path, text: str | bytes, name: str = "in.csv") -> str:

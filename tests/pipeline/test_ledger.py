@@ -5,9 +5,12 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
-from backdrop.store.ledger import Ledger, work
+from backdrop.settings import BackdropSettings
+from backdrop.store.ledger import Ledger, default_ledger_url
+from backdrop.store.schema import LedgerStatus, work
 
 
 def test_claim_is_exclusive_and_latest_follows_attempts(tmp_path: Path) -> None:
@@ -46,3 +49,19 @@ def test_a_ledger_from_before_charged_at_gets_the_column_and_keeps_its_rows(tmp_
     assert ledger.record_charge("k", 1, 4, "run-1")
     charged = ledger.latest("k")
     assert charged is not None and charged.charged_at is not None and charged.units == 4
+
+
+def test_the_default_ledger_is_sqlite_in_backdrop_home_unless_a_url_is_set(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BACKDROP_LEDGER_URL", raising=False)
+    monkeypatch.setenv("BACKDROP_HOME", str(tmp_path / "home"))
+    expected = f"sqlite:///{tmp_path / 'home' / 'ledger.db'}"
+    assert BackdropSettings().effective_ledger_url() == default_ledger_url() == expected
+    assert (tmp_path / "home").is_dir()  # created on the way
+    assert Ledger().url == expected
+    monkeypatch.setenv("BACKDROP_LEDGER_URL", "sqlite:///elsewhere.db")
+    assert BackdropSettings().effective_ledger_url() == default_ledger_url() == "sqlite:///elsewhere.db"
+    assert BackdropSettings(ledger_url="sqlite:///given.db").effective_ledger_url() == "sqlite:///given.db"
+    # the status names are stored: they keep their strings
+    assert [s.value for s in LedgerStatus] == ["creating", "created", "ambiguous", "pending_reconcile",
+                                               "succeeded", "failed"]

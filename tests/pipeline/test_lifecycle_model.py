@@ -42,11 +42,14 @@ from backdrop.errors import (  # noqa: E402
     ServerError,
 )
 from backdrop.pipeline import reconcile, steps  # noqa: E402
+from backdrop.pipeline.budget import Budget  # noqa: E402
+from backdrop.pipeline.history import UNTARGETED  # noqa: E402
 from backdrop.pipeline.inputs import InputRow  # noqa: E402
-from backdrop.pipeline.lifecycle import RowLifecycle, settle_in_run  # noqa: E402
-from backdrop.pipeline.plan import Budget, ItemResult, WorkItem  # noqa: E402
+from backdrop.pipeline.lifecycle import RowLifecycle  # noqa: E402
+from backdrop.pipeline.outcomes import ItemResult  # noqa: E402
+from backdrop.pipeline.plan import WorkItem  # noqa: E402
 from backdrop.pipeline.preflight import PreparedInput  # noqa: E402
-from backdrop.pipeline.reconcile import UNTARGETED  # noqa: E402
+from backdrop.pipeline.reconcile import settle_in_run  # noqa: E402
 from backdrop.store.ledger import Ledger  # noqa: E402
 
 UNITS = 4

@@ -8,17 +8,48 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from backdrop.files import output_path, safe_stem
+from backdrop.files import safe_stem
+from backdrop.pipeline import plan
 from backdrop.pipeline.inputs import InputRow
 from backdrop.pipeline.plan import output_names
 from backdrop.report.table import RowOutcome, build_report, escape_formula, summarize, write_report
 
+HOSTILE = ["../../etc/passwd", "../x", "/abs/path", "/etc/passwd", "..", ".", ".hidden", "a/b\\c", "a/../../b",
+           "", "é", "C:\\Windows\\x", "~/x"]
 
-@pytest.mark.parametrize("row_id", ["../../etc/passwd", "/abs/path", "..", ".hidden", "a/b\\c", "", "é"])
+
+@pytest.mark.parametrize("row_id", HOSTILE)
 def test_hostile_ids_stay_inside_the_output_folder(tmp_path: Path, row_id: str) -> None:
-    path = output_path(tmp_path, row_id)
-    assert path.parent == tmp_path.resolve()
+    rows = [InputRow(line=1, row_id=row_id, image_url="a.jpg", prompt="p", template_id=None)]
+    path = output_names(rows, tmp_path)[1]
+    assert path.parent == tmp_path
+    assert path.resolve().parent == tmp_path.resolve()
     assert not path.name.startswith(".")
+
+
+def test_hostile_ids_together_and_case_folded_get_distinct_files_inside(tmp_path: Path) -> None:
+    ids = [*HOSTILE, "Mug", "mug", "MUG", "../Mug", "../mug"]
+    rows = [InputRow(line=i, row_id=row_id, image_url="a.jpg", prompt="p", template_id=None)
+            for i, row_id in enumerate(ids, start=1)]
+    names = output_names(rows, tmp_path)
+    assert len({p.name.casefold() for p in names.values()}) == len(ids)
+    assert all(p.resolve().parent == tmp_path.resolve() for p in names.values())
+
+
+def test_a_name_that_would_escape_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defence in depth: were safe_stem ever to let a separator through, no name leaves the folder."""
+    monkeypatch.setattr(plan, "safe_stem", lambda row_id: row_id)
+    for row_id in ("../x", "/etc/passwd", "a/../../b"):
+        rows = [InputRow(line=1, row_id=row_id, image_url="a.jpg", prompt="p", template_id=None)]
+        with pytest.raises(ValueError, match="escapes the output folder"):
+            output_names(rows, tmp_path)
+
+
+def test_normal_ids_keep_their_names(tmp_path: Path) -> None:
+    rows = [InputRow(line=i, row_id=row_id, image_url="a.jpg", prompt="p", template_id=None)
+            for i, row_id in enumerate(["sku-1", "sku-2", "sku-1", "A.v2"], start=1)]
+    assert output_names(rows, tmp_path) == {1: tmp_path / "sku-1.jpg", 2: tmp_path / "sku-2.jpg",
+                                            3: tmp_path / "sku-1-line3.jpg", 4: tmp_path / "A.v2.jpg"}
 
 
 def test_clean_ids_are_kept_and_changed_ids_do_not_collide() -> None:

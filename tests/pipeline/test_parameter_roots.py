@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from backdrop.errors import BackdropError, ConfigError
-from backdrop.pipeline.inputs import CsvError, read_rows
+from backdrop.errors import BackdropError, ConfigError, CsvError
+from backdrop.pipeline.inputs import read_rows
 from backdrop.redact import SecretFilter, excerpt, register_secret
 from backdrop.roots import DEMO_DIR, confine_output
 from backdrop.settings import BackdropSettings

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from backdrop.pipeline.preflight import InputRejected, prepare_input
+from backdrop.errors import InputRejected
+from backdrop.pipeline.preflight import prepare_input
 
 
 def _img(path: Path, size: tuple[int, int], fmt: str, mode: str = "RGB") -> Path:

@@ -20,8 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageFile
 
-from backdrop.gallery.cards import build_cards, make_thumb
-from backdrop.pipeline.preflight import MAX_PIXELS, MAX_SIDE, InputRejected, _check, prepare_input
+from backdrop.errors import InputRejected
+from backdrop.gallery.cards import build_cards
+from backdrop.gallery.pictures import make_thumb
+from backdrop.pipeline.preflight import MAX_PIXELS, MAX_SIDE, _check, prepare_input
 
 ROOT = Path(__file__).resolve().parents[2]
 EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n"
@@ -154,7 +156,7 @@ def test_a_13000px_png_costs_no_memory_to_refuse(bomb: Path) -> None:
     """Measured in a fresh process: decoding it takes 507 MB; refusing it must take a few MB."""
     code = (
         "import json, resource, sys\n"
-        "from backdrop.pipeline.preflight import InputRejected, _check\n"
+        "from backdrop.errors import InputRejected\nfrom backdrop.pipeline.preflight import _check\n"
         "data = open(sys.argv[1], 'rb').read()\n"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "codes = []\n"

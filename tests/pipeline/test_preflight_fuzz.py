@@ -17,7 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from backdrop.pipeline.preflight import InputRejected, PreparedInput, prepare_input
+from backdrop.errors import InputRejected
+from backdrop.pipeline.preflight import PreparedInput, prepare_input
 
 #: the codes this boundary adds; their messages must never quote the cell
 BOUNDARY_CODES = {"input_unreadable", "preflight_error"}

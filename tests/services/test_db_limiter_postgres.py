@@ -3,7 +3,6 @@ on one key never exceeding a window (advisory locks, not SQLite's write lock, se
 
 from __future__ import annotations
 
-import importlib
 import random
 import uuid
 from collections.abc import Iterator
@@ -11,12 +10,11 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import text
 
-from backdrop.client import SlidingWindowLimiter
+from backdrop.pacing import slots as slots_db
 from backdrop.pacing.database import DatabaseLimiter
+from backdrop.pacing.memory import SlidingWindowLimiter
 from tests.client.helpers import FakeClock, worst_window
 from tests.client.test_db_limiter import check_processes, check_threads, stored_slots
-
-module = importlib.import_module("backdrop.pacing.database")
 
 pytestmark = pytest.mark.postgres
 
@@ -24,8 +22,8 @@ pytestmark = pytest.mark.postgres
 @pytest.fixture(scope="module")
 def pg_url(postgres_db: str) -> Iterator[str]:
     yield postgres_db
-    for url in [u for u in module._engines if u == postgres_db]:  # noqa: SLF001
-        module._engines.pop(url).dispose()  # noqa: SLF001
+    for url in [u for u in slots_db.engines if u == postgres_db]:
+        slots_db.engines.pop(url).dispose()
 
 
 def test_the_same_slots_as_the_in_process_limiter(pg_url: str) -> None:
@@ -52,7 +50,7 @@ def test_processes_sharing_one_database_never_exceed_the_windows(pg_url: str) ->
 
 def test_the_table_has_its_index_and_commits_asynchronously(pg_url: str) -> None:
     DatabaseLimiter(pg_url, "schema", [(1, 1.0)]).take_slot()
-    with module._engine(pg_url).connect() as conn:  # noqa: SLF001
+    with slots_db.engine_for(pg_url).connect() as conn:
         indexes = conn.scalars(text(
             "SELECT indexdef FROM pg_indexes WHERE tablename = 'backdrop_rate_slots'"
         )).all()

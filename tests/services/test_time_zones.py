@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
 
-from backdrop import cost
+from backdrop.cost.rollup import load_attempts
 from backdrop.pacing.database import DatabaseLimiter
 from backdrop.store.ledger import Ledger
 
@@ -73,11 +73,11 @@ with ledger.engine.connect() as conn:
 # the cost queries: the attempt counts on its charge's UTC day (03:36 UTC is 12:36 in Tokyo, 19:36 the day
 # before in Los Angeles)
 day = datetime(2026, 11, 30, tzinfo=UTC)
-found = cost.load_attempts(ledger, day, day + timedelta(days=1), [env])
+found = load_attempts(ledger, day, day + timedelta(days=1), [env])
 out["cost_rows"] = len(found)
 out["cost_day"] = str(found["day"].iloc[0]) if len(found) else None
 out["cost_created_at"] = [t.isoformat() for t in found["created_at"]]
-out["cost_before_day"] = len(cost.load_attempts(ledger, day - timedelta(days=1), day, [env]))
+out["cost_before_day"] = len(load_attempts(ledger, day - timedelta(days=1), day, [env]))
 # the DB limiter's slots are the wall-clock instants it granted
 limiter = DatabaseLimiter(url, "tz-" + uuid.uuid4().hex[:8], [(2, 5.0)])
 t0 = time.time()

@@ -1,4 +1,5 @@
-"""Webhook mode: Standard Webhooks verification, replay protection, and the receiver a wait uses."""
+"""Webhook mode: Standard Webhooks verification, replay protection (webhook_signing), and the receiver a wait
+uses (webhooks)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import logging
 import pickle
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +23,9 @@ import pytest
 from PIL import Image
 
 from backdrop.client import BackdropClient
-from backdrop.errors import BackdropError, ConfigError
-from backdrop.pipeline.webhooks import (
-    WEBHOOK_PATH,
-    ReplayGuard,
-    WebhookEvent,
-    WebhookReceiver,
-    WebhookRejected,
-    verify,
-)
+from backdrop.errors import BackdropError, ConfigError, WebhookRejected
+from backdrop.pipeline.webhook_signing import ReplayGuard, WebhookEvent, verify
+from backdrop.pipeline.webhooks import WEBHOOK_PATH, WebhookReceiver
 from backdrop.settings import BackdropSettings
 from tests.conftest import SandboxHandle
 
@@ -392,6 +388,20 @@ def test_from_settings() -> None:
 # ---- end to end against the sandbox ------------------------------------------------------------
 
 
+@dataclass(eq=False)
+class AckFailingReceiver(WebhookReceiver):
+    """A receiver whose first `ack_failures` fresh deliveries are acted on, then answered 500 (a lost answer)."""
+
+    ack_failures: int = 0
+
+    def _handle(self, headers: Mapping[str, str], body: bytes) -> int:
+        status = super()._handle(headers, body)
+        if status == 204 and self.ack_failures > 0:  # 204: verified, fresh, acted on
+            self.ack_failures -= 1
+            return 500
+        return status
+
+
 async def create_task(sandbox: SandboxHandle, tmp_path: Path, prompt: str) -> str:
     """Upload a small picture and create a task with the real client; returns its task_id."""
     src = tmp_path / "product.jpg"
@@ -446,7 +456,7 @@ async def test_end_to_end_the_sandboxs_delivery_ends_the_wait_without_a_poll(
 async def test_end_to_end_the_retry_after_a_failed_answer_is_deduplicated(
     sandbox: SandboxHandle, tmp_path: Path
 ) -> None:
-    with WebhookReceiver(sandbox.webhook_secret, ack_failures=1) as r:
+    with AckFailingReceiver(sandbox.webhook_secret, ack_failures=1) as r:
         sandbox.configure(webhook_urls=[r.url], duration_mode="fixed", duration_median_s=0.3,
                           webhook_backoff_s=0.05)
         task_id = await create_task(sandbox, tmp_path, "in a forest")

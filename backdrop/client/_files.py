@@ -1,0 +1,69 @@
+"""The vendor's file section: register an upload (`POST /s2s/v2.0/file[/{feature}]`, free) and PUT the
+bytes to the presigned storage URL it returns (unpaced, no Authorization header)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from backdrop.client import _parse
+from backdrop.client._calls import ApiCalls
+from backdrop.client._errors import error_from_response
+from backdrop.client._http import Policy, exact_request, file_chunks
+from backdrop.client.models import UploadSlot
+from backdrop.errors import InvalidParameters
+
+__all__ = ["FileCalls"]
+
+
+class FileCalls(ApiCalls):
+    """`BackdropClient`'s upload methods."""
+
+    async def request_upload(
+        self, *, file_name: str, content_type: str, file_size: int
+    ) -> UploadSlot:
+        """Register a file and get its presigned upload request (free)."""
+        s = self.settings
+        path = f"/s2s/v2.0/file/{s.feature}" if s.upload_route == "feature" else "/s2s/v2.0/file"
+        item = {"content_type": content_type, "file_name": file_name, "file_size": file_size}
+        body = {"files": [item]}
+        data, request_id = await self._call(
+            "file", "POST", path, "data", json=body, feature_route=s.upload_route == "feature"
+        )
+        return _parse.upload_slot(data, request_id)
+
+    async def put_file(self, slot: UploadSlot, path: Path) -> None:
+        """PUT the file, streamed from disk, with exactly `slot.headers` and no Authorization."""
+        if not slot.url.startswith(("http://", "https://")):
+            raise InvalidParameters("the upload slot has no usable URL (need http:// or https://)")
+        size = path.stat().st_size
+        headers = dict(slot.headers)
+        declared = next((v for k, v in headers.items() if k.lower() == "content-length"), None)
+        if declared is None:
+            # framing only: presigned storage refuses a chunked body
+            headers["Content-Length"] = str(size)
+        elif declared.strip() != str(size):
+            raise InvalidParameters(
+                f"{path.name} is {size} bytes but its upload slot was requested for "
+                f"{declared.strip()}"
+            )
+
+        async def attempt() -> None:
+            chunks = file_chunks(path)
+            request = exact_request(self._storage, slot.method, slot.url, headers, chunks)
+            resp = await self._storage.send(request)
+            if not resp.is_success:
+                raise error_from_response(resp, with_url=True)
+
+        await self._retrier.run("put", Policy.IDEMPOTENT, attempt, paced=False)
+
+    async def upload_file(
+        self, path: Path, *, content_type: str, file_name: str | None = None
+    ) -> str:
+        """Request a slot and PUT the file; returns the `file_id`."""
+        slot = await self.request_upload(
+            file_name=file_name or path.name,
+            content_type=content_type,
+            file_size=path.stat().st_size,
+        )
+        await self.put_file(slot, path)
+        return slot.file_id

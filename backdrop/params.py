@@ -1,0 +1,145 @@
+"""The flows' parameters: the one owner of each one's name, type, default, description and range.
+
+`BatchParameters` (the `change-backgrounds` flow) and `CostParameters` (the `cost-report` flow) list the
+parameters in order. Each type is an `Annotated` alias carrying its range and description, used by the model
+and by the flow's signature, so Prefect's form gets the bounds from the annotation. Prefect 3.8 takes a
+parameter's description from the docstring's Args section only (it drops an `Annotated` Field's), and cyclopts
+takes its help from the docstring's Parameters section (it ignores a Field's description), so `documented`
+writes both sections from the model and refuses a signature that disagrees with it. README's parameter tables
+are `markdown_table`'s output (a test regenerates them). Prefect-free and cyclopts-free.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from datetime import date
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.fields import FieldInfo
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# The batch flow (flows/change_backgrounds.py) and `backdrop run`.
+Csv = Annotated[str, Field(description=(
+    "CSV location, a path or a URL. Columns image_url (http(s) URL or a path relative to the CSV's folder) and "
+    "prompt; optional id and template_id; other columns pass through to the report."))]
+BatchOut = Annotated[str, Field(description=(
+    "Output folder for the pictures, report.csv, report.parquet and summary.json."))]
+Prompt = Annotated[str | None, Field(description="One prompt for every row, replacing the CSV's prompts.")]
+TemplateId = Annotated[str | None, Field(description="One template for every row (feature bg-replace).")]
+InputMode = Annotated[Literal["upload", "url", "auto"], Field(description=(
+    "upload sends the bytes; url passes http(s) URLs straight to the API; auto passes URLs the vendor can "
+    "reach and uploads the rest."))]
+Concurrency = Annotated[int, Field(ge=1, le=64, description=(
+    "Pictures in flight at once, 1 to 64 (the rate limiter paces requests whatever this is)."))]
+MaxUnits = Annotated[int | None, Field(ge=0, description=(
+    "Unit budget for this run, 0 or more; no task is created that could push the run over it."))]
+DryRun = Annotated[bool, Field(description="Check every row and estimate units and cost, creating nothing.")]
+Feature = Annotated[Literal["bg-replace-v2", "bg-replace"] | None, Field(description=(
+    "Feature slug; empty means the BACKDROP_FEATURE setting (default bg-replace-v2)."))]
+FitInputs = Annotated[bool, Field(description=(
+    "Downscale pictures over 4096 px and convert webp/gif/bmp/tiff instead of failing them."))]
+
+# The cost report flow (flows/cost_report.py) and `backdrop cost`.
+Since = Annotated[date | None, Field(description=(
+    "First day (UTC, YYYY-MM-DD) of the period; empty means the start of the current budget period "
+    "(BACKDROP_BUDGET_PERIOD: month, week or day)."))]
+Until = Annotated[date | None, Field(description=(
+    "Day (UTC, YYYY-MM-DD) after the period's last, excluded; empty means tomorrow, so today is included."))]
+CostOut = Annotated[str, Field(description=(
+    "Folder for cost_focus/daily/runs/deployments (.csv, .parquet), cost_units_per_day.png and "
+    "cost_summary.json."))]
+
+
+class BatchParameters(BaseModel):
+    """The `change-backgrounds` flow's parameters, in the order of its form (deployments name them so)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    csv: Csv
+    out: BatchOut = "backdrop-output"
+    prompt: Prompt = None
+    template_id: TemplateId = None
+    input_mode: InputMode = "upload"
+    concurrency: Concurrency = 8
+    max_units: MaxUnits = None
+    dry_run: DryRun = False
+    feature: Feature = None
+    fit_inputs: FitInputs = False
+
+
+class CostParameters(BaseModel):
+    """The `cost-report` flow's parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    since: Since = None
+    until: Until = None
+    out: CostOut = "cost-output"
+
+
+def description(model: type[BaseModel], name: str) -> str:
+    """The description of one parameter, as the form, the CLI help and README show it."""
+    return model.model_fields[name].description or ""
+
+
+def _base(annotation: Any) -> Any:
+    """The type without its `Annotated` metadata."""
+    return get_args(annotation)[0] if get_origin(annotation) is Annotated else annotation
+
+
+def _check(model: type[BaseModel], fn: Callable[..., Any], *, exact_types: bool,
+           own_types: tuple[str, ...]) -> list[str]:
+    """The model's parameters `fn` takes; raises TypeError when its signature disagrees with the model."""
+    signature = inspect.signature(fn, eval_str=True)
+    names = [name for name in signature.parameters if name in model.model_fields]
+    hints = get_type_hints(model, include_extras=True)
+    for name in names:
+        param, field = signature.parameters[name], model.model_fields[name]
+        default = inspect.Parameter.empty if field.is_required() else field.default
+        if param.default != default:
+            raise TypeError(f"{fn.__name__}({name}=...): default {param.default!r}, the model says {default!r}")
+        expected = hints[name] if exact_types else _base(hints[name])
+        if name not in own_types and param.annotation != expected:
+            raise TypeError(f"{fn.__name__}({name}: ...): type {param.annotation!r}, the model says {expected!r}")
+    return names
+
+
+def documented(model: type[BaseModel], *, style: Literal["google", "numpy"],
+               own_types: tuple[str, ...] = ()) -> Callable[[F], F]:
+    """Write the model's descriptions into `fn`'s docstring and check its signature against the model.
+
+    style="google" (a flow: Prefect reads the Args section; its signature must use the model's annotated
+    types), "numpy" (a CLI command: cyclopts reads the Parameters section, which the docstring opens and
+    this completes; its types are the plain ones, or its own for the names in `own_types`, which it parses
+    itself). Every default must be the model's.
+    """
+
+    def apply(fn: F) -> F:
+        names = _check(model, fn, exact_types=style == "google", own_types=own_types)
+        doc = inspect.cleandoc(fn.__doc__ or "")
+        if style == "numpy":  # the docstring ends with its Parameters section: complete it
+            fn.__doc__ = "\n".join([doc, *(f"{n}\n    {description(model, n)}" for n in names)])
+            return fn
+        summary, returns, rest = doc.partition("\n\nReturns:")  # Args go before a Returns section
+        args = "\n".join(["Args:", *(f"    {n}: {description(model, n)}" for n in names)])
+        fn.__doc__ = f"{summary}\n\n{args}{returns}{rest}"
+        return fn
+
+    return apply
+
+
+def _default(field: FieldInfo) -> str:
+    if field.is_required():
+        return "required"
+    return "empty" if field.default is None else f"`{str(field.default).lower()}`" if isinstance(
+        field.default, bool) else f"`{field.default}`"
+
+
+def markdown_table(model: type[BaseModel]) -> str:
+    """README's table of one flow's parameters: name, default, meaning."""
+    rows = ["| parameter | default | meaning |", "|---|---|---|"]
+    rows += [f"| `{name}` | {_default(field)} | {field.description} |" for name, field in model.model_fields.items()]
+    return "\n".join(rows) + "\n"

@@ -18,7 +18,7 @@ PICTURE_ROUTES = ("file", "create", "poll")
 
 
 class Finished(Protocol):
-    """What the metrics read of one picture's result (`backdrop.pipeline.plan.ItemResult`)."""
+    """What the metrics read of one picture's result (`backdrop.pipeline.outcomes.ItemResult`)."""
 
     @property
     def status(self) -> str: ...

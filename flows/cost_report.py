@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -15,12 +15,13 @@ from prefect.context import get_run_context
 from prefect.states import Completed
 
 from backdrop import cost
+from backdrop.identity import environment_id
 from backdrop.params import CostOut, CostParameters, Since, Until, documented
 from backdrop.roots import confine_output
 from backdrop.settings import BackdropSettings
 from backdrop.store.ledger import Ledger
 from tasks.credits import read_credits
-from tasks.runtime import close_clients, environment_id, settings_for
+from tasks.resources import run_resources
 
 
 def _run_name() -> str:
@@ -43,8 +44,13 @@ async def cost_report(since: Since = None, until: Until = None, out: CostOut = "
         The summary (totals, tables, reconciliation, budget, file paths). When the budget's share used or
         projected reaches BACKDROP_BUDGET_WARN_AT, the run ends Completed, named "Over budget".
     """
+    async with run_resources() as res:
+        return await _cost_report(res.settings(), since, until, out)
+
+
+async def _cost_report(settings: BackdropSettings, since: date | None, until: date | None, out: str) -> Any:
+    """The flow's body, with the run's resources open (the credits task's client, the Secret block read once)."""
     logger = get_run_logger()
-    settings = settings_for()
     out_dir = confine_output(out, settings)  # a parameter: refused outside the output roots, before anything
     now = datetime.now(UTC)
     today = now.date()
@@ -52,10 +58,7 @@ async def cost_report(since: Since = None, until: Until = None, out: CostOut = "
     until = until or today + timedelta(days=1)
     if until <= since:
         raise ValueError(f"until ({until}) must be after since ({since})")
-    try:
-        credits = await read_credits(cost.day_start(since) - cost.PERIOD_EDGE_SLACK)
-    finally:
-        await close_clients()
+    credits = await read_credits(cost.day_start(since) - cost.PERIOD_EDGE_SLACK)
     ledger = Ledger(settings.effective_ledger_url())
     report = cost.build_cost_report(ledger, since, until, settings,
                                     environments=_account_environments(settings),

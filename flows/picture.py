@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from backdrop.client import DownloadedFile
 from backdrop.pipeline.plan import WorkItem
@@ -20,7 +19,7 @@ from tasks.download import download_result
 from tasks.upload import upload_input
 from tasks.wait import wait_for_result
 
-__all__ = ["PrefectSteps", "api_requests"]
+__all__ = ["PrefectSteps"]
 
 
 @dataclass(frozen=True)
@@ -49,7 +48,3 @@ class PrefectSteps:
     async def download(self, task_id: str, result_url: str | None, dest: Path) -> DownloadedFile:
         return await download_result(task_id, result_url, str(dest), self.settings.feature)
 
-
-def api_requests(traffic: dict[str, Any]) -> int:
-    """API requests spent on pictures: uploads, creates and polls (not the end-of-run credit check)."""
-    return sum(int(traffic["requests"].get(r, 0)) for r in ("file", "create", "poll"))

@@ -9,7 +9,7 @@ from prefect import task
 from backdrop.pipeline import steps
 from backdrop.store.ledger import Ledger
 from tasks.policies import CACHE_TTL, CREATE_POLICY
-from tasks.runtime import client_for, settings_for
+from tasks.resources import task_resources
 
 
 @task(
@@ -31,8 +31,9 @@ async def create_background_task(
     task_type: Literal["prompt", "template"],
 ) -> str:
     """Create the background-change task for one picture; returns the vendor's task id."""
-    client = client_for(settings_for(feature))
-    return await steps.create_task(
-        client, Ledger(ledger_url), key=key, attempt=attempt, src_file_id=src_file_id,
-        src_file_url=src_file_url, prompt=prompt, template_id=template_id, task_type=task_type,
-    )
+    async with task_resources() as res:
+        client = res.client(res.settings(feature))
+        return await steps.create_task(
+            client, Ledger(ledger_url), key=key, attempt=attempt, src_file_id=src_file_id,
+            src_file_url=src_file_url, prompt=prompt, template_id=template_id, task_type=task_type,
+        )

@@ -6,11 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 
 from backdrop.client import CreditHistoryEntry
-from tasks.policies import retry_if_transient
-from tasks.runtime import client_for, settings_for
+from tasks.policies import ACCOUNT_READ
+from tasks.resources import task_resources
 
 __all__ = ["CreditSnapshot", "read_credits"]
 
@@ -23,8 +22,7 @@ class CreditSnapshot:
     history: list[CreditHistoryEntry]
 
 
-@task(name="read-credits", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30],
-      retry_condition_fn=retry_if_transient)
+@task(name="read-credits", **ACCOUNT_READ)
 async def read_credits(since: datetime) -> CreditSnapshot:
     """Read the balance and the credit history from `since` on (both GETs, safe to retry).
 
@@ -35,9 +33,10 @@ async def read_credits(since: datetime) -> CreditSnapshot:
         The balance now and every history entry since `since` (charges have negative units).
     """
     logger = get_run_logger()
-    client = client_for(settings_for())
-    balance = await client.credit_balance()
-    history = await client.credit_history(since=since)
+    async with task_resources() as res:
+        client = res.client(res.settings())
+        balance = await client.credit_balance()
+        history = await client.credit_history(since=since)
     logger.info("balance %g units; %d credit history entries since %s", balance.total, len(history),
                 since.isoformat())
     return CreditSnapshot(balance=balance.total, history=history)

@@ -9,21 +9,20 @@ from prefect.cache_policies import NO_CACHE
 
 from backdrop.client import DownloadedFile
 from backdrop.pipeline import steps
-from tasks.policies import retry_if_transient
-from tasks.runtime import client_for, settings_for
+from tasks.policies import SAFE_TO_RETRY
+from tasks.resources import task_resources
 
 
 @task(
     name="download",
     cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=[2, 10],
-    retry_condition_fn=retry_if_transient,
+    **SAFE_TO_RETRY,
     task_run_name="download-{task_id:.12}",
 )
 async def download_result(
     task_id: str, result_url: str | None, dest: str, feature: str
 ) -> DownloadedFile:
     """Download the result of `task_id` to `dest` (renewing an expired URL by polling again)."""
-    client = client_for(settings_for(feature))
-    return await steps.download_result(client, task_id, result_url, Path(dest))
+    async with task_resources() as res:
+        client = res.client(res.settings(feature))
+        return await steps.download_result(client, task_id, result_url, Path(dest))

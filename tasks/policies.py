@@ -1,4 +1,4 @@
-"""Cache policies and the retry rule shared by the tasks.
+"""Cache policies, the retry rule and the shared `@task` options of the tasks.
 
 Prefect's default policy is scoped to one flow run and busts on any edit of a task's code, so it cannot stop
 a re-run from paying again. These policies key on content (image hash, prompt or template, feature,
@@ -11,14 +11,14 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from prefect.cache_policies import CacheKeyFnPolicy
+from prefect.cache_policies import NO_CACHE, CacheKeyFnPolicy
 from prefect.locking.memory import MemoryLockManager
 from prefect.transactions import IsolationLevel
 
 from backdrop.errors import BackdropError
 from backdrop.identity import CACHE_VERSION
 
-__all__ = ["CREATE_POLICY", "UPLOAD_POLICY", "CACHE_TTL", "retry_if_transient"]
+__all__ = ["CREATE_POLICY", "UPLOAD_POLICY", "CACHE_TTL", "SAFE_TO_RETRY", "ACCOUNT_READ", "retry_if_transient"]
 
 #: shorter than the vendor's task and file retention (24 h by the bundle, 30 days by the docs page)
 CACHE_TTL = timedelta(hours=20)
@@ -44,3 +44,11 @@ def retry_if_transient(_task: Any, _task_run: Any, state: Any) -> bool:
     """Retry a task only when its error says repeating the request is safe (429, 5xx, transport)."""
     exc = state.data
     return isinstance(exc, BackdropError) and exc.retryable
+
+
+#: a picture's step that is free and safe to repeat (upload, wait, download): two retries, transient errors only
+SAFE_TO_RETRY: dict[str, Any] = dict(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=retry_if_transient)
+
+#: an account-wide read (credits, credit history, reconciliation): never cached, retried on transient errors
+ACCOUNT_READ: dict[str, Any] = dict(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30],
+                                    retry_condition_fn=retry_if_transient)

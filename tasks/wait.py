@@ -8,24 +8,27 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from backdrop.pipeline import steps
-from tasks.policies import retry_if_transient
-from tasks.runtime import client_for, planner_for, receiver, settings_for
+from tasks.policies import SAFE_TO_RETRY
+from tasks.resources import task_resources
 
 
 @task(
     name="wait",
     cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=[2, 10],
-    retry_condition_fn=retry_if_transient,
+    **SAFE_TO_RETRY,
     task_run_name="wait-{task_id:.12}",
 )
 async def wait_for_result(
     task_id: str, feature: str, run_key: str, first_delay: float | None = None
 ) -> steps.PollResult:
-    """Poll `task_id` until success or error; raises PollDeadlineExceeded at the poll deadline."""
-    settings = settings_for(feature)
-    return await steps.wait_for_task(
-        client_for(settings), task_id, settings, sleep=asyncio.sleep, first_delay=first_delay,
-        planner=planner_for(run_key, settings), receiver=receiver(),
-    )
+    """Poll `task_id` until success or error; raises PollDeadlineExceeded at the poll deadline.
+
+    `run_key` (the flow run's id) names the run whose poll planner times the polls: the planner itself comes
+    with the run's resources (`tasks/resources.py`).
+    """
+    async with task_resources() as res:
+        settings = res.settings(feature)
+        return await steps.wait_for_task(
+            res.client(settings), task_id, settings, sleep=asyncio.sleep, first_delay=first_delay,
+            planner=res.planner(settings), receiver=res.receiver,
+        )

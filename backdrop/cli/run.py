@@ -43,7 +43,6 @@ def _run_flow(params: dict[str, Any], *, as_json: bool) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from backdrop.errors import BackdropError
-    from backdrop.pipeline import plan
     from backdrop.pipeline.inputs import read_rows
     from backdrop.roots import confine_output
 
@@ -57,6 +56,7 @@ def _run_flow(params: dict[str, Any], *, as_json: bool) -> int:
 
     prefect_startup.generous_startup_timeout()  # before Prefect starts its temporary server
     from flows.change_backgrounds import change_backgrounds
+    from flows.progress import follow_progress
 
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeRemainingColumn(), console=console, disable=as_json)
@@ -65,12 +65,12 @@ def _run_flow(params: dict[str, Any], *, as_json: bool) -> int:
     def _update(done: int, total: int, _status: str) -> None:
         progress.update(bar, completed=done, total=total)
 
-    plan.progress_listeners.append(_update)
-    try:
-        with progress:
+    with progress:
+        if as_json:  # no bar to feed
             state = run_for_state(change_backgrounds(**params, return_state=True))
-    finally:
-        plan.progress_listeners.remove(_update)
+        else:  # the flow's progress events, through Prefect
+            with follow_progress(change_backgrounds, _update) as followed:
+                state = run_for_state(followed(**params, return_state=True))
     result = state.result(raise_on_failure=False)
     if isinstance(result, BaseException):
         console.print(f"[red]error:[/red] {result}")

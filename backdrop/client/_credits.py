@@ -44,7 +44,7 @@ class CreditCalls(ApiCalls):
         self, token: str | None = None, *, page_size: int = 30
     ) -> tuple[list[CreditHistoryEntry], str | None]:
         """One page of the credit history and the next page's token (None on the last page). The order of
-        the entries is not published: `backdrop.pipeline.reconcile.read_history` reads pages without assuming it."""
+        the entries is not published: `backdrop.pipeline.history.read_history` reads pages without assuming it."""
         params: dict[str, Any] = {"page_size": page_size}
         if token:
             params["starting_token"] = token

@@ -20,12 +20,8 @@ __all__ = [
     "WorkItem",
     "group_rows",
     "output_names",
-    "progress_listeners",
 ]
 
-
-#: in-process progress callbacks (the CLI's progress bar); called with (done, total, status)
-progress_listeners: list[Callable[[int, int, str], None]] = []
 
 
 @dataclass

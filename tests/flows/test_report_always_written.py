@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import threading
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 
-from backdrop.pipeline import plan
 from backdrop.pipeline.webhooks import WebhookReceiver
 from tests.flows.conftest import draw_product, run_flow, write_csv
 
@@ -47,28 +47,46 @@ def test_a_duplicate_rows_failed_copy_costs_that_row_only(pipeline_env: Any, tmp
     assert (summary["rows"], summary["failed"], summary["units_charged"]) == (3, 1, 8)
 
 
-def test_a_run_cancelled_mid_batch_reports_every_row(pipeline_env: Any, tmp_path: Path) -> None:
+def test_a_run_cancelled_mid_batch_reports_every_row(pipeline_env: Any, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from backdrop.pipeline.lifecycle import RowLifecycle
     from flows.change_backgrounds import change_backgrounds
+    from flows.progress import follow_progress
 
     csv = _batch(tmp_path, 5)
     out = tmp_path / "out"
+    first_seen = threading.Event()  # set by the first progress event, through Prefect
+    seen: list[tuple[int, int, str]] = []
+    run_lifecycle = RowLifecycle.run
+    started = 0
 
-    async def main() -> None:
-        run = asyncio.ensure_future(change_backgrounds(csv=str(csv), out=str(out), concurrency=1))
+    async def held_after_the_first(self: RowLifecycle, item: Any) -> Any:
+        # The progress event travels through Prefect's event stream and arrives a moment after the first picture
+        # ended: the later pictures wait (as slow ones would) until the run is cancelled on that event.
+        nonlocal started
+        started += 1
+        if started > 1:
+            await asyncio.sleep(3600)
+        return await run_lifecycle(self, item)
 
-        def cancel_after_first(done: int, total: int, status: str) -> None:
-            if done == 1:
-                run.cancel()
+    monkeypatch.setattr(RowLifecycle, "run", held_after_the_first)
 
-        plan.progress_listeners.append(cancel_after_first)
-        try:
-            await run
-        finally:
-            plan.progress_listeners.remove(cancel_after_first)
+    def on_progress(done: int, total: int, status: str) -> None:  # called from the follower's thread
+        seen.append((done, total, status))
+        if done == 1:
+            first_seen.set()
 
-    with pytest.raises(BaseException):  # noqa: B017 - cancelled (or Prefect's termination signal)
-        asyncio.run(main())
+    async def cancel_after_first(flow: Any) -> None:
+        run = asyncio.ensure_future(flow(csv=str(csv), out=str(out), concurrency=1))
+        await asyncio.to_thread(first_seen.wait, 60)
+        run.cancel()
+        await run
 
+    with follow_progress(change_backgrounds, on_progress) as followed:
+        with pytest.raises(BaseException):  # noqa: B017 - cancelled (or Prefect's termination signal)
+            asyncio.run(cancel_after_first(followed))
+
+    assert seen[0] == (1, 5, "succeeded")  # the first picture's progress came through Prefect
     df = pd.read_csv(out / "report.csv")
     assert list(df["row_id"]) == [f"r{i}" for i in range(5)]  # every row, once
     assert df.loc[0, "status"] == "succeeded" and df.loc[0, "units_charged"] == 4  # its charge is reported

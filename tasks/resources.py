@@ -1,0 +1,122 @@
+"""The run's resources: settings (the Secret block read once), API clients, the poll planner, the webhook
+receiver and their traffic counters, created by a flow at its start and closed in its `finally`.
+
+Tasks reach them through a `ContextVar` the flow sets, never as task parameters (those stay small and
+serialisable, and the cache keys do not change). Prefect runs an async task in its caller's context and submits
+a sync one to a worker thread with `contextvars.copy_context()`, so every task run of the flow sees them. A task
+called outside a flow (a unit test, `.fn()`) gets short-lived resources of its own, closed when it returns.
+
+Clients are kept per (thread, event loop, settings): concurrent task runs on one loop share one connection pool,
+while a worker thread (its own loop) gets its own. Each client gets its rate limiter here, the composition root
+(`backdrop.pacing.limiter_for`: shared process-wide, whatever the loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+
+from backdrop.client import BackdropClient
+from backdrop.identity import key_id
+from backdrop.pacing import limiter_for
+from backdrop.pipeline.polling import PollPlanner
+from backdrop.pipeline.webhooks import WebhookReceiver
+from backdrop.report.metrics import Traffic
+from backdrop.settings import BackdropSettings
+from tasks.runtime import load_settings
+
+__all__ = ["RunResources", "current_resources", "run_resources", "task_resources"]
+
+_current: ContextVar[RunResources | None] = ContextVar("backdrop_run_resources", default=None)
+
+
+class RunResources:
+    """What one flow run shares between its task runs; `aclose` releases it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._secrets: dict[str, str] = {}
+        self._clients: dict[tuple[int, int, str], BackdropClient] = {}
+        self._planner: PollPlanner | None = None
+        #: the run's webhook receiver (started by the flow), or None to poll only
+        self.receiver: WebhookReceiver | None = None
+
+    def settings(self, feature: str | None = None) -> BackdropSettings:
+        """Settings from the environment, the feature override, and the key (env, or the run's Secret block)."""
+        with self._lock:
+            return load_settings(feature, self._secrets)
+
+    def client(self, settings: BackdropSettings) -> BackdropClient:
+        """The client of these settings for the running thread and event loop."""
+        loop = asyncio.get_running_loop()
+        # the key's id too: the dump masks the key, and the environment id does not hold it
+        key = (threading.get_ident(), id(loop), f"{key_id(settings)}{settings.model_dump_json()}")
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = self._clients[key] = BackdropClient(settings, limiter=limiter_for(settings))
+            return client
+
+    def planner(self, settings: BackdropSettings) -> PollPlanner:
+        """The run's poll planner: what one task learns about durations times the next one's poll."""
+        with self._lock:
+            if self._planner is None:
+                self._planner = PollPlanner(settings)
+            return self._planner
+
+    @property
+    def used_planner(self) -> PollPlanner | None:
+        """The planner, if any task polled."""
+        return self._planner
+
+    def traffic(self) -> Traffic:
+        """Requests by route, 429s, retries and transport errors of the running loop's clients, summed."""
+        loop_id = id(asyncio.get_running_loop())
+        with self._lock:
+            mine = [c for k, c in self._clients.items() if k[1] == loop_id]
+        total = Traffic()
+        for client in mine:
+            total.add(client.stats.snapshot())
+        return total
+
+    async def aclose(self) -> None:
+        """Close the clients that belong to the running loop (the run's loop)."""
+        loop_id = id(asyncio.get_running_loop())
+        with self._lock:
+            clients = [self._clients.pop(k) for k in [k for k in self._clients if k[1] == loop_id]]
+        for client in clients:
+            await client.aclose()
+
+
+def current_resources() -> RunResources | None:
+    """The resources of the flow run this code runs in, if any."""
+    return _current.get()
+
+
+@asynccontextmanager
+async def run_resources() -> AsyncIterator[RunResources]:
+    """A flow's resources, current for everything it calls until the block ends; closed then."""
+    res = RunResources()
+    token = _current.set(res)
+    try:
+        yield res
+    finally:
+        _current.reset(token)
+        await res.aclose()
+
+
+@asynccontextmanager
+async def task_resources() -> AsyncIterator[RunResources]:
+    """The running flow's resources; outside a flow, short-lived ones closed when the block ends."""
+    res = _current.get()
+    if res is not None:
+        yield res
+        return
+    own = RunResources()
+    try:
+        yield own
+    finally:
+        await own.aclose()

@@ -7,6 +7,7 @@ what a stopped run still reports: each picture it finished, and `not_attempted` 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,10 +122,8 @@ class PictureRun:
         """Cancel the pictures, and let those in flight unwind (their ledger writes) before reading what they left."""
         for t in self.tasks:
             t.cancel()
-        try:
+        with contextlib.suppress(BaseException):  # cancelled again: report what there is now
             await asyncio.wait(self.tasks, timeout=10)
-        except BaseException:  # noqa: BLE001 - cancelled again: report what there is now
-            pass
 
     def so_far(self, why: BaseException) -> Results:
         """One result per picture: each finished one's, `not_attempted` for the rest."""

@@ -12,6 +12,7 @@ in `tasks/resources.py`, opened here and closed when the flow ends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,7 +29,7 @@ from prefect.states import Completed
 from backdrop import identity
 from backdrop.errors import InputRejected
 from backdrop.fences import redact_url
-from backdrop.gallery import write_gallery
+from backdrop.gallery import GalleryFiles, write_gallery
 from backdrop.identity import environment_id, key_id
 from backdrop.params import (
     BatchOut,
@@ -178,10 +179,8 @@ async def change_backgrounds(
             summary["files"] = write_report(df, summary, out_dir)
             logger.error("the run stopped (%s); report.csv lists every row, %d not attempted",
                          type(stop).__name__, summary["not_attempted"])
-            try:
+            with contextlib.suppress(Exception):  # left unreported, a later run's report adopts them
                 ledger.mark_reported(run_id)  # the charges this run recorded are in that report
-            except Exception:  # noqa: BLE001 - left unreported, a later run's report adopts them
-                pass
             raise
         finally:
             if hooks is not None:
@@ -241,14 +240,14 @@ async def _reconcile_with_vendor(summary: dict[str, Any], results: Results, sett
 
 async def _publish(df: pd.DataFrame, summary: dict[str, Any], out_dir: Path, logger: Any) -> Any:
     """The gallery, summary.json again and the artifacts (each best effort), then the run's final state."""
+    gallery: GalleryFiles | None = None
     try:  # best effort: the report is written already, and a gallery that fails never costs it
         gallery = await asyncio.to_thread(write_gallery, df, summary, out_dir)  # Pillow work, off the loop
     except Exception as exc:  # noqa: BLE001
-        gallery = None
         summary["gallery_error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
         logger.warning("the gallery could not be written (%s); the report is complete without it",
                        summary["gallery_error"])
-    else:
+    if gallery is not None:
         summary["files"].update(gallery.as_dict())
     write_summary(summary, out_dir)  # again, now listing the gallery too
     # artifacts are best effort too: report.csv and summary.json are written whatever Prefect's API answers

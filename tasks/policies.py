@@ -36,7 +36,8 @@ UPLOAD_POLICY = CacheKeyFnPolicy(cache_key_fn=_upload_key)
 #: In-process locking only. Across processes and hosts the ledger's claim is the guard: Prefect 3.8.8's async
 #: transactions release a prefect-redis lock with the sync call, which never frees it (async tasks deadlock).
 CREATE_POLICY = CacheKeyFnPolicy(cache_key_fn=_create_key).configure(
-    isolation_level=IsolationLevel.SERIALIZABLE, lock_manager=MemoryLockManager()
+    isolation_level=IsolationLevel.SERIALIZABLE,
+    lock_manager=MemoryLockManager(),  # type: ignore[no-untyped-call]  # Prefect leaves its __init__ unannotated
 )
 
 

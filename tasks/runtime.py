@@ -6,6 +6,7 @@ and the webhook receiver belong to the run: see `tasks/resources.py`; the ids de
 from __future__ import annotations
 
 from collections.abc import MutableMapping
+from typing import Any
 
 from pydantic import SecretStr
 
@@ -21,7 +22,8 @@ def _key_from_block(name: str, cache: MutableMapping[str, str]) -> str:
         from prefect.blocks.system import Secret
 
         try:
-            cache[name] = str(Secret.load(name).get())
+            block: Any = Secret.load(name)  # sync_compatible: a Secret when called from sync code, as here
+            cache[name] = str(block.get())
         except ValueError as exc:
             raise ConfigError(f"cannot load the Prefect Secret block '{name}'") from exc
     return cache[name]

@@ -12,7 +12,7 @@ from prefect.logging import disable_run_logger
 
 from tasks.credits import CreditSnapshot, read_credits
 from tasks.runtime import close_clients
-from tests.cost.conftest import spend
+from tests.support.sandbox import spend
 
 
 async def _read(since: datetime) -> CreditSnapshot:

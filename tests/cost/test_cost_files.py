@@ -18,7 +18,7 @@ from backdrop.cost import (
     write_cost_files,
 )
 from backdrop.settings import BackdropSettings
-from tests.cost.conftest import LedgerFiller, at, charge
+from tests.cost.helpers import LedgerFiller, at, charge
 
 NOV = (date(2026, 11, 1), date(2026, 11, 8))
 

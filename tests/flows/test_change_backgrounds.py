@@ -8,7 +8,8 @@ from typing import Any
 
 from PIL import Image
 
-from tests.flows.conftest import draw_product, run_flow, write_csv
+from tests.flows.helpers import run_flow, write_csv
+from tests.support.images import draw_product
 
 
 def _creates(sandbox: Any) -> int:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import http.server
 import socket
-import struct
 import threading
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +13,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from tests.flows.conftest import draw_product, run_flow, write_csv
+from tests.flows.helpers import run_flow, write_csv
+from tests.support.images import draw_product, png_claiming, save_picture
 
 HYPERLINK = '=HYPERLINK("http://127.0.0.1/x","click")'
 FORMATS = ("webp", "gif", "bmp", "tiff")
@@ -67,20 +66,6 @@ def _closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _png_claiming(path: Path, width: int, height: int) -> Path:
-    """A few dozen bytes of PNG whose header claims width x height pixels."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = struct.pack(">I", zlib.crc32(kind + data))
-        return struct.pack(">I", len(data)) + kind + data + crc
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    idat = zlib.compress(b"\0" * 64)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat)
-                     + chunk(b"IEND", b""))
-    return path
-
-
 def _pictures(folder: Path) -> None:
     draw_product(folder / "good.jpg", (200, 30, 30))
     draw_product(folder / "twin-a.jpg", (30, 160, 30))
@@ -88,10 +73,10 @@ def _pictures(folder: Path) -> None:
     (folder / "text.jpg").write_text("just some text, not a picture")
     whole = draw_product(folder / "whole.jpg", (90, 90, 20)).read_bytes()
     (folder / "cut.jpg").write_bytes(whole[: len(whole) // 2])
-    _png_claiming(folder / "bomb.png", 100_000, 100_000)
+    png_claiming(folder / "bomb.png", 100_000, 100_000)
     fat = draw_product(folder / "fat.jpg", (20, 90, 90)).read_bytes()
     (folder / "fat.jpg").write_bytes(fat + b"\0" * (10 * 1024 * 1024))  # decodes; over 10 MB
-    Image.new("RGB", (5000, 120), (200, 100, 40)).save(folder / "wide.png")
+    save_picture(folder / "wide.png", 5000, 120, (200, 100, 40), "PNG")
     for i, fmt in enumerate(FORMATS):  # distinct pictures, so that each is its own paid content
         with Image.open(draw_product(folder / f"{fmt}.jpg", (120, 60 + 40 * i, 200))) as im:
             im.convert("RGB").save(folder / f"p.{fmt}")

@@ -1,24 +1,26 @@
-"""Plain helpers for the sandbox tests: pictures, upload slots, task create and poll."""
+"""The vendor API driven by hand over plain httpx: upload slots, storage PUTs, task create and poll.
+
+Used by the sandbox's own tests and the contract tests, which check the sandbox's answers request by
+request; `LoopbackHTTP` is the loopback server that serves `src_file_url` pictures and receives webhooks.
+"""
 
 from __future__ import annotations
 
-import io
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
-from PIL import Image
 
-from tests.conftest import TLS
+from tests.support.sandbox import TLS
+
+__all__ = ["LoopbackHTTP", "Upload", "create", "poll", "poll_until_done", "put_bytes", "request_slot", "storage"]
+
+#: the sandbox tests' `upload` fixture: upload(data=None, name="photo.jpg", content_type="image/jpeg") -> file_id
+Upload = Callable[..., str]
 
 #: for the storage URLs, which need no key; shared so each call does not build a TLS context
 storage = httpx.Client(trust_env=False, timeout=10.0, verify=TLS)
-
-
-def picture(width: int = 64, height: int = 48, fmt: str = "JPEG") -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", (width, height), (30, 120, 200)).save(buf, fmt)
-    return buf.getvalue()
 
 
 def request_slot(api: httpx.Client, data: bytes, name: str = "photo.jpg",
@@ -56,16 +58,6 @@ def poll_until_done(api: httpx.Client, task_id: str, slug: str = "bg-replace",
         data: dict[str, Any] = resp.json()["data"]
         if data["task_status"] != "running" or time.monotonic() > end:
             return data
-        time.sleep(0.01)
-
-
-def wait_for(check: Any, limit_s: float = 10.0) -> Any:
-    """Call `check()` every 10 ms until it returns something truthy (or the limit passes)."""
-    end = time.monotonic() + limit_s
-    while True:
-        value = check()
-        if value or time.monotonic() > end:
-            return value
         time.sleep(0.01)
 
 

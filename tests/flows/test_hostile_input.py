@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.server
 import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from PIL import Image
 
 from tests.flows.helpers import run_flow, write_csv
 from tests.support.images import draw_product, png_claiming, save_picture
+from tests.support.loopback import serve
 
 HYPERLINK = '=HYPERLINK("http://127.0.0.1/x","click")'
 FORMATS = ("webp", "gif", "bmp", "tiff")
@@ -51,13 +51,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 def file_server(tmp_path: Path) -> Iterator[str]:
     """A loopback server: /ok.jpg is a picture, /to-ftp redirects to ftp://, the rest is 404."""
     _Handler.picture = draw_product(tmp_path / "served.jpg", (30, 120, 200)).read_bytes()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve(_Handler) as url:
+        yield url
 
 
 def _closed_port() -> int:

@@ -8,8 +8,9 @@ import httpx
 import pytest
 
 from tests.support.images import picture
+from tests.support.loopback import LoopbackHTTP
 from tests.support.sandbox import SandboxHandle, key_client
-from tests.support.vendor_api import LoopbackHTTP, Upload, put_bytes, request_slot
+from tests.support.vendor_api import Upload, put_bytes, request_slot
 
 
 @pytest.fixture

@@ -15,7 +15,8 @@ import pytest
 from backdrop.sandbox import SandboxServer, SandboxSettings, engine, netguard
 from backdrop.sandbox.server import RemoteBindRefused, guard_bind
 from tests.support.images import picture
-from tests.support.vendor_api import LoopbackHTTP, create, poll_until_done, put_bytes, request_slot
+from tests.support.loopback import LoopbackHTTP
+from tests.support.vendor_api import create, poll_until_done, put_bytes, request_slot
 from tests.support.waiting import wait_until
 
 ADMIN_ROUTES = [("GET", "/_sandbox/health"), ("POST", "/_sandbox/reset"), ("GET", "/_sandbox/config"),

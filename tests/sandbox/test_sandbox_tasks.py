@@ -9,8 +9,9 @@ import pytest
 from PIL import Image
 
 from tests.support.images import picture
+from tests.support.loopback import LoopbackHTTP
 from tests.support.sandbox import SandboxHandle
-from tests.support.vendor_api import LoopbackHTTP, Upload, create, poll, poll_until_done, storage
+from tests.support.vendor_api import Upload, create, poll, poll_until_done, storage
 
 SLUGS = ["bg-replace", "bg-replace-v2"]
 

@@ -9,8 +9,9 @@ import json
 
 import httpx
 
+from tests.support.loopback import LoopbackHTTP
 from tests.support.sandbox import SandboxHandle
-from tests.support.vendor_api import LoopbackHTTP, Upload, create
+from tests.support.vendor_api import Upload, create
 from tests.support.waiting import wait_until
 
 

@@ -1,7 +1,7 @@
 """The vendor API driven by hand over plain httpx: upload slots, storage PUTs, task create and poll.
 
 Used by the sandbox's own tests and the contract tests, which check the sandbox's answers request by
-request; `LoopbackHTTP` is the loopback server that serves `src_file_url` pictures and receives webhooks.
+request.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import httpx
 
 from tests.support.sandbox import TLS
 
-__all__ = ["LoopbackHTTP", "Upload", "create", "poll", "poll_until_done", "put_bytes", "request_slot", "storage"]
+__all__ = ["Upload", "create", "poll", "poll_until_done", "put_bytes", "request_slot", "storage"]
 
 #: the sandbox tests' `upload` fixture: upload(data=None, name="photo.jpg", content_type="image/jpeg") -> file_id
 Upload = Callable[..., str]
@@ -59,52 +59,3 @@ def poll_until_done(api: httpx.Client, task_id: str, slug: str = "bg-replace",
         if data["task_status"] != "running" or time.monotonic() > end:
             return data
         time.sleep(0.01)
-
-
-class LoopbackHTTP:
-    """A tiny HTTP server on 127.0.0.1:<free>: serves `routes` on GET, records every POST.
-
-    `routes` maps a path to (status, body); `post_statuses` is a queue of statuses for POSTs
-    (200 once it runs out).
-    """
-
-    def __init__(self) -> None:
-        import http.server
-        import threading
-
-        self.routes: dict[str, tuple[int, bytes]] = {}
-        self.posts: list[dict[str, Any]] = []
-        self.post_statuses: list[int] = []
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the stdlib's naming
-                status, body = outer.routes.get(self.path, (404, b"not found"))
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                outer.posts.append({"path": self.path, "headers": dict(self.headers.items()),
-                                    "body": body})
-                status = outer.post_statuses.pop(0) if outer.post_statuses else 200
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}{path}"
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()

@@ -8,37 +8,32 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-from PIL import Image, ImageDraw
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the benches run as scripts from bench/
+
+from tests.support.images import random_products as draw_pictures
+from tests.support.processes import free_port, terminate
+from tests.support.waiting import wait_until as _wait_until
+
+__all__ = ["admin", "configure", "draw_pictures", "finish_batch", "free_port", "prefect_server", "run_batch",
+           "sandbox", "scaled_env", "start_batch", "wait_until", "write_csv"]
 
 BIN = Path(sys.executable).parent
 RUNNER = Path(__file__).with_name("_run_batch.py")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def wait_until(check: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):
-            if check():
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"{what} did not come up in {timeout:.0f} s")
+    """Wait for `check()` to be truthy (exceptions count as not yet); RuntimeError naming `what` if it never is."""
+    if not _wait_until(check, timeout, interval=0.1, ignore=(Exception,)):
+        raise RuntimeError(f"{what} did not come up in {timeout:.0f} s")
 
 
 @contextlib.contextmanager
@@ -57,8 +52,7 @@ def sandbox(time_scale: float, *, webhook_secret: str | None = None) -> Iterator
             wait_until(lambda: ready.read_text().strip(), 30, "the sandbox")
             yield ready.read_text().strip()
         finally:
-            proc.terminate()
-            proc.wait(15)
+            terminate(proc, 15, kill=False)
 
 
 @contextlib.contextmanager
@@ -76,11 +70,7 @@ def prefect_server(home: Path) -> Iterator[str]:
         wait_until(lambda: httpx.get(f"{url}/health", timeout=2).status_code == 200, 120, "Prefect")
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        terminate(proc, 20)
 
 
 def configure(base_url: str, key: str, **fields: Any) -> None:
@@ -93,22 +83,6 @@ def admin(base_url: str, key: str, path: str) -> Any:
     resp = httpx.get(f"{base_url}/_sandbox/{path}", headers={"Authorization": f"Bearer {key}"}, timeout=60)
     resp.raise_for_status()
     return resp.json()
-
-
-def draw_pictures(folder: Path, n: int, seed: int = 1, size: int = 256) -> list[str]:
-    """`n` distinct small product-like pictures (JPEG) in `folder`; returns their file names."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(seed)
-    names = []
-    for i in range(n):
-        img = Image.new("RGB", (size, size), (238, 238, 236))
-        colour = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
-        box = [rng.randrange(20, 80), rng.randrange(20, 80), rng.randrange(170, 236), rng.randrange(170, 236)]
-        (ImageDraw.Draw(img).ellipse if i % 2 else ImageDraw.Draw(img).rectangle)(box, fill=colour)
-        name = f"p{i:05d}.jpg"
-        img.save(folder / name, "JPEG", quality=80)
-        names.append(name)
-    return names
 
 
 def write_csv(path: Path, images: list[str], prompt: str = "white marble, soft light") -> Path:

@@ -7,9 +7,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import TLS, SandboxHandle
 from tests.contract import bundles as b
-from tests.sandbox.helpers import create, picture, poll, poll_until_done, put_bytes, request_slot
+from tests.support.images import picture
+from tests.support.sandbox import TLS, SandboxHandle
+from tests.support.vendor_api import create, poll, poll_until_done, put_bytes, request_slot
 
 TASK = "/s2s/v2.0/task/bg-replace"
 STATUS = "/s2s/v2.0/task/bg-replace/{task_id}"

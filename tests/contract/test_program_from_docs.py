@@ -14,7 +14,7 @@ import time
 import httpx
 from PIL import Image
 
-from tests.conftest import SandboxHandle
+from tests.support.sandbox import SandboxHandle
 
 TIME_SCALE = 100.0
 

@@ -11,7 +11,7 @@ import pytest
 from prefect.logging import disable_run_logger
 
 from tasks.credits import CreditSnapshot, read_credits
-from tests.cost.conftest import spend
+from tests.support.sandbox import spend
 
 
 async def _read(since: datetime) -> CreditSnapshot:

@@ -12,7 +12,7 @@ from PIL import Image
 from backdrop.cost import FOCUS_COLUMNS, build_cost_report, cost_markdown, write_cost_files
 from backdrop.cost.chart import BAR, draw_units_chart
 from backdrop.settings import BackdropSettings
-from tests.cost.conftest import LedgerFiller, at, charge
+from tests.cost.helpers import LedgerFiller, at, charge
 
 NOV = (date(2026, 11, 1), date(2026, 11, 8))
 

@@ -9,7 +9,7 @@ import pytest
 from backdrop.client import CreditHistoryEntry
 from backdrop.cost import BudgetPeriod, Reconciliation, budget_window, build_cost_report
 from backdrop.settings import BackdropSettings
-from tests.cost.conftest import LedgerFiller, at, charge
+from tests.cost.helpers import LedgerFiller, at, charge
 
 NOV = (date(2026, 11, 1), date(2026, 11, 8))
 

@@ -9,7 +9,7 @@ import pytest
 
 from backdrop.cost import FOCUS_COLUMNS, LOCAL, SERVICE_NAME, build_cost_report
 from backdrop.settings import BackdropSettings
-from tests.cost.conftest import LedgerFiller, at
+from tests.cost.helpers import LedgerFiller, at
 
 NOV = (date(2026, 11, 1), date(2026, 11, 8))
 

@@ -7,8 +7,6 @@ from a copy of `os.environ` without Prefect, Backdrop or proxy variables, plus w
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+
+from tests.support import processes
+from tests.support.processes import Background, free_port, stop, tail
 
 ROOT = Path(__file__).resolve().parents[2]
 _PROXY_VARS = {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"}
@@ -39,15 +41,10 @@ def subprocess_env(prefect_home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def tail(path: Path, chars: int = 3000) -> str:
-    text = path.read_text(errors="replace") if path.exists() else ""
-    return text[-chars:]
+def start_background(name: str, args: list[str], env: Mapping[str, str], log: Path,
+                     cwd: Path = ROOT) -> Background:
+    """`prefect <args>` in the background (see tests.support.processes)."""
+    return processes.start_background(name, [*prefect_command(), *args], env, log, cwd)
 
 
 def run_cli(args: list[str], env: Mapping[str, str], cwd: Path = ROOT,
@@ -59,84 +56,6 @@ def run_cli(args: list[str], env: Mapping[str, str], cwd: Path = ROOT,
     command = " ".join(args)
     assert proc.returncode == 0, f"prefect {command} exited {proc.returncode}:\n{output[-4000:]}"
     return output
-
-
-@dataclass
-class Background:
-    """A long-running subprocess in its own process group, its output in a log file."""
-
-    name: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    def tail(self, chars: int = 3000) -> str:
-        return f"--- {self.name} (exit code {self.proc.poll()}) ---\n{tail(self.log, chars)}"
-
-
-def start_background(name: str, args: list[str], env: Mapping[str, str], log: Path,
-                     cwd: Path = ROOT) -> Background:
-    with log.open("wb") as sink:  # the child keeps its own copy of the descriptor
-        proc = subprocess.Popen([*prefect_command(), *args], env=dict(env), cwd=cwd,
-                                stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
-    return Background(name, proc, log)
-
-
-def _identity(pid: int) -> tuple[int, int] | None:
-    """(pid, start time) from /proc, so a recycled pid is never mistaken for our process."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return None if fields[0] == "Z" else (pid, int(fields[19]))
-
-
-def _descendants(pid: int) -> list[tuple[int, int]]:
-    """All live processes below `pid` (via /proc); a flow-run process may have its own session."""
-    parents: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in parents.get(todo.pop(), []):
-            todo.append(child)
-            if (ident := _identity(child)) is not None:
-                found.append(ident)
-    return found
-
-
-def stop(bg: Background, grace: float = 15.0) -> None:
-    """Terminate the process, its group and all it started; kill what outlives the grace period."""
-    if bg.proc.poll() is not None:
-        return
-    children = _descendants(bg.proc.pid) if Path("/proc").is_dir() else []
-    _signal(bg, children, signal.SIGTERM)
-    try:
-        bg.proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        pass
-    deadline = time.monotonic() + 5.0
-    while time.monotonic() < deadline and any(_identity(p) == (p, t) for p, t in children):
-        time.sleep(0.1)
-    _signal(bg, children, signal.SIGKILL)
-    bg.proc.wait(timeout=10)
-
-
-def _signal(bg: Background, children: list[tuple[int, int]], sig: signal.Signals) -> None:
-    """Signal our group while its leader is unreaped, and each child still the one we saw."""
-    targets: list[tuple[Callable[[int, int], None], int]] = []
-    if bg.proc.poll() is None:
-        targets.append((os.killpg, bg.proc.pid))
-    targets += [(os.kill, pid) for pid, started in children if _identity(pid) == (pid, started)]
-    for send, target in targets:
-        try:
-            send(target, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 @dataclass
@@ -218,6 +137,17 @@ def deploy_all(srv: PrefectServer, pool: str) -> str:
     env = subprocess_env(srv.home, PREFECT_API_URL=srv.api_url)
     run_cli(["work-pool", "create", pool, "--type", "process"], env)
     return run_cli(["--no-prompt", "deploy", "--all", "--prefect-file", str(ROOT / "prefect.yaml")], env)
+
+
+@contextmanager
+def deployed_server(tmp_path_factory: pytest.TempPathFactory, folder: str, pool: str,
+                    database_url: str | None = None) -> Iterator[tuple[PrefectServer, str]]:
+    """A server in a fresh `folder` (its home and logs) with `pool` and every deployment of prefect.yaml on
+    it; yields the server and the deploy's output."""
+    base = tmp_path_factory.mktemp(folder)
+    (base / "logs").mkdir()
+    with prefect_server(base / "prefect-home", base / "logs", database_url=database_url) as srv:
+        yield srv, deploy_all(srv, pool)
 
 
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}

@@ -20,18 +20,19 @@ import httpx
 import pandas as pd
 import pytest
 import sqlalchemy
-from PIL import Image, ImageDraw
+from PIL import Image
 
-from tests.conftest import SandboxHandle
 from tests.deployments.helpers import (
     ROOT,
     PrefectServer,
-    deploy_all,
-    prefect_server,
+    deployed_server,
     prefect_worker,
     run_logs,
     wait_final,
 )
+from tests.support.images import draw_product
+from tests.support.sandbox import SandboxHandle
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.prefect_server
 
@@ -48,35 +49,22 @@ PARIS = ZoneInfo("Europe/Paris")
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
     """A real server with the work pool and every deployment of prefect.yaml on it."""
-    base = tmp_path_factory.mktemp("prefect")
-    (base / "logs").mkdir()
-    with prefect_server(base / "prefect-home", base / "logs") as srv:
-        _deploy(srv)
+    with deployed_server(tmp_path_factory, "prefect", POOL) as (srv, out):
+        assert "change-backgrounds/manual" in out and "change-backgrounds/inbox-nightly" in out, out
         yield srv
-
-
-def _draw(path: Path, colour: tuple[int, int, int]) -> None:
-    img = Image.new("RGB", (320, 240), (240, 240, 240))
-    ImageDraw.Draw(img).ellipse((80, 60, 240, 180), fill=colour)
-    img.save(path, "JPEG", quality=90)
 
 
 def _batch(folder: Path) -> Path:
     """Three rows: two real product pictures and a text file named like a picture."""
     folder.mkdir()
-    _draw(folder / "red.jpg", (200, 30, 30))
-    _draw(folder / "blue.jpg", (30, 30, 200))
+    draw_product(folder / "red.jpg", (200, 30, 30))
+    draw_product(folder / "blue.jpg", (30, 30, 200))
     (folder / "broken.jpg").write_text("this is not a picture")
     rows = [{"id": n, "image_url": f"{n}.jpg", "prompt": "white studio backdrop", "sku": f"SKU-{n}"}
             for n in ("red", "blue", "broken")]
     path = folder / "photos.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
     return path
-
-
-def _deploy(srv: PrefectServer) -> None:
-    out = deploy_all(srv, POOL)
-    assert "change-backgrounds/manual" in out and "change-backgrounds/inbox-nightly" in out, out
 
 
 def _check_deployments(api: httpx.Client) -> str:
@@ -103,10 +91,14 @@ def _check_deployments(api: httpx.Client) -> str:
 
 def _logs_until(api: httpx.Client, run_id: str, needle: str, deadline_s: float = 20.0) -> str:
     """The run's logs once `needle` is among them: logs reach the API in batches, maybe late."""
-    deadline = time.monotonic() + deadline_s
-    while needle not in (logs := run_logs(api, run_id)) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    return logs
+    seen = [""]
+
+    def found() -> bool:
+        seen[0] = run_logs(api, run_id)
+        return needle in seen[0]
+
+    wait_until(found, deadline_s, interval=0.5)
+    return seen[0]
 
 
 def test_the_manual_deployment_runs_on_a_process_worker_against_the_sandbox(

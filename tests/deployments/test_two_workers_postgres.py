@@ -16,17 +16,11 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
-from PIL import Image, ImageDraw
 
-from tests.conftest import SandboxHandle, fresh_postgres_database
-from tests.deployments.helpers import (
-    PrefectServer,
-    deploy_all,
-    prefect_server,
-    prefect_worker,
-    run_logs,
-    wait_final,
-)
+from tests.deployments.helpers import PrefectServer, deployed_server, prefect_worker, run_logs, wait_final
+from tests.support.images import numbered_products
+from tests.support.sandbox import SandboxHandle
+from tests.support.services import fresh_postgres_database
 
 pytestmark = [pytest.mark.prefect_server, pytest.mark.postgres]
 
@@ -49,24 +43,9 @@ def databases() -> Iterator[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, databases: tuple[str, str]) -> Iterator[PrefectServer]:
-    base = tmp_path_factory.mktemp("prefect-pg")
-    (base / "logs").mkdir()
     asyncpg_url = "postgresql+asyncpg://" + databases[0].split("://", 1)[1]
-    with prefect_server(base / "prefect-home", base / "logs", database_url=asyncpg_url) as srv:
-        deploy_all(srv, POOL)
+    with deployed_server(tmp_path_factory, "prefect-pg", POOL, database_url=asyncpg_url) as (srv, _):
         yield srv
-
-
-def _pictures(folder: Path) -> list[str]:
-    folder.mkdir()
-    names = []
-    for i in range(PICTURES):
-        img = Image.new("RGB", (160, 120), (235, 235, 235))
-        colour = ((i * 37) % 256, (i * 91) % 256, (i * 53) % 256)
-        ImageDraw.Draw(img).rectangle((30 + i, 20, 120, 100 - i), fill=colour)
-        img.save(folder / f"p{i:02d}.jpg", "JPEG", quality=90)
-        names.append(f"p{i:02d}.jpg")
-    return names
 
 
 def _csv(folder: Path, name: str, pictures: list[str]) -> Path:
@@ -92,7 +71,7 @@ def test_two_workers_share_the_key_s_limit_and_never_pay_twice(
     sandbox.configure(duration_mode="fixed", duration_median_s=1.0,
                       rate_limit_requests=WINDOW_REQUESTS, rate_limit_window_s=WINDOW_SECONDS,
                       rate_limit_per_second=5)
-    pictures = _pictures(tmp_path / "batch")
+    pictures = numbered_products(tmp_path / "batch", PICTURES)
     half = (PICTURES + OVERLAP) // 2
     csvs = [_csv(tmp_path / "batch", "a.csv", pictures[:half]),
             _csv(tmp_path / "batch", "b.csv", pictures[half - OVERLAP:])]

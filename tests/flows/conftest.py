@@ -1,16 +1,18 @@
-"""Flow tests: one Prefect test server for the session, a fresh result store, and the sandbox."""
+"""Flow tests: one Prefect test server for the session, a fresh result store, and the sandbox.
+
+Their helpers are in tests/flows/helpers.py and tests/support/."""
 
 from __future__ import annotations
 
-import asyncio
+import gc
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-import pandas as pd
 import pytest
-from PIL import Image, ImageDraw
-from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH, temporary_settings
+from prefect.settings import PREFECT_API_URL, PREFECT_RESULTS_LOCAL_STORAGE_PATH, temporary_settings
 from prefect.testing.utilities import prefect_test_harness
 
 
@@ -21,6 +23,23 @@ def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     with temporary_settings(updates={PREFECT_RESULTS_LOCAL_STORAGE_PATH: store}):
         with prefect_test_harness(server_startup_timeout=120):
             yield
+
+
+@pytest.fixture(autouse=True)
+def prefect_unclosed_clients(prefect_harness: None) -> Iterator[None]:
+    """Prefect's leaked API connections are not ours: ignore them (only them) in the flow tests.
+
+    Prefect 3.8.8's flow engine opens a PrefectClient for a flow run's result store (prefect/results.py) and
+    never closes it; its sockets to the test server are collected unclosed (ResourceWarning, an error under
+    pyproject's filterwarnings). The filter names that server's port, so a socket of ours still fails; it
+    holds for this test's setup, call and teardown, and the teardown collects the leftovers under it.
+    """
+    port = urlsplit(PREFECT_API_URL.value()).port
+    warnings.filterwarnings(
+        "ignore", category=ResourceWarning,
+        message=rf"unclosed <socket\.socket .*raddr=\('127\.0\.0\.1', {port}\)>")
+    yield
+    gc.collect()
 
 
 @pytest.fixture
@@ -40,25 +59,3 @@ def pipeline_env(sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
                         ("RECONCILE_AFTER_SECONDS", "4"), ("SETTLE_WAIT_SECONDS", "40")):
         monkeypatch.setenv(f"BACKDROP_{name}", value)
     return sandbox
-
-
-def draw_product(path: Path, colour: tuple[int, int, int], size: tuple[int, int] = (320, 240)) -> Path:
-    img = Image.new("RGB", size, (240, 240, 240))
-    w, h = size
-    ImageDraw.Draw(img).ellipse((w // 4, h // 4, 3 * w // 4, 3 * h // 4), fill=colour)
-    img.save(path, "JPEG", quality=90)
-    return path
-
-
-def write_csv(folder: Path, rows: list[dict[str, str]]) -> Path:
-    path = folder / "batch.csv"
-    pd.DataFrame(rows).to_csv(path, index=False)
-    return path
-
-
-def run_flow(**params: Any) -> tuple[Any, pd.DataFrame]:
-    from flows.change_backgrounds import change_backgrounds
-
-    state = asyncio.run(change_backgrounds(**params, return_state=True))
-    summary = state.result()
-    return state, pd.read_csv(summary["files"]["csv"], dtype={"http_status": "Int64"})

@@ -8,7 +8,9 @@ from typing import Any
 
 from PIL import Image
 
-from tests.flows.conftest import draw_product, run_flow, write_csv
+from tests.flows.helpers import run_flow, write_csv
+from tests.support.images import draw_product
+from tests.support.loopback import serve
 
 
 def _creates(sandbox: Any) -> int:
@@ -147,22 +149,17 @@ def test_running_out_of_credit_stops_new_creates(pipeline_env: Any, tmp_path: Pa
 def test_url_mode_skips_the_upload_and_templates_work(pipeline_env: Any, tmp_path: Path,
                                                       monkeypatch: Any) -> None:
     import http.server
-    import threading
 
     pics = tmp_path / "public"
     pics.mkdir()
     draw_product(pics / "a.jpg", (200, 30, 30))
     handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(pics))  # noqa: E731
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_port}/a.jpg"
     monkeypatch.setenv("BACKDROP_FEATURE", "bg-replace")
-    rows = [{"id": "p", "image_url": url, "prompt": "beach", "template_id": ""},
-            {"id": "t", "image_url": url, "prompt": "", "template_id": "studio_white"}]
-    try:
+    with serve(handler) as web:
+        url = f"{web}/a.jpg"
+        rows = [{"id": "p", "image_url": url, "prompt": "beach", "template_id": ""},
+                {"id": "t", "image_url": url, "prompt": "", "template_id": "studio_white"}]
         _, df = run_flow(csv=str(write_csv(tmp_path, rows)), out=str(tmp_path / "out"), input_mode="url")
-    finally:
-        server.shutdown()
     assert list(df["status"]) == ["succeeded", "succeeded"]
     paths = [j["path"] for j in pipeline_env.journal()]
     assert not [p for p in paths if "/file" in p]  # no upload slot asked for

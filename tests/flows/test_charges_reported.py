@@ -9,7 +9,8 @@ from typing import Any
 import pandas as pd
 
 from backdrop.store.ledger import Ledger, default_ledger_url
-from tests.flows.conftest import draw_product, run_flow, write_csv
+from tests.flows.helpers import run_flow, write_csv
+from tests.support.images import draw_product
 
 
 def _spent(sandbox: Any) -> int:

@@ -19,8 +19,9 @@ from sqlalchemy import update
 from backdrop.cli import app
 from backdrop.cost import FOCUS_COLUMNS, SERVICE_NAME
 from backdrop.store.ledger import Ledger, work
-from tests.cost.conftest import spend
-from tests.flows.conftest import draw_product, run_flow, write_csv
+from tests.flows.helpers import run_flow, write_csv
+from tests.support.images import draw_product
+from tests.support.sandbox import spend
 
 TODAY = datetime.now(UTC).date()
 # A window around today, so a test that runs across midnight (UTC) still sees its own batch.

@@ -15,7 +15,8 @@ from PIL import Image
 from prefect.settings import PREFECT_API_URL
 
 from backdrop.store.ledger import Ledger
-from tests.flows.conftest import draw_product, run_flow, write_csv
+from tests.flows.helpers import run_flow, write_csv
+from tests.support.images import draw_product
 
 BIN = Path(sys.executable).parent
 

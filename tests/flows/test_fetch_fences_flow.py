@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.flows.conftest import draw_product, run_flow, write_csv
+from tests.flows.helpers import run_flow, write_csv
+from tests.support.images import draw_product
 
 
 def test_internal_addresses_are_rows_refused_and_never_reached(pipeline_env: Any, tmp_path: Path,

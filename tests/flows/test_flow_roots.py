@@ -19,7 +19,8 @@ from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.client.schemas.sorting import LogSort
 
 from backdrop.cli.run import _run_flow
-from tests.flows.conftest import draw_product, write_csv
+from tests.flows.helpers import write_csv
+from tests.support.images import draw_product
 
 SECRET = "sk-live-TOPSECRET-0123456789"
 

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import http.server
 import socket
-import struct
-import threading
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +12,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from tests.flows.conftest import draw_product, run_flow, write_csv
+from tests.flows.helpers import run_flow, write_csv
+from tests.support.images import draw_product, png_claiming, save_picture
+from tests.support.loopback import serve
 
 HYPERLINK = '=HYPERLINK("http://127.0.0.1/x","click")'
 FORMATS = ("webp", "gif", "bmp", "tiff")
@@ -52,33 +51,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 def file_server(tmp_path: Path) -> Iterator[str]:
     """A loopback server: /ok.jpg is a picture, /to-ftp redirects to ftp://, the rest is 404."""
     _Handler.picture = draw_product(tmp_path / "served.jpg", (30, 120, 200)).read_bytes()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve(_Handler) as url:
+        yield url
 
 
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _png_claiming(path: Path, width: int, height: int) -> Path:
-    """A few dozen bytes of PNG whose header claims width x height pixels."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = struct.pack(">I", zlib.crc32(kind + data))
-        return struct.pack(">I", len(data)) + kind + data + crc
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    idat = zlib.compress(b"\0" * 64)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat)
-                     + chunk(b"IEND", b""))
-    return path
 
 
 def _pictures(folder: Path) -> None:
@@ -88,10 +68,10 @@ def _pictures(folder: Path) -> None:
     (folder / "text.jpg").write_text("just some text, not a picture")
     whole = draw_product(folder / "whole.jpg", (90, 90, 20)).read_bytes()
     (folder / "cut.jpg").write_bytes(whole[: len(whole) // 2])
-    _png_claiming(folder / "bomb.png", 100_000, 100_000)
+    png_claiming(folder / "bomb.png", 100_000, 100_000)
     fat = draw_product(folder / "fat.jpg", (20, 90, 90)).read_bytes()
     (folder / "fat.jpg").write_bytes(fat + b"\0" * (10 * 1024 * 1024))  # decodes; over 10 MB
-    Image.new("RGB", (5000, 120), (200, 100, 40)).save(folder / "wide.png")
+    save_picture(folder / "wide.png", 5000, 120, (200, 100, 40), "PNG")
     for i, fmt in enumerate(FORMATS):  # distinct pictures, so that each is its own paid content
         with Image.open(draw_product(folder / f"{fmt}.jpg", (120, 60 + 40 * i, 200))) as im:
             im.convert("RGB").save(folder / f"p.{fmt}")

@@ -18,7 +18,8 @@ import pytest
 
 from backdrop.sandbox.profiles import patch_body
 from backdrop.store.ledger import Ledger, default_ledger_url
-from tests.flows.conftest import draw_product, run_flow, write_csv
+from tests.flows.helpers import run_flow, write_csv
+from tests.support.images import draw_product
 
 PROFILES = ["default", "oldest-first", "resized", "png", "shifted-clock"]
 DEMO = Path(__file__).resolve().parents[2] / "backdrop" / "demo"

@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 
 from backdrop.pipeline.webhooks import WebhookReceiver
-from tests.flows.conftest import draw_product, run_flow, write_csv
+from tests.flows.helpers import run_flow, write_csv
+from tests.support.images import draw_product
 
 
 def _batch(folder: Path, n: int) -> Path:

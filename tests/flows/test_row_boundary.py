@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tests.flows.conftest import draw_product, run_flow, write_csv
+from tests.flows.helpers import run_flow, write_csv
+from tests.support.images import draw_product
 
 
 def test_hostile_cells_are_rows_and_the_good_row_succeeds(pipeline_env: Any, tmp_path: Path) -> None:

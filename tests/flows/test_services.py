@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from tests.flows.conftest import draw_product, run_flow, write_csv
+from tests.flows.helpers import run_flow, write_csv
+from tests.support.images import draw_product
 
 
 @pytest.mark.postgres

@@ -14,7 +14,8 @@ from backdrop.pipeline.steps import file_sha256
 from backdrop.settings import BackdropSettings
 from backdrop.store.ledger import Ledger, default_ledger_url
 from backdrop.store.schema import work
-from tests.flows.conftest import draw_product, run_flow, write_csv
+from tests.flows.helpers import run_flow, write_csv
+from tests.support.images import draw_product
 
 
 def _old_key(environment: str, image_sha256: str, prompt: str) -> str:

@@ -1,3 +1,7 @@
+"""Fixtures for the pipeline tests (the environment is cleaned by tests/conftest.py)."""
+
+from __future__ import annotations
+
 import pytest
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from backdrop.errors import CsvError
 from backdrop.pipeline.inputs import read_rows
+from tests.support.loopback import serve
 
 
 def _csv(tmp_path: Path, text: str | bytes, name: str = "in.csv") -> str:
@@ -77,7 +78,6 @@ def test_csv_from_a_url_keeps_remote_image_urls(tmp_path: Path, monkeypatch: pyt
     """A CSV served over HTTP (here by a tiny loopback server, allowed explicitly) is read; its rows have no
     local folder."""
     import http.server
-    import threading
 
     monkeypatch.setenv("BACKDROP_CSV_URL_SCHEMES", "http")
     monkeypatch.setenv("BACKDROP_CSV_URL_HOSTS", "127.0.0.1")
@@ -85,13 +85,9 @@ def test_csv_from_a_url_keeps_remote_image_urls(tmp_path: Path, monkeypatch: pyt
 
     (tmp_path / "in.csv").write_text("id,image_url,prompt\na,https://example.com/a.jpg,beach\n")
     handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path))  # noqa: E731
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        rows, base = read_rows(f"http://127.0.0.1:{server.server_port}/in.csv")
-        missing = f"http://127.0.0.1:{server.server_port}/nope.csv"
+    with serve(handler) as web:
+        rows, base = read_rows(f"{web}/in.csv")
+        missing = f"{web}/nope.csv"
         with pytest.raises(CsvError, match="404"):
             read_rows(missing)
-    finally:
-        server.shutdown()
     assert base is None and rows[0].image_url == "https://example.com/a.jpg"

@@ -8,7 +8,6 @@ from __future__ import annotations
 import http.server
 import logging
 import os
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from backdrop.pipeline.inputs import read_rows
 from backdrop.redact import SecretFilter, excerpt, register_secret
 from backdrop.roots import DEMO_DIR, confine_output
 from backdrop.settings import BackdropSettings
+from tests.support.loopback import serve
 
 SECRET = "sk-live-TOPSECRET-0123456789"
 GOOD = "id,image_url,prompt\na,a.jpg,beach\n"
@@ -171,12 +171,8 @@ def web(tmp_path: Path) -> Iterator[str]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
+    with serve(Handler) as url:
+        yield url
 
 
 def test_csv_urls_need_an_allowed_scheme_and_host_on_every_hop(web: str, monkeypatch: pytest.MonkeyPatch) -> None:

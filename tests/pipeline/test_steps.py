@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image
 
 from backdrop.client import BackdropClient
 from backdrop.errors import AmbiguousCreate, PollDeadlineExceeded
 from backdrop.pipeline import steps
 from backdrop.settings import BackdropSettings
 from backdrop.store.ledger import Ledger
+from tests.support.images import save_picture
 
 
 def _settings(sandbox: Any, **kw: Any) -> BackdropSettings:
@@ -23,9 +23,7 @@ def _settings(sandbox: Any, **kw: Any) -> BackdropSettings:
 
 
 def _picture(tmp_path: Path) -> Path:
-    path = tmp_path / "p.jpg"
-    Image.new("RGB", (200, 100), (250, 250, 250)).save(path, "JPEG")
-    return path
+    return save_picture(tmp_path / "p.jpg", 200, 100, (250, 250, 250))
 
 
 @pytest.mark.anyio

@@ -7,27 +7,27 @@ import asyncio
 import base64
 import hashlib
 import hmac
-import io
 import json
 import logging
 import pickle
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from PIL import Image
 
 from backdrop.client import BackdropClient
 from backdrop.errors import BackdropError, ConfigError, WebhookRejected
 from backdrop.pipeline.webhook_signing import ReplayGuard, WebhookEvent, verify
 from backdrop.pipeline.webhooks import WEBHOOK_PATH, WebhookReceiver
 from backdrop.settings import BackdropSettings
-from tests.conftest import SandboxHandle
+from tests.support.images import save_picture
+from tests.support.sandbox import SandboxHandle
+from tests.support.waiting import until
 
 SECRET = "whsec_" + base64.b64encode(b"backdrop-test-webhook-key-32byte").decode()
 OTHER = "whsec_" + base64.b64encode(b"someone-else-s-webhook-key-bytes").decode()
@@ -404,23 +404,11 @@ class AckFailingReceiver(WebhookReceiver):
 
 async def create_task(sandbox: SandboxHandle, tmp_path: Path, prompt: str) -> str:
     """Upload a small picture and create a task with the real client; returns its task_id."""
-    src = tmp_path / "product.jpg"
-    buf = io.BytesIO()
-    Image.new("RGB", (96, 64), (200, 40, 40)).save(buf, "JPEG")
-    src.write_bytes(buf.getvalue())
+    src = save_picture(tmp_path / "product.jpg", 96, 64, (200, 40, 40))
     settings = BackdropSettings(api_url=sandbox.base_url, api_key=sandbox.api_key)
     async with BackdropClient(settings) as client:
         file_id = await client.upload_file(src, content_type="image/jpeg")
         return (await client.create_task(src_file_id=file_id, prompt=prompt)).task_id
-
-
-async def until(check: Callable[[], Any], limit_s: float = 10.0) -> Any:
-    """Wait (without asserting on time) until `check()` is truthy; return it."""
-    deadline = time.monotonic() + limit_s
-    while not (value := check()):
-        assert time.monotonic() < deadline, "condition never became true"
-        await asyncio.sleep(0.02)
-    return value
 
 
 def polls_of(sandbox: SandboxHandle, task_id: str) -> list[dict[str, Any]]:

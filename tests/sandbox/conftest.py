@@ -1,28 +1,22 @@
-"""Fixtures for the sandbox's own tests: a plain httpx client on the test's key, and uploads."""
+"""Fixtures for the sandbox's own tests: a plain httpx client on the test's key, uploads, a loopback server."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.conftest import TLS
-from tests.sandbox.helpers import LoopbackHTTP, picture, put_bytes, request_slot
-
-if TYPE_CHECKING:
-    from tests.conftest import SandboxHandle
-
-Upload = Callable[..., str]
+from tests.support.images import picture
+from tests.support.loopback import LoopbackHTTP
+from tests.support.sandbox import SandboxHandle, key_client
+from tests.support.vendor_api import Upload, put_bytes, request_slot
 
 
 @pytest.fixture
 def api(sandbox: SandboxHandle) -> Iterator[httpx.Client]:
     """The vendor API as a client sees it, rate limiting off (the rate-limit tests turn it on)."""
-    sandbox.configure(rate_limit_enabled=False)
-    with httpx.Client(base_url=sandbox.base_url, trust_env=False, timeout=10.0, verify=TLS,
-                      headers={"Authorization": f"Bearer {sandbox.api_key}"}) as client:
+    with key_client(sandbox) as client:
         yield client
 
 

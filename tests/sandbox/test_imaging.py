@@ -236,8 +236,8 @@ def test_demo_csv_lists_the_demo_photos() -> None:
     total = 0
     for r in rows:
         path = DEMO / r["image_url"]
-        img = Image.open(path)
-        assert img.format == "JPEG" and all(800 <= side <= 1200 for side in img.size), r
+        with Image.open(path) as img:
+            assert img.format == "JPEG" and all(800 <= side <= 1200 for side in img.size), r
         assert r["sku"] and r["title"]
         total += path.stat().st_size
     assert total < 3_000_000

@@ -7,9 +7,8 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import TLS, SandboxHandle
-from tests.sandbox.conftest import Upload
-from tests.sandbox.helpers import create, storage
+from tests.support.sandbox import TLS, SandboxHandle
+from tests.support.vendor_api import Upload, create, storage
 
 
 def test_health_needs_no_key(sandbox: SandboxHandle) -> None:

@@ -7,9 +7,8 @@ import uuid
 import httpx
 import pytest
 
-from tests.conftest import TLS, SandboxHandle
-from tests.sandbox.conftest import Upload
-from tests.sandbox.helpers import create, poll
+from tests.support.sandbox import TLS, SandboxHandle
+from tests.support.vendor_api import Upload, create, poll
 
 INVALID_KEY = {"status": 401, "error": "This API key is not recognized.",
                "error_code": "InvalidApiKey"}

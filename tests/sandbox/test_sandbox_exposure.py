@@ -15,15 +15,10 @@ import pytest
 
 from backdrop.sandbox import SandboxServer, SandboxSettings, engine, netguard
 from backdrop.sandbox.server import RemoteBindRefused, guard_bind
-from tests.sandbox.helpers import (
-    LoopbackHTTP,
-    create,
-    picture,
-    poll_until_done,
-    put_bytes,
-    request_slot,
-    wait_for,
-)
+from tests.support.images import picture
+from tests.support.loopback import LoopbackHTTP
+from tests.support.vendor_api import create, poll_until_done, put_bytes, request_slot
+from tests.support.waiting import wait_until
 
 ADMIN_ROUTES = [("GET", "/_sandbox/health"), ("POST", "/_sandbox/reset"), ("GET", "/_sandbox/config"),
                 ("PATCH", "/_sandbox/config"), ("GET", "/_sandbox/ledger"), ("PUT", "/_sandbox/ledger"),
@@ -95,7 +90,7 @@ def test_the_command_prints_the_token_once_and_it_opens_the_admin_routes(tmp_pat
                                  "--allow-remote", "--ready-file", str(ready)], stdout=sink,
                                 stderr=subprocess.STDOUT)
     try:
-        assert wait_for(lambda: ready.exists() and ready.read_text().strip(), 30), log.read_text()
+        assert wait_until(lambda: ready.exists() and ready.read_text().strip(), 30), log.read_text()
         port = ready.read_text().strip().rsplit(":", 1)[1]
         lines = [line for line in log.read_text().splitlines() if "X-Sandbox-Admin-Token" in line]
         assert len(lines) == 1, log.read_text()
@@ -175,7 +170,7 @@ def test_webhooks_to_a_private_address_are_never_sent(fenced: SandboxServer, loo
         slot = request_slot(api, picture())
         assert put_bytes(slot, picture()).status_code == 200
         poll_until_done(api, create(api, src_file_id=slot["file_id"], prompt="beach"))
-        hooks = wait_for(lambda: [w for w in api.get("/_sandbox/webhooks").json() if w["attempts"]], 10)
+        hooks = wait_until(lambda: [w for w in api.get("/_sandbox/webhooks").json() if w["attempts"]], 10)
     assert hooks and hooks[0]["delivered"] is False
     assert hooks[0]["attempts"][0]["error"].startswith("refused")
     time.sleep(0.2)

@@ -7,9 +7,10 @@ import uuid
 import httpx
 import pytest
 
-from tests.conftest import TLS, SandboxHandle
-from tests.sandbox.conftest import Upload
-from tests.sandbox.helpers import picture, poll_until_done, put_bytes, request_slot, wait_for
+from tests.support.images import picture
+from tests.support.sandbox import TLS, SandboxHandle
+from tests.support.vendor_api import Upload, poll_until_done, put_bytes, request_slot
+from tests.support.waiting import wait_until
 
 CREDIT = "/s2s/v1.0/client/credit"
 
@@ -93,7 +94,7 @@ def test_lost_create_makes_the_task_and_drops_the_answer(
     (task,) = sandbox.tasks()
     assert (task["lost"], task["prompt"]) == (True, "moon")
     # it runs and is billed like any other task: the client must reconcile, not re-create
-    assert wait_for(lambda: sandbox.ledger()["charges"])[0]["task_id"] == task["task_id"]
+    assert wait_until(lambda: sandbox.ledger()["charges"])[0]["task_id"] == task["task_id"]
     assert [e.get("fault") for e in sandbox.journal() if e["route"] == "create"] == ["lost"]
 
 

@@ -10,9 +10,9 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from tests.conftest import SandboxHandle
-from tests.sandbox.conftest import Upload
-from tests.sandbox.helpers import picture, put_bytes, request_slot, storage
+from tests.support.images import picture
+from tests.support.sandbox import SandboxHandle
+from tests.support.vendor_api import Upload, put_bytes, request_slot, storage
 
 MB10 = 10 * 1024 * 1024
 

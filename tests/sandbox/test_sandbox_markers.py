@@ -5,9 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.conftest import SandboxHandle
-from tests.sandbox.conftest import Upload
-from tests.sandbox.helpers import create, poll, poll_until_done
+from tests.support.sandbox import SandboxHandle
+from tests.support.vendor_api import Upload, create, poll, poll_until_done
 
 
 def test_error_marker_ends_the_task_with_that_code(api: httpx.Client, upload: Upload,

@@ -14,9 +14,9 @@ from backdrop.sandbox import SandboxServer, SandboxSettings
 from backdrop.sandbox.__main__ import main as sandbox_main
 from backdrop.sandbox.imaging import scaled_size
 from backdrop.sandbox.profiles import PROFILES, VARIANT_FIELDS, patch_body, with_profile
-from tests.conftest import SandboxHandle
-from tests.sandbox.conftest import Upload
-from tests.sandbox.helpers import create, picture, poll, poll_until_done, storage
+from tests.support.images import picture
+from tests.support.sandbox import SandboxHandle
+from tests.support.vendor_api import Upload, create, poll, poll_until_done, storage
 
 HISTORY = "/s2s/v1.0/client/credit/history"
 JPEG_MAGIC = b"\xff\xd8\xff"

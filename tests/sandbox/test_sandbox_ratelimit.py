@@ -7,8 +7,10 @@ import uuid
 
 import httpx
 
-from tests.conftest import TLS, SandboxHandle
-from tests.sandbox.helpers import picture, put_bytes, request_slot
+from tests.support.images import picture
+from tests.support.sandbox import TLS, SandboxHandle
+from tests.support.vendor_api import put_bytes, request_slot
+from tests.support.waiting import wait_until
 
 CREDIT = "/s2s/v1.0/client/credit"
 TOO_MANY = {"status": 429, "error": "Too many requests"}
@@ -39,13 +41,29 @@ def test_per_second_limit(api: httpx.Client, sandbox: SandboxHandle) -> None:
 
 
 def test_window_shrinks_with_time_scale(api: httpx.Client, sandbox: SandboxHandle) -> None:
-    # 300 vendor seconds at 3000x = 0.1 s real
+    """A window at time scale N lasts 1/N as long: refused until the scaled window ends, admitted after."""
+    scale = 200
+    window_s = 300 / scale  # the default 300 vendor seconds: 1.5 s real (it would be 300 s unscaled)
     sandbox.configure(rate_limit_enabled=True, rate_limit_requests=2, rate_limit_per_second=100,
-                      time_scale=3000)
-    first = _statuses(api, 3)
-    time.sleep(0.15)
-    assert first[:2] == [200, 200] and first[2] in (200, 429)
-    assert api.get(CREDIT).status_code == 200
+                      time_scale=scale)
+    start = time.monotonic()  # before the first accepted request: the window cannot end before start + window_s
+    assert _statuses(api, 3) == [200, 200, 429]  # the window is full
+
+    # still refused a third of the way through the scaled window (refusals count nowhere, so asking is free)
+    time.sleep(window_s / 3)  # lets time pass on purpose: the window must still be closed
+    refused = api.get(CREDIT).status_code
+    asked_at = time.monotonic() - start
+    assert asked_at < window_s, f"the check came {asked_at:.2f} s in, after the {window_s} s window"
+    assert refused == 429
+
+    # admitted again once the scaled window has passed, and not before (nor long after: a 3x margin)
+    def admitted() -> float | None:  # seconds since start once answered 200 (after the server admitted it)
+        status = api.get(CREDIT).status_code
+        return time.monotonic() - start if status == 200 else None
+
+    reopened = wait_until(admitted, timeout=3 * window_s, interval=0.05,
+                          message=f"still refused {3 * window_s:.1f} s on: the window outlasts 300 s at {scale}x")
+    assert reopened is not None and reopened >= window_s
 
 
 def test_storage_and_admin_are_not_counted(api: httpx.Client, sandbox: SandboxHandle) -> None:

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from backdrop.sandbox import SandboxServer, SandboxSettings
-from tests.conftest import TLS
+from tests.support.sandbox import TLS
 
 ROOT = Path(__file__).resolve().parents[2]
 

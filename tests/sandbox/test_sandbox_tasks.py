@@ -8,9 +8,10 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.conftest import SandboxHandle
-from tests.sandbox.conftest import Upload
-from tests.sandbox.helpers import LoopbackHTTP, create, picture, poll, poll_until_done, storage
+from tests.support.images import picture
+from tests.support.loopback import LoopbackHTTP
+from tests.support.sandbox import SandboxHandle
+from tests.support.vendor_api import Upload, create, poll, poll_until_done, storage
 
 SLUGS = ["bg-replace", "bg-replace-v2"]
 

@@ -7,9 +7,9 @@ import time
 
 import httpx
 
-from tests.conftest import SandboxHandle
-from tests.sandbox.conftest import Upload
-from tests.sandbox.helpers import create, poll, poll_until_done, storage, wait_for
+from tests.support.sandbox import SandboxHandle
+from tests.support.vendor_api import Upload, create, poll, poll_until_done, storage
+from tests.support.waiting import wait_until
 
 
 def test_fixed_duration_runs_then_succeeds(api: httpx.Client, upload: Upload,
@@ -29,7 +29,7 @@ def test_background_loop_finishes_and_charges_without_polls(
 ) -> None:
     sandbox.configure(duration_mode="fixed", duration_median_s=5, time_scale=100)
     task_id = create(api, src_file_id=upload())
-    done = wait_for(lambda: [t for t in sandbox.tasks() if t["status"] != "running"])
+    done = wait_until(lambda: [t for t in sandbox.tasks() if t["status"] != "running"])
     assert [(t["task_id"], t["status"], t["polls"], t["charged"]) for t in done] == [
         (task_id, "success", 0, 4)]
     assert sandbox.ledger()["balance"] == 9996
@@ -77,9 +77,9 @@ def test_polling_keeps_a_task_alive(api: httpx.Client, upload: Upload,
 def test_result_url_expires(api: httpx.Client, upload: Upload, sandbox: SandboxHandle) -> None:
     sandbox.configure(result_url_ttl_s=0.02)
     url = poll(api, create(api, src_file_id=upload())).json()["data"]["results"]["url"]
-    time.sleep(0.05)
-    resp = storage.get(url)
-    assert resp.status_code == 403
+    # a GET changes nothing: ask until the 20 ms are up (a URL that never expires fails on the deadline)
+    resp = wait_until(lambda: (r := storage.get(url)).status_code == 403 and r, 5,
+                      message="the result URL never expired")
     assert "<Code>AccessDenied</Code>" in resp.text
 
 
@@ -95,5 +95,5 @@ def test_task_is_forgotten_after_its_ttl(api: httpx.Client, upload: Upload,
                                          sandbox: SandboxHandle) -> None:
     sandbox.configure(task_ttl_s=0.05)
     task_id = create(api, src_file_id=upload())
-    assert wait_for(lambda: sandbox.tasks() == [], limit_s=5)
+    assert wait_until(lambda: sandbox.tasks() == [], 5)
     assert poll(api, task_id).json()["error_code"] == "InvalidTaskId"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import fresh_postgres_database
+from tests.support.services import fresh_postgres_database
 
 ROOT = Path(__file__).resolve().parents[2]
 

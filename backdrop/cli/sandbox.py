@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 from urllib.parse import urlsplit
 
 SANDBOX_KEY = "sandbox-key"
@@ -62,7 +63,7 @@ def sandbox_env(url: str, time_scale: float) -> None:
 
 
 def sandbox(*, host: str = "127.0.0.1", port: int = 8765, time_scale: float = 1.0, profile: str | None = None,
-            allow_remote: bool = False) -> int:
+            allow_remote: bool = False) -> NoReturn:
     """Serve the sandbox (a local emulator of the API) in the foreground.
 
     Parameters
@@ -80,7 +81,11 @@ def sandbox(*, host: str = "127.0.0.1", port: int = 8765, time_scale: float = 1.
         Bind a non-loopback --host anyway: strangers could then reach it, so every /_sandbox/ route needs an
         admin token ($BACKDROP_SANDBOX_ADMIN_TOKEN, else a random one printed once at start).
     """
-    return subprocess.call([  # noqa: S603 - our own interpreter and module, arguments as a list
-        sys.executable, "-m", "backdrop.sandbox", "--host", host, "--port", str(port),
-        "--time-scale", str(time_scale), *(["--profile", profile] if profile else []),
-        *(["--allow-remote"] if allow_remote else [])])
+    # The launcher becomes the server (same pid): a SIGTERM or Ctrl-C sent to `backdrop sandbox` reaches it, and it
+    # stops gracefully, freeing its port. A child process would outlive a launcher killed by its pid.
+    args = [sys.executable, "-m", "backdrop.sandbox", "--host", host, "--port", str(port),
+            "--time-scale", str(time_scale), *(["--profile", profile] if profile else []),
+            *(["--allow-remote"] if allow_remote else [])]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, args)  # noqa: S606 - our own interpreter and module, arguments as a list

@@ -44,10 +44,10 @@ class RunResources:
         #: the run's webhook receiver (started by the flow), or None to poll only
         self.receiver: WebhookReceiver | None = None
 
-    def settings(self, feature: str | None = None) -> BackdropSettings:
+    def settings(self, feature: str | None = None, *, require_key: bool = True) -> BackdropSettings:
         """Settings from the environment, the feature override, and the key (env, or the run's Secret block)."""
         with self._lock:
-            return load_settings(feature, self._secrets)
+            return load_settings(feature, self._secrets, require_key=require_key)
 
     def client(self, settings: BackdropSettings) -> BackdropClient:
         """The client of these settings for the running thread and event loop."""

@@ -29,9 +29,11 @@ def _key_from_block(name: str, cache: MutableMapping[str, str]) -> str:
     return cache[name]
 
 
-def load_settings(feature: str | None, secrets: MutableMapping[str, str]) -> BackdropSettings:
+def load_settings(feature: str | None, secrets: MutableMapping[str, str], *,
+                  require_key: bool = True) -> BackdropSettings:
     """Settings from the environment, the feature override, and the key (env, or a Secret block kept in
-    `secrets`, the run's cache)."""
+    `secrets`, the run's cache). Without a key: ConfigError, unless `require_key` is False (the cost report
+    answers from the ledger alone)."""
     settings = BackdropSettings()
     update: dict[str, object] = {}
     if feature:
@@ -40,7 +42,7 @@ def load_settings(feature: str | None, secrets: MutableMapping[str, str]) -> Bac
         update["api_key"] = SecretStr(_key_from_block(settings.api_key_block, secrets))
     if update:
         settings = BackdropSettings(**{**settings.model_dump(), **update})
-    if settings.api_key is None:
+    if settings.api_key is None and require_key:
         raise ConfigError(
             "no API key: set BACKDROP_API_KEY, or BACKDROP_API_KEY_BLOCK to a Prefect Secret block name"
         )

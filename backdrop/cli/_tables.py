@@ -49,6 +49,8 @@ def _cost_head(summary: dict[str, Any]) -> Table:
         head.add_row("vendor units", f"{recon['vendor_units']:g}")
     if summary.get("balance") is not None:
         head.add_row("balance now", f"{summary['balance']:g} units")
+    if summary.get("vendor_checked") is False:
+        head.add_row("vendor", "[yellow]not checked[/yellow] (no API key): ledger only")
     if (budget := summary.get("budget")) is not None:
         head.add_row("budget", _budget_line(budget))
     return head

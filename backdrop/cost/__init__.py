@@ -22,11 +22,12 @@ from __future__ import annotations
 from backdrop.cost.budget import BudgetPeriod, BudgetStatus, budget_window
 from backdrop.cost.files import write_cost_files
 from backdrop.cost.markdown import cost_markdown
-from backdrop.cost.report import CostReport, build_cost_report
+from backdrop.cost.report import NOT_CHECKED, CostReport, build_cost_report
 from backdrop.cost.rollup import FOCUS_COLUMNS, LOCAL, SERVICE_NAME, day_start
 from backdrop.cost.vendor import PERIOD_EDGE_SLACK, Reconciliation
 
 __all__ = [
+    "NOT_CHECKED",
     "FOCUS_COLUMNS", "LOCAL", "PERIOD_EDGE_SLACK", "SERVICE_NAME", "BudgetPeriod", "BudgetStatus", "CostReport",
     "Reconciliation", "budget_window", "build_cost_report", "cost_markdown", "day_start", "write_cost_files",
 ]

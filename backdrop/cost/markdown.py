@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from backdrop.cost.report import CostReport
+from backdrop.cost.report import NOT_CHECKED, CostReport
 from backdrop.cost.rollup import COUNTS
 
 __all__ = ["cost_markdown"]
@@ -36,6 +36,8 @@ def cost_markdown(report: CostReport, files: dict[str, str] | None = None, *, ba
              f"At {report.unit_price:g} {cur} per unit."]
     if report.balance is not None:
         lines.append(f"**Balance now:** {report.balance:g} units.")
+    if not report.vendor_checked:
+        lines += ["", f"**Ledger only:** {NOT_CHECKED}."]
     if (b := report.budget) is not None:
         verdict = "**over the alarm threshold**" if b.alert else "within budget"
         lines += ["", f"## Budget ({b.period} {b.start} to {b.end})", "",

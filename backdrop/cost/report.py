@@ -26,6 +26,11 @@ def days_as_text(df: pd.DataFrame) -> pd.DataFrame:
     return df.astype({"day": str}) if "day" in df else df
 
 
+#: what a report made without the vendor's history says (no API key: a finance user, a sandbox user)
+NOT_CHECKED = ("the vendor's side was not checked (no API key: set BACKDROP_API_KEY or BACKDROP_API_KEY_BLOCK): "
+               "units and cost come from Backdrop's ledger alone")
+
+
 @dataclass
 class CostReport:
     """Everything the cost report shows; tables are DataFrames, the rest plain values."""
@@ -44,6 +49,8 @@ class CostReport:
     reconciliation: Reconciliation | None = None
     budget: BudgetStatus | None = None
     balance: float | None = None
+    #: False when the report was made without the vendor's credit history (`NOT_CHECKED`)
+    vendor_checked: bool = True
 
     def summary(self, files: dict[str, str] | None = None) -> dict[str, Any]:
         """A JSON-safe view (the flow's result, the CLI's --json-output and cost_summary.json)."""
@@ -59,6 +66,7 @@ class CostReport:
             "reconciliation": self.reconciliation.as_dict() if self.reconciliation else None,
             "budget": self.budget.as_dict() if self.budget else None,
             "over_budget": bool(self.budget and self.budget.alert), "files": files or {},
+            "vendor_checked": self.vendor_checked, "vendor_note": None if self.vendor_checked else NOT_CHECKED,
         }
 
 
@@ -110,4 +118,5 @@ def build_cost_report(
         deployments=deployments.sort_values("units", ascending=False).reset_index(),
         focus=focus_rows(attempts, price, settings.currency), reconciliation=recon,
         budget=budget_status(ledger, settings, environments, now), balance=balance,
+        vendor_checked=history is not None,
     )

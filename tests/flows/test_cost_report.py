@@ -176,3 +176,30 @@ def test_the_cost_reports_out_is_held_to_the_output_roots(pipeline_env: Any, tmp
     state = _cost(out=str(outside))
     assert state.is_failed() and "outside the folders runs may write" in (state.message or "")
     assert not outside.exists()
+
+
+def test_without_a_key_the_report_comes_from_the_ledger_and_says_the_vendor_was_not_checked(
+    pipeline_env: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _batch(tmp_path, ["beach", "forest"])
+    with_key = _cost(out=str(tmp_path / "with-key")).result()
+    monkeypatch.delenv("BACKDROP_API_KEY")  # a finance user: the ledger, and no key
+    state = _cost(out=str(tmp_path / "cost"))
+    assert state.is_completed()
+    summary = state.result()
+    assert summary["vendor_checked"] is False and "not checked" in summary["vendor_note"]
+    assert (summary["reconciliation"], summary["balance"]) == (None, None)
+    assert {k: v for k, v in summary["totals"].items() if k != "vendor_units"} == {
+        k: v for k, v in with_key["totals"].items() if k != "vendor_units"}
+    assert summary["totals"]["units"] == 8 and "vendor_units" not in summary["totals"]
+    assert with_key["vendor_checked"] is True and with_key["vendor_note"] is None
+    markdown = asyncio.run(_artifact(state.state_details.flow_run_id, "backdrop-cost")).data
+    assert "**Ledger only:** the vendor's side was not checked" in markdown
+    written = json.loads((tmp_path / "cost" / "cost_summary.json").read_text())
+    assert written["vendor_checked"] is False
+
+    # the CLI too: exit 0 (within budget), and the table says the vendor was not checked
+    capsys.readouterr()
+    args = ["cost", "--since", str(WINDOW["since"]), "--until", str(WINDOW["until"]), "--out", str(tmp_path / "c2")]
+    assert app(args, result_action="return_value") == 0
+    assert "not checked" in capsys.readouterr().err

@@ -71,8 +71,9 @@ def _read_local(location: str, path: Path, settings: BackdropSettings) -> tuple[
                                 "(BACKDROP_INPUT_ROOTS; default the current folder)")
     try:
         info = resolved.stat()
-    except FileNotFoundError:
-        raise CsvError(f"CSV not found: {shown(location)}") from None
+    except FileNotFoundError:  # say where it looked: a deployment's working folder is not the user's
+        raise CsvError(f"CSV not found: {shown(location)}: no file {shown(resolved.name)} in the folder "
+                       f"{shown(str(resolved.parent), 300)}") from None
     except OSError as exc:
         raise CsvError(f"cannot read CSV {shown(location)}: {exc.strerror or type(exc).__name__}") from None
     if not stat.S_ISREG(info.st_mode):

@@ -62,6 +62,19 @@ def test_missing_file_is_a_csv_error(tmp_path: Path) -> None:
         read_rows(str(tmp_path / "nope.csv"))
 
 
+def test_a_missing_relative_csv_names_the_folder_it_looked_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """inbox-nightly before anyone drops a CSV: the one line says where (the worker's folder, not the user's)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "inbox").mkdir()
+    with pytest.raises(CsvError) as caught:
+        read_rows("inbox/products.csv")
+    message = caught.value.message
+    assert "'inbox/products.csv'" in message and "'products.csv'" in message
+    assert repr(str((tmp_path / "inbox").resolve())) in message and "\n" not in message
+
+
 def test_prompt_override_replaces_prompts_and_templates(tmp_path: Path) -> None:
     rows, _ = read_rows(
         _csv(tmp_path, "image_url,prompt,template_id\na.jpg,x,studio_white\n"), prompt_override="beach"

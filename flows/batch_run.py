@@ -85,16 +85,46 @@ class PictureRun:
     run_id: str
     units_per_task: int
     logger: Any
+    #: every input row, preflight's rejects included: progress counts rows, not unique pictures
+    rows_total: int = 0
     finished: dict[int, tuple[WorkItem, ItemResult]] = field(default_factory=dict)  # by index: what a stop reports
     in_flight: set[int] = field(default_factory=set)
     tasks: list[asyncio.Task[tuple[WorkItem, ItemResult]]] = field(default_factory=list)
     done: int = 0
+    rows_done: int = 0
     _progress_id: Any = None
+    _progress_sent: float = -1.0
+    _progress_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def open_progress(self) -> None:
-        """Create the run's progress artifact (best effort)."""
+        """Create the run's progress artifact (best effort): rows done of all rows, preflight's rejects done."""
+        self.rows_total = max(self.rows_total, sum(len(i.rows) for i in self.items))
+        self.rows_done = self.rows_total - sum(len(i.rows) for i in self.items)
         self._progress_id = await best_effort(self.logger, "the progress artifact", acreate_progress_artifact(
-            0.0, key="backdrop-progress", description=f"pictures done of {len(self.items)}"))
+            self._percent(), key="backdrop-progress", description=f"rows done of {self.rows_total}"))
+        self._progress_sent = self._percent()
+
+    def _percent(self) -> float:
+        return 100.0 * self.rows_done / self.rows_total if self.rows_total else 100.0
+
+    async def _send_progress(self, *, final: bool = False) -> None:
+        """Move the artifact forward, never back: updates are serialised and only ever raise the figure (picture
+        tasks finish in any order), in steps of 5% or more, and the last one is 100%."""
+        if self._progress_id is None:
+            return
+        async with self._progress_lock:
+            percent = self._percent()
+            if percent <= self._progress_sent or (percent - self._progress_sent < 5.0 and percent < 100.0
+                                                  and not final):
+                return
+            self._progress_sent = percent
+            await best_effort(self.logger, "the progress artifact",
+                              aupdate_progress_artifact(self._progress_id, percent))
+
+    async def finish_progress(self) -> None:
+        """Every row is done: the artifact ends at 100%."""
+        self.rows_done = self.rows_total
+        await self._send_progress(final=True)
 
     def start(self) -> None:
         """Start every picture (each waits for its turn)."""
@@ -111,11 +141,9 @@ class PictureRun:
         self.finished[n] = (item, result)
         self.in_flight.discard(n)
         self.done += 1
-        total = len(self.items)
-        emit_progress(self.run_id, self.done, total, result.status)
-        if self._progress_id is not None and (self.done % max(1, total // 20) == 0 or self.done == total):
-            await best_effort(self.logger, "the progress artifact",
-                              aupdate_progress_artifact(self._progress_id, 100.0 * self.done / max(total, 1)))
+        self.rows_done += len(item.rows)
+        emit_progress(self.run_id, self.rows_done, self.rows_total, result.status)
+        await self._send_progress()
         return item, result
 
     async def stop(self) -> None:

@@ -154,7 +154,7 @@ async def change_backgrounds(
             input_mode=input_mode, dry_run=dry_run, budget=Budget(max_units, settings.units_per_task),
             names=names, units_per_task=settings.units_per_task, create_window=create_window)
         pictures = PictureRun(runner=runner, items=items, concurrency=concurrency, ledger=ledger, run_id=run_id,
-                              units_per_task=settings.units_per_task, logger=logger)
+                              units_per_task=settings.units_per_task, logger=logger, rows_total=len(rows))
         await pictures.open_progress()
         reporting = _Report(settings=settings, csv=csv, out_dir=out_dir, run_id=run_id, dry_run=dry_run, rows=rows,
                             rejected=rejected, names=names, unique_pictures=len(items))
@@ -171,6 +171,7 @@ async def change_backgrounds(
                                               settle_after=settings.reconcile_after_seconds)
             processing_seconds = time.monotonic() - processing_started
             traffic = res.traffic()
+            await pictures.finish_progress()
         except BaseException as stop:  # cancelled, SIGTERM, a bug: report every row from what exists, then stop
             await pictures.stop()
             df, summary = reporting.build(results or pictures.so_far(stop),

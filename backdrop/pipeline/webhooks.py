@@ -120,8 +120,12 @@ class WebhookReceiver:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         # inherited by accepted sockets; without it each answer waits ~40 ms (Nagle + delayed ACK)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.bind((self._host, self._port))
-        sock.listen(128)
+        try:
+            sock.bind((self._host, self._port))
+            sock.listen(128)
+        except OSError:  # the address is taken (the run polls instead): close the socket, leak nothing
+            sock.close()
+            raise
         self._sock = sock
         config = uvicorn.Config(self._app, interface="asgi3", log_level="warning", access_log=False,
                                 lifespan="off", timeout_graceful_shutdown=2)

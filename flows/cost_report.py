@@ -23,6 +23,7 @@ from backdrop.params import CostOut, CostParameters, Since, Until, documented
 from backdrop.roots import confine_output
 from backdrop.settings import BackdropSettings
 from backdrop.store.ledger import Ledger
+from flows.events import OVER_BUDGET_EVENT, emit_run_event
 from tasks.credits import read_credits
 from tasks.resources import run_resources
 
@@ -84,5 +85,7 @@ async def _cost_report(settings: BackdropSettings, since: date | None, until: da
                        len(recon.missing_at_vendor))
     if report.budget and report.budget.alert:
         logger.warning("Backdrop over budget: %s", report.budget.message())
+        emit_run_event(OVER_BUDGET_EVENT, str(get_run_context().flow_run.id),  # type: ignore[union-attr]
+                       report.budget.as_dict())
         return Completed(name="Over budget", message=report.budget.message(), data=summary)
     return summary

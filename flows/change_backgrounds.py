@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 from prefect import flow, get_run_logger
-from prefect.artifacts import acreate_link_artifact, acreate_markdown_artifact, acreate_table_artifact
+from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.context import get_run_context
 from prefect.runtime import deployment as runtime_deployment
 from prefect.states import Completed
@@ -253,12 +253,14 @@ async def _publish(df: pd.DataFrame, summary: dict[str, Any], out_dir: Path, log
         summary["files"].update(gallery.as_dict())
     write_summary(summary, out_dir)  # again, now listing the gallery too
     # artifacts are best effort too: report.csv and summary.json are written whatever Prefect's API answers
+    # the pictures travel inside the markdown (a browser refuses file:// links from the Prefect UI)
+    pictures = f"\n\n{gallery.artifact_markdown}" if gallery is not None else ""
     await best_effort(logger, "the summary artifact", acreate_markdown_artifact(
-        summary_markdown(summary), key="backdrop-summary", description="Backdrop batch summary"))
+        summary_markdown(summary) + pictures, key="backdrop-summary", description="Backdrop batch summary"))
     if gallery is not None:
-        await best_effort(logger, "the gallery artifact", acreate_link_artifact(
-            gallery.html.resolve().as_uri(), link_text="Open the gallery (before and after)",
-            key="backdrop-gallery", description=f"gallery.html in {out_dir}"))
+        await best_effort(logger, "the gallery artifact", acreate_markdown_artifact(
+            f"Open the gallery (every row, before and after) from a file browser or a terminal:\n\n"
+            f"    {gallery.html}\n", key="backdrop-gallery", description=f"gallery.html in {out_dir}"))
     failed_rows = failures_table(df)
     if failed_rows:
         await best_effort(logger, "the failures artifact", acreate_table_artifact(

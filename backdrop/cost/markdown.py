@@ -9,8 +9,12 @@ import pandas as pd
 
 from backdrop.cost.report import NOT_CHECKED, CostReport
 from backdrop.cost.rollup import COUNTS
+from backdrop.report.inline import data_uri
 
 __all__ = ["cost_markdown"]
+
+
+CHART_WIDTH = 900
 
 
 def _md_table(df: pd.DataFrame, columns: list[str], limit: int | None = None) -> list[str]:
@@ -53,8 +57,9 @@ def cost_markdown(report: CostReport, files: dict[str, str] | None = None, *, ba
     daily["bar"] = ["`" + "█" * round(bar_width * u / top) + "`" if u else "" for u in daily["units"]]
     chart = files.get("chart")
     lines += ["", "## Units per day", ""]
-    if chart:
-        lines += [f"Chart: [{Path(chart).name}]({Path(chart).resolve().as_uri()}) (`{chart}`)", ""]
+    if chart:  # inline (a browser refuses file:// links from the Prefect UI), and the path to copy
+        uri = data_uri(Path(chart), CHART_WIDTH, budget=80_000)
+        lines += [*([f"![units per day]({uri})", ""] if uri else []), f"Chart file: `{chart}`", ""]
     cols = ["day", *COUNTS, *(["vendor_units"] if "vendor_units" in daily else []), "bar"]
     lines += _md_table(daily, cols) + note
     lines += ["", "## Per deployment", "", *_md_table(report.deployments, ["deployment", *COUNTS, "cost"])]

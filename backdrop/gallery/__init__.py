@@ -4,6 +4,7 @@
       -> out_dir/.backdrop/thumbs/<content sha256>-240.jpg   one small JPEG per distinct picture
       -> out_dir/gallery.html                                 every row, filters, no network needed
       -> out_dir/contact-sheet.png                            up to 60 before/after pairs
+      -> GalleryFiles.artifact_markdown                       the sheet and failed rows inline, for Prefect
 
 Thumbnails are files referenced by relative paths rather than data URIs: the page stays small
 (a 2,000-row batch would otherwise be a ~40 MB HTML file the browser must parse before it shows
@@ -22,6 +23,7 @@ import pandas as pd
 
 from backdrop.files import atomic_path
 from backdrop.gallery.cards import build_cards
+from backdrop.gallery.embed import pictures_markdown
 from backdrop.gallery.html import render_html
 from backdrop.gallery.sheet import render_contact_sheet
 
@@ -36,6 +38,8 @@ class GalleryFiles:
     contact_sheet: Path
     pairs_shown: int
     pairs_left_out: int
+    #: the contact sheet and the failed rows as inline images, for the run's markdown artifact
+    artifact_markdown: str = ""
 
     def as_dict(self) -> dict[str, str]:
         """Paths as strings, keyed like `write_report`'s result (for summary["files"])."""
@@ -63,4 +67,5 @@ def write_gallery(df: pd.DataFrame, summary: dict[str, Any], out_dir: Path) -> G
     with atomic_path(sheet_path, mode=0o644) as tmp_sheet, atomic_path(html_path, mode=0o644) as tmp_html:
         tmp_html.write_text(render_html(cards, summary, out_dir), encoding="utf-8")
         shown, left_out = render_contact_sheet(cards, summary, tmp_sheet)
-    return GalleryFiles(html_path, sheet_path, shown, left_out)
+    return GalleryFiles(html_path, sheet_path, shown, left_out,
+                        artifact_markdown=pictures_markdown(cards, sheet_path, html_path))

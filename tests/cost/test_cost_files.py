@@ -86,7 +86,8 @@ def test_markdown_has_totals_budget_day_bars_links_and_mismatches(
     assert "| 4 | 3 | 1 | 0 | 20 | 1.00 USD |" in md
     assert "**Balance now:** 396 units." in md
     assert "**over the alarm threshold**: 20 of 40 units used this month (50%)" in md  # 120 projected
-    assert f"Chart: [cost_units_per_day.png]({(tmp_path / 'cost_units_per_day.png').as_uri()})" in md
+    assert f"Chart file: `{tmp_path / 'cost_units_per_day.png'}`" in md and "file://" not in md
+    assert "![units per day](data:image/jpeg;base64," in md  # the chart itself, inside the artifact
     assert "| 2026-11-04 | 2 | 1 | 1 | 0 | 12 | 0 | `" + "█" * 20 + "` |" in md
     assert "| 2026-11-02 | 2 | 2 | 0 | 0 | 8 | 4 | `" + "█" * 13 + "` |" in md
     assert "| `stranger` | 4 | 2026-11-05T12:00:00+00:00 |" in md

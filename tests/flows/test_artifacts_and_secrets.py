@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH
@@ -30,9 +34,17 @@ def test_run_publishes_summary_failures_and_progress(pipeline_env: Any, tmp_path
     state, _ = run_flow(csv=str(write_csv(tmp_path, rows)), out=str(tmp_path / "out"))
     arts = asyncio.run(_artifacts(state.state_details.flow_run_id))
     assert {"backdrop-summary", "backdrop-failures", "backdrop-progress", "backdrop-gallery"} <= set(arts)
-    gallery = Path(str(arts["backdrop-gallery"].data).split("(")[-1].rstrip(")").removeprefix("file://"))
+    gallery = Path(str(arts["backdrop-gallery"].data).split("\n\n")[1].strip())  # a path to copy, not a file:// link
     assert gallery == (tmp_path / "out" / "gallery.html").resolve() and gallery.is_file()
+    assert "file://" not in str(arts["backdrop-gallery"].data)
     summary = arts["backdrop-summary"].data
+    # the pictures are inside the artifact: the contact sheet, and the failed row's input beside its error
+    images = re.findall(r"!\[([^\]]*)\]\(data:image/jpeg;base64,([A-Za-z0-9+/=]+)\)", summary)
+    assert [alt for alt, _ in images] == ["contact sheet: inputs and results", "bad"] or \
+        [alt for alt, _ in images] == ["contact sheet: inputs and results"]  # a missing input has no thumbnail
+    sheet = Image.open(io.BytesIO(base64.b64decode(images[0][1])))
+    assert sheet.format == "JPEG" and sheet.width <= 960 and len(images[0][1]) < 200_000
+    assert "| bad | failed | input_not_found |" in summary and "file://" not in summary
     assert "| 2 | 1 | 1 | 0 | 0 | 0 |" in summary and "`input_not_found` | 1" in summary
     assert "**Units charged:** 4 on 1 rows" in summary
     assert "input_not_found" in str(arts["backdrop-failures"].data)

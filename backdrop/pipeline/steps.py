@@ -158,13 +158,14 @@ async def wait_for_task(
 async def download_result(
     client: BackdropClient, task_id: str, result_url: str | None, dest: Path, *, renewals: int = 2
 ) -> DownloadedFile:
-    """Download the result to `dest` atomically; an expired URL is renewed by polling the task again."""
+    """Download the result atomically to `dest` with the extension of its bytes (`.jpg`, `.png`, `.webp`; the
+    vendor publishes no output format); an expired URL is renewed by polling the task again."""
     url = result_url
     for attempt in range(renewals + 1):
         if url is None:
             url = (await client.get_task(task_id)).result_url
         try:
-            return await client.download(url or "", dest)
+            return await client.download(url or "", dest, name_by_format=True)
         except Forbidden:
             if attempt == renewals:
                 raise

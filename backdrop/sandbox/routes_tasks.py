@@ -180,7 +180,7 @@ async def poll_task(slug: str, task_id: str, request: Request) -> Response:
     if task.status == "error":
         return responses.ok({"task_status": "error", "error": task.error,
                              "error_message": task.error_message, "results": None})
-    ext = task.result_path.suffix if task.result_path else ".jpg"  # .png with result_format=png
+    ext = task.result_path.suffix if task.result_path else ".jpg"  # .png/.webp with result_format png/webp
     path = f"/_storage/result/{task.result_token}{ext}"
     cfg = st.config
     query = ids.signed_query(reg.settings.signing_secret.get_secret_value(), "GET", path,
@@ -191,7 +191,7 @@ async def poll_task(slug: str, task_id: str, request: Request) -> Response:
 
 @router.get("/_storage/result/{name}")
 async def download_result(name: str, request: Request) -> Response:
-    """S3-like presigned GET: no auth header; JPEG (or PNG) bytes sent as `binary/octet-stream`."""
+    """S3-like presigned GET: no auth header; JPEG (or PNG, WebP) bytes sent as `binary/octet-stream`."""
     reg = registry(request)
     problem = ids.check_signature(
         reg.settings.signing_secret.get_secret_value(), "GET", request.url.path,
@@ -202,7 +202,7 @@ async def download_result(name: str, request: Request) -> Response:
     if problem:
         return responses.s3_error(403, "AccessDenied", "Request has expired")
     with reg.lock:
-        owner = reg.result_tokens.get(name.removesuffix(".jpg").removesuffix(".png"))
+        owner = reg.result_tokens.get(name.removesuffix(".jpg").removesuffix(".png").removesuffix(".webp"))
     st = reg.state(owner[0]) if owner else None
     with (st.lock if st else reg.lock):
         task = st.tasks.get(owner[1]) if st and owner else None

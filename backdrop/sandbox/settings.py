@@ -64,7 +64,9 @@ class SandboxSettings(BaseSettings):
     result_size: Literal["input", "scaled"] = Field(
         "input", description="'scaled': results at 3/4 of the input's pixel size, aspect kept."
     )
-    result_format: Literal["jpeg", "png"] = "jpeg"
+    result_format: Literal["jpeg", "png", "webp"] = Field(
+        "jpeg", description="The results' encoding (the vendor publishes none): JPEG, PNG (profile png) or WebP."
+    )
     history_timestamp_offset_s: float = Field(
         0.0, description="Shift of the credit history's timestamps (local time written as UTC)."
     )

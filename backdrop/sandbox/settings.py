@@ -53,6 +53,12 @@ class SandboxSettings(BaseSettings):
     duration_median_s: float = Field(10.0, ge=0)
     duration_sigma: float = Field(0.4, ge=0)
     polling_window_s: float = Field(600.0, gt=0, description="Unknown in the real API.")
+    polling_interval_s: float | None = Field(
+        None, gt=0, description="Send this as `data.polling_interval` in create and poll answers (the docs name the "
+        "field, no observed answer carries it); None sends nothing.")
+    task_timeout_s: float | None = Field(
+        None, gt=0, description="A task that would run longer than this (vendor seconds) times out: from then on its "
+        "polls answer the documented 500 TaskTimeout, and it is never charged. None: no task times out.")
     result_url_ttl_s: float = Field(7200.0, gt=0)
     upload_url_ttl_s: float = Field(3600.0, gt=0)
     task_ttl_s: float = Field(86400.0, gt=0)

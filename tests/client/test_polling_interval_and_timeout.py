@@ -55,3 +55,14 @@ async def test_task_timeout_is_raised_once_and_not_retried(sandbox: Any, tmp_pat
             await client.get_task(task_id)
         assert info.value.status == 500 and info.value.report_code == "TaskTimeout"
         assert len(sandbox.journal()) == before + 1  # one request: every later poll would say the same
+
+
+@pytest.mark.anyio
+async def test_an_upload_sends_no_authorization_so_the_s3_like_storage_takes_it(sandbox: Any, tmp_path: Path) -> None:
+    """The sandbox refuses a presigned PUT that carries Authorization (403), as S3 does: Backdrop's upload passes,
+    and the task made from it succeeds."""
+    sandbox.configure(rate_limit_enabled=False)
+    async with client_for(sandbox) as client:
+        file_id = await client.upload_file(write_jpeg(tmp_path / "a.jpg", (40, 30)), content_type="image/jpeg")
+        task_id = (await client.create_task(src_file_id=file_id, prompt="beach")).task_id
+        assert (await finished(client, task_id)).status == "success"

@@ -99,6 +99,13 @@ class BackdropSettings(BaseSettings):
     poll_max_interval_seconds: float = Field(
         30.0, gt=0, description="Back-off cap; keep it well inside the vendor's polling window."
     )
+    poll_max_gap_seconds: float = Field(
+        20.0, gt=0, description="The longest a running task is left without a poll (webhooks or not). The vendor times "
+        "out a task not polled within its unpublished polling window (InvalidTaskId, units maybe charged); its sample "
+        "polls every 2 s, its official client every 5 s: 20 s is four times the slowest published client. A "
+        "`polling_interval` the vendor sends shortens it. A quarter of it is kept for the rate limiter and the "
+        "network.",
+    )
     poll_deadline_seconds: float = Field(
         900.0, gt=0, description="After this a still-running task is reported pending_reconcile."
     )

@@ -32,8 +32,9 @@ async def create_background_task(
 ) -> str:
     """Create the background-change task for one picture; returns the vendor's task id."""
     async with task_resources() as res:
-        client = res.client(res.settings(feature))
+        settings = res.settings(feature)
         return await steps.create_task(
-            client, Ledger(ledger_url), key=key, attempt=attempt, src_file_id=src_file_id,
+            res.client(settings), Ledger(ledger_url), key=key, attempt=attempt, src_file_id=src_file_id,
             src_file_url=src_file_url, prompt=prompt, template_id=template_id, task_type=task_type,
+            planner=res.planner(settings),
         )

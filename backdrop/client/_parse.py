@@ -21,6 +21,9 @@ from backdrop.errors import ServerError
 T = TypeVar("T")
 
 _UNKNOWN = {"", "none", "null"}
+#: a `polling_interval` outside this range (seconds) is ignored: under 1 s no key's rate limit could keep up, over an
+#: hour is longer than any task runs (a number in milliseconds lands there too)
+POLLING_INTERVAL_RANGE = (1.0, 3600.0)
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,20 @@ def _result_url(results: Any) -> str | None:
     return None
 
 
+def polling_interval(data: Any) -> float | None:
+    """`data.polling_interval` in seconds (a number, or a numeric string), or None when absent or nonsense
+    (not a finite number, a boolean, outside `POLLING_INTERVAL_RANGE`): it only ever shortens the wait between polls."""
+    raw = data.get("polling_interval") if isinstance(data, dict) else None
+    if raw is None or isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    low, high = POLLING_INTERVAL_RANGE
+    return value if low <= value <= high else None  # NaN and infinities fail the comparison
+
+
 def task_status(task_id: str, data: Any, request_id: str | None) -> TaskStatus:
     if not isinstance(data, dict):
         raise _bad("task data is not an object")
@@ -114,6 +131,7 @@ def task_status(task_id: str, data: Any, request_id: str | None) -> TaskStatus:
         error=_opt_str(data.get("error")) if status == "error" else None,
         error_message=_opt_str(data.get("error_message")),
         request_id=request_id,
+        polling_interval=polling_interval(data),
     )
 
 

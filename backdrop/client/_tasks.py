@@ -60,7 +60,8 @@ class TaskCalls(ApiCalls):
                 status=200,
                 request_id=request_id,
             )
-        return CreatedTask(task_id=str(task_id), request_id=request_id)
+        return CreatedTask(task_id=str(task_id), request_id=request_id,
+                           polling_interval=_parse.polling_interval(data))
 
     async def get_task(self, task_id: str) -> TaskStatus:
         """One poll. An engine failure comes back as `status="error"`, not raised."""

@@ -80,14 +80,16 @@ class BackdropClient(FileCalls, TaskCalls, CreditCalls):
     # ---- results ----------------------------------------------------------------------------
 
     async def download(
-        self, url: str, dest: Path, *, max_bytes: int | None = None
+        self, url: str, dest: Path, *, max_bytes: int | None = None, name_by_format: bool = False
     ) -> DownloadedFile:
-        """Stream a result to `dest` atomically; 403 (expired URL) raises Forbidden."""
+        """Stream a result to `dest` atomically; 403 (expired URL) raises Forbidden. `name_by_format`: the file
+        takes the extension of its bytes instead of `dest`'s (see `backdrop.client.download`)."""
         cap = max_bytes if max_bytes is not None else self.settings.max_download_bytes
         return await self._retrier.run(
             "download",
             Policy.IDEMPOTENT,
-            lambda: download_once(self._storage, url, Path(dest), max_bytes=cap, api_url=self.settings.api_url),
+            lambda: download_once(self._storage, url, Path(dest), max_bytes=cap, api_url=self.settings.api_url,
+                                  name_by_format=name_by_format),
             paced=False,
         )
 

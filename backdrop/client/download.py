@@ -3,6 +3,10 @@
 The bytes go to `<dest>.part`, are fsynced, checked to be a JPEG/PNG/WebP that Pillow can read,
 and only then renamed onto `dest`. Any failure removes the partial file, so `dest` is either
 absent or a complete picture.
+
+With `name_by_format`, the file takes the extension of its bytes (`EXTENSIONS`: `.jpg`, `.png`, `.webp`)
+in place of `dest`'s: the vendor publishes no output format, so the name follows what came. Bytes that are
+none of the three are kept (they were paid for) as `.bin` beside it, and DownloadError says where.
 """
 
 from __future__ import annotations
@@ -25,6 +29,10 @@ from backdrop.fences import FetchRefused, origin_of
 
 _HEAD = 16
 MAX_REDIRECTS = 5
+#: the file extension of each result format (`name_by_format`)
+EXTENSIONS: dict[ImageFormat, str] = {"jpeg": ".jpg", "png": ".png", "webp": ".webp"}
+#: the extension of kept bytes that are no picture Backdrop knows
+UNKNOWN_EXTENSION = ".bin"
 
 
 def check_result_url(url: str | httpx.URL, api_url: str | None) -> None:
@@ -92,12 +100,22 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
+def _keep_unknown(part: Path, dest: Path, size: int, where: str) -> DownloadError:
+    """Keep bytes of an unknown format as `<stem>.bin` (paid for: a person may want them); the error says so."""
+    kept = dest.with_suffix(UNKNOWN_EXTENSION)
+    os.replace(part, kept)
+    return DownloadError(f"result is not a JPEG, PNG or WebP image ({size} bytes, {where}); its bytes are kept "
+                         f"as {kept.name}")
+
+
 async def download_once(
-    http: httpx.AsyncClient, url: str, dest: Path, *, max_bytes: int, api_url: str | None = None
+    http: httpx.AsyncClient, url: str, dest: Path, *, max_bytes: int, api_url: str | None = None,
+    name_by_format: bool = False,
 ) -> DownloadedFile:
     """One attempt. Raises ApiError subclasses for error statuses (403 → Forbidden),
     DownloadError for a too-big or non-image body or a refused URL (http to a host that is not `api_url`'s),
-    httpx transport errors as they come."""
+    httpx transport errors as they come. `name_by_format`: the file's extension is its format's, not `dest`'s
+    (`DownloadedFile.path` says where it went)."""
     check_result_url(url, api_url)
     where = safe_url(url)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -135,12 +153,16 @@ async def download_once(
                 fh.flush()
                 await asyncio.to_thread(os.fsync, fh.fileno())
         fmt = sniff_format(head)
+        if fmt is None and name_by_format:
+            raise _keep_unknown(part, dest, size, where)
         if fmt is None:
             raise DownloadError(f"result is not a JPEG, PNG or WebP image ({size} bytes, {where})")
         try:
             width, height = await asyncio.to_thread(_image_size, part)
         except (UnidentifiedImageError, OSError, ValueError) as exc:
             raise DownloadError(f"result {fmt} image is unreadable: {exc} ({where})") from exc
+        if name_by_format:
+            dest = dest.with_suffix(EXTENSIONS[fmt])
         os.replace(part, dest)
         done = True
         _fsync_dir(dest.parent)

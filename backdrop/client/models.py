@@ -43,6 +43,8 @@ class CreatedTask(_Frozen):
     task_id: str
     #: the `x-request-id` of the create's answer, for support
     request_id: str | None = None
+    #: seconds: poll at least this often (`data.polling_interval`, named by the docs, unseen live); None if absent
+    polling_interval: float | None = None
 
 
 class TaskStatus(_Frozen):
@@ -60,6 +62,8 @@ class TaskStatus(_Frozen):
     error_message: str | None = None
     #: the `x-request-id` of the poll's answer, for support
     request_id: str | None = None
+    #: seconds: poll at least this often (`data.polling_interval`); None if absent or nonsense
+    polling_interval: float | None = None
 
 
 class Template(_Frozen):

@@ -35,7 +35,7 @@ from backdrop.errors import (
 from backdrop.files import copy_atomic
 from backdrop.pipeline import reconcile
 from backdrop.pipeline.budget import Budget
-from backdrop.pipeline.outcomes import ItemResult, now_iso
+from backdrop.pipeline.outcomes import ItemResult, named_like, now_iso
 from backdrop.pipeline.plan import WorkItem
 from backdrop.pipeline.steps import Steps, file_sha256, is_public_url
 from backdrop.settings import InputMode
@@ -239,8 +239,8 @@ class RowLifecycle:
             note = "; ".join(filter(None, [note, "task id recovered from the credit history after a lost create"]))
         return ItemResult(status="succeeded", task_id=task_id, request_id=st.request_id,
                           attempts=attempts, polls=polled.polls, poll_gap=polled.gap_seconds, units=units,
-                          output_path=str(got.path), output_sha256=got.sha256, width=got.width,
-                          height=got.height, note=note,
+                          output_path=str(got.path), output_format=got.format, output_sha256=got.sha256,
+                          width=got.width, height=got.height, note=note,
                           possible_duplicate=attempt > 1 and self._flagged(item.key))
 
     async def _reuse(self, item: WorkItem, entry: LedgerEntry, dest: Path, trace: dict[str, str]) -> ItemResult:
@@ -249,10 +249,10 @@ class RowLifecycle:
         src = Path(entry.output_path) if entry.output_path else None
         duplicate = entry.attempt > 1 and self._flagged(entry.content_key)  # only a later attempt can be one
         if src is not None and src.is_file() and file_sha256(src) == entry.output_sha256:
-            if src.resolve() != dest.resolve():
-                copy_atomic(src, dest)
-            return ItemResult(status="succeeded", task_id=entry.task_id, units=0, reused=True,
-                              possible_duplicate=duplicate, output_path=str(dest),
+            if src.resolve() != (target := named_like(dest, src))[0].resolve():  # the picture's own extension
+                copy_atomic(src, target[0])
+            return ItemResult(status="succeeded", task_id=entry.task_id, units=0, reused=True, output_format=target[1],
+                              possible_duplicate=duplicate, output_path=str(target[0]),
                               output_sha256=entry.output_sha256, width=entry.width, height=entry.height,
                               note="already done in an earlier run; nothing paid")
         trace["stage"] = "download"
@@ -269,8 +269,8 @@ class RowLifecycle:
                         f"{entry.content_key[:12]}` creates it again for {self.units_per_task} units",
                 possible_duplicate=duplicate)
         return ItemResult(status="succeeded", task_id=entry.task_id, units=0, reused=True,
-                          possible_duplicate=duplicate, output_path=str(got.path), output_sha256=got.sha256,
-                          width=got.width, height=got.height,
+                          possible_duplicate=duplicate, output_path=str(got.path), output_format=got.format,
+                          output_sha256=got.sha256, width=got.width, height=got.height,
                           note="paid in an earlier run; its file was gone and was downloaded again")
 
     def _flagged(self, content_key: str) -> bool:

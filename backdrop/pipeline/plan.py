@@ -17,11 +17,15 @@ from backdrop.pipeline.inputs import InputRow, check_prompt
 from backdrop.pipeline.preflight import PreparedInput
 
 __all__ = [
+    "RESERVED_STEMS",
     "WorkItem",
     "group_rows",
     "output_names",
 ]
 
+#: stems of the files a run writes beside the pictures that a picture's name could meet: `contact-sheet.png` (a row
+#: with id `contact-sheet` and a PNG result would overwrite it, or be overwritten), so no row gets them
+RESERVED_STEMS = ("contact-sheet",)
 
 
 @dataclass
@@ -73,10 +77,13 @@ def group_rows(
 def output_names(rows: list[InputRow], out_dir: Path) -> dict[int, Path]:
     """A distinct output path per row, from its id; a repeated id gets its line number appended.
 
+    The `.jpg` planned here is a placeholder: the file takes the extension of the bytes it gets (`.png`,
+    `.webp`; `backdrop.client.download`), replacing only that suffix, so distinct stems stay distinct files.
+
     Unique by construction, compared case-folded (on macOS and Windows `Mug.jpg` and `mug.jpg` are one file): a
     name is given only once it is checked free, so a suffixed name cannot land on another row's own id either
     (ids `a-line3`, `a`, `a`: line 3 gets `a-line3-2`, not line 1's file)."""
-    taken: set[str] = set()
+    taken: set[str] = set(RESERVED_STEMS)
     names: dict[int, Path] = {}
     for row in rows:
         base = stem = safe_stem(row.row_id)

@@ -7,7 +7,11 @@ nudges it up, until the share done at first poll settles at the quantile (a stoc
 controller). A task still running is then polled on a backing-off schedule.
 
 Polling late costs latency, not throughput: with enough pictures in flight the rate limit, not the wait, sets
-the pace, and the cap on the back-off keeps every task well inside the vendor's polling window.
+the pace. Polling too late loses the task: the vendor times out a task not polled within its polling window (length
+unpublished; InvalidTaskId afterwards, the units maybe charged). So no wait, the first, a back-off step or a webhook
+mode's wait for the delivery, is longer than `longest_wait()`: three quarters of `poll_max_gap_seconds` (20 s) or of
+the shortest `polling_interval` the vendor has sent in this run, the last quarter kept for the rate limiter and the
+network.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ __all__ = ["PollPlanner"]
 
 #: learning rate of the controller (log-space step per observation)
 _ETA = 0.15
+#: share of the allowed silence a planned wait may use; the rest is for the rate limiter's queue and the network
+WAIT_SHARE = 0.75
 
 
 class PollPlanner:
@@ -31,22 +37,45 @@ class PollPlanner:
         self.quantile = settings.poll_quantile
         self.interval = settings.poll_interval_seconds
         self.cap = settings.poll_max_interval_seconds
+        self.max_gap = settings.poll_max_gap_seconds
+        self.safety_poll = settings.webhook_safety_poll_seconds
+        #: the shortest `polling_interval` the vendor sent in this run (None: it sent none)
+        self.vendor_interval: float | None = None
         self._first = settings.poll_first_seconds if self.strategy == "adaptive" else self.interval
         self._lock = threading.Lock()
         self.first_polls = 0
         self.done_at_first = 0
 
+    def longest_wait(self) -> float:
+        """The longest any planned wait between a task's create (or last poll) and its next poll may be."""
+        with self._lock:
+            gap = min(self.max_gap, self.vendor_interval) if self.vendor_interval else self.max_gap
+        return WAIT_SHARE * gap
+
     def first_delay(self) -> float:
         with self._lock:
-            return self._first
+            first = self._first
+        return min(first, self.longest_wait())
 
     def next_delay(self, previous: float) -> float:
         """The wait before the next poll of a task that was still running."""
         if self.strategy == "fixed":
-            return self.interval
+            return min(self.interval, self.longest_wait())
         with self._lock:
             base = max(self.interval, 0.25 * self._first)
-        return min(max(base, previous * 1.5), self.cap)
+        return min(max(base, previous * 1.5), self.cap, self.longest_wait())
+
+    def webhook_wait(self) -> float:
+        """With webhooks: how long to wait for a task's delivery before polling it anyway."""
+        return min(self.safety_poll, self.longest_wait())
+
+    def observe_polling_interval(self, seconds: float | None) -> None:
+        """The vendor's `polling_interval` from a create or poll answer (parsed, sane, or None): the shortest seen
+        bounds every wait from now on."""
+        if seconds is None:
+            return
+        with self._lock:
+            self.vendor_interval = seconds if self.vendor_interval is None else min(self.vendor_interval, seconds)
 
     def observe_first_poll(self, done: bool) -> None:
         """Feed back whether a task's first poll (made at `first_delay()`) found it finished."""

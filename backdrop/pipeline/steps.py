@@ -52,8 +52,10 @@ async def create_task(
     prompt: str | None,
     template_id: str | None,
     task_type: Literal["prompt", "template"],
+    planner: PollPlanner | None = None,
 ) -> str:
-    """Create the vendor task and record its id in the ledger before returning it.
+    """Create the vendor task and record its id in the ledger before returning it (and the `polling_interval` its
+    answer may carry in the run's `planner`).
 
     Only a definite refusal (`backdrop.errors.is_definite_refusal`: the vendor's 4xx error body, the
     documented missing-upload 500, a connection never made) is re-raised as itself with the ledger `failed`
@@ -93,6 +95,8 @@ async def create_task(
         raise ambiguous from exc
     ledger.mark(key, attempt, status="created", task_id=created.task_id,
                 request_id=created.request_id, file_id=src_file_id)
+    if planner is not None:
+        planner.observe_polling_interval(created.polling_interval)
     return created.task_id
 
 
@@ -122,20 +126,18 @@ async def wait_for_task(
 ) -> PollResult:
     """Poll until success or error, on the planner's schedule (see `backdrop.pipeline.polling`).
 
-    With a webhook `receiver`, wait for the vendor's delivery first and then poll once.
+    With a webhook `receiver`, wait for the vendor's delivery and then poll once; a task with no delivery within
+    the planner's `webhook_wait()` (lost, sent elsewhere, or still running) is polled anyway, then waited for again,
+    so that it is never left longer without a poll than the planner allows.
 
     `first_delay` overrides the planner's first wait (0 to poll at once, e.g. when resuming).
     Raises PollDeadlineExceeded after `poll_deadline_seconds`: the task may still finish and be charged,
     so the row becomes pending_reconcile, never a re-create.
     """
     planner = planner or PollPlanner(settings)
-    if receiver is not None and first_delay is None:
-        # The delivery only says the task ended (no result URL, no error code): one poll fetches them.
-        # No delivery within the safety window (lost, or sent elsewhere): poll as usual from here.
-        await receiver.wait(task_id, settings.webhook_safety_poll_seconds)
-        first_delay = 0.0
-    learn = first_delay is None
-    delay = planner.first_delay() if first_delay is None else first_delay
+    hooks = receiver if first_delay is None else None  # resuming (first_delay given): poll at once, as usual
+    learn = first_delay is None and hooks is None
+    delay = planner.first_delay() if first_delay is None else min(first_delay, planner.longest_wait())
     start = last_seen = now()
     polls = 0
     while True:
@@ -144,9 +146,15 @@ async def wait_for_task(
             raise PollDeadlineExceeded(
                 f"task still running after {settings.poll_deadline_seconds:.0f} s", task_id=task_id
             )
-        await sleep(min(delay, remaining))
+        if hooks is not None:
+            # The delivery only says the task ended (no result URL, no error code): one poll fetches them.
+            if await hooks.wait(task_id, min(planner.webhook_wait(), remaining)) is not None:
+                last_seen = now()  # the wait for the poll starts at the delivery
+        else:
+            await sleep(min(delay, remaining))
         status = await client.get_task(task_id)
         polls += 1
+        planner.observe_polling_interval(status.polling_interval)
         if learn and polls == 1:
             planner.observe_first_poll(done=status.status != "running")
         if status.status != "running":
@@ -158,13 +166,14 @@ async def wait_for_task(
 async def download_result(
     client: BackdropClient, task_id: str, result_url: str | None, dest: Path, *, renewals: int = 2
 ) -> DownloadedFile:
-    """Download the result to `dest` atomically; an expired URL is renewed by polling the task again."""
+    """Download the result atomically to `dest` with the extension of its bytes (`.jpg`, `.png`, `.webp`; the
+    vendor publishes no output format); an expired URL is renewed by polling the task again."""
     url = result_url
     for attempt in range(renewals + 1):
         if url is None:
             url = (await client.get_task(task_id)).result_url
         try:
-            return await client.download(url or "", dest)
+            return await client.download(url or "", dest, name_by_format=True)
         except Forbidden:
             if attempt == renewals:
                 raise

@@ -1,7 +1,7 @@
 """Standard Webhooks verification: whether one delivery is authentic, fresh, a task notification, and not a replay.
 
 `verify` checks one delivery (HMAC-SHA256 over `{webhook-id}.{webhook-timestamp}.{body}`, keyed
-with the base64 secret after `whsec_`; any of several space-separated `v1,<b64>` signatures may
+with the base64 secret after `whsec_`, padded or not; any of several space-separated `v1,<b64>` signatures may
 match; the timestamp must lie within ±tolerance of now). `ReplayGuard` remembers ids already acted
 on: the vendor retries with the same `webhook-id`. The secret and the signatures are never put in an
 error message.
@@ -40,9 +40,14 @@ class WebhookEvent:
 
 
 def decode_secret(secret: str) -> bytes:
-    """The HMAC key of a `whsec_<base64>` secret (prefix optional); ConfigError if unusable."""
+    """The HMAC key of a `whsec_<base64>` secret (prefix optional, `=` padding optional); ConfigError if unusable.
+
+    The vendor's only published example secret (`whsec_NDQzMzYxNzkzMzE0NjYyNDM6OTIxOTcwNDIxODQ`) is unpadded,
+    so the missing `=` are restored before a strict decode; anything else that is not base64 is refused.
+    """
+    text = secret.removeprefix("whsec_")
     try:
-        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+        key = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
     except (binascii.Error, ValueError):
         raise ConfigError("the webhook secret is not whsec_<base64>") from None
     if not key:

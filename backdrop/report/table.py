@@ -23,7 +23,7 @@ STATUSES = ("succeeded", "failed", "skipped", "pending_reconcile", "not_attempte
 COLUMNS = [
     "line", "row_id", "input", "prompt", "template_id", "status", "failed_stage", "error_code",
     "error_message", "http_status", "task_id", "request_id", "attempts", "polls", "started_at",
-    "finished_at", "seconds", "units_charged", "cost", "output_path", "output_sha256", "width",
+    "finished_at", "seconds", "units_charged", "cost", "output_path", "output_format", "output_sha256", "width",
     "height", "input_sha256", "reused", "duplicate_of", "possible_duplicate", "note",
 ]
 
@@ -52,6 +52,7 @@ class RowOutcome:
     units_charged: int = 0
     cost: float = 0.0
     output_path: str | None = None
+    output_format: str | None = None
     output_sha256: str | None = None
     width: int | None = None
     height: int | None = None

@@ -6,6 +6,7 @@ import io
 import logging
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 import httpx
 from PIL import Image
@@ -21,6 +22,9 @@ MAX_SIDE = 4096
 MAX_REDIRECTS = 5
 #: result_size="scaled": results at this fraction of the input's pixel size
 RESULT_SCALE = 0.75
+#: result_format -> (Pillow encoder, file extension)
+RESULT_ENCODINGS: dict[str, tuple[Literal["JPEG", "PNG", "WEBP"], str]] = {
+    "jpeg": ("JPEG", ".jpg"), "png": ("PNG", ".png"), "webp": ("WEBP", ".webp")}
 
 _MESSAGES = {
     "exceed_max_filesize": "The input file size exceeds the maximum allowed limit.",
@@ -110,14 +114,14 @@ def _run(st: KeyState, task: Task) -> None:
     if task.engine_fault:
         raise EngineFailure("error_inference", "injected by fault_engine_error_rate")
     cfg = st.config
-    png = cfg.result_format == "png"
+    fmt, ext = RESULT_ENCODINGS[cfg.result_format]
     scale = RESULT_SCALE if cfg.result_size == "scaled" else 1.0
     try:
         out = imaging.compose(data, prompt=task.prompt, template_id=task.template_id,
-                              scale=scale, fmt="PNG" if png else "JPEG")
+                              scale=scale, fmt=fmt)
     except imaging.ImageDecodeError as exc:
         raise EngineFailure("error_decode_image", str(exc)) from exc
-    path = st.root / f"{task.task_id}{'.png' if png else '.jpg'}"
+    path = st.root / f"{task.task_id}{ext}"
     path.write_bytes(out)
     task.result_path = path
 

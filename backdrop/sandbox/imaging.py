@@ -1,7 +1,7 @@
 """The sandbox's picture composer: cut the subject out with a colour matte, put it on a backdrop.
 
 `compose(data, prompt=..., template_id=...)` returns JPEG bytes of the input's (upright) size
-(`scale=` and `fmt="PNG"` give another size or PNG, for the sandbox's vendor-variant settings):
+(`scale=` and `fmt="PNG"`/`"WEBP"` give another size or format, for the sandbox's vendor-variant settings):
 
 1. decode a jpg/png (EXIF orientation applied); an alpha channel with real transparency is the
    matte;
@@ -37,11 +37,11 @@ class ImageDecodeError(ValueError):
 
 
 def compose(data: bytes, *, prompt: str | None = None, template_id: str | None = None,
-            scale: float = 1.0, fmt: Literal["JPEG", "PNG"] = "JPEG") -> bytes:
+            scale: float = 1.0, fmt: Literal["JPEG", "PNG", "WEBP"] = "JPEG") -> bytes:
     """Return `data` with its background replaced, as JPEG bytes of the same (upright) size.
 
     `template_id` wins over `prompt`; an unknown template id raises `ValueError`. `scale` other
-    than 1 resizes the result (aspect kept, at least 1 px a side); `fmt="PNG"` encodes it as PNG.
+    than 1 resizes the result (aspect kept, at least 1 px a side); `fmt="PNG"` or `"WEBP"` encodes it so.
     """
     if template_id is not None:
         if template_id not in TEMPLATE_PROMPTS:
@@ -65,6 +65,8 @@ def compose(data: bytes, *, prompt: str | None = None, template_id: str | None =
     out = io.BytesIO()
     if fmt == "PNG":
         result.save(out, "PNG")
+    elif fmt == "WEBP":
+        result.save(out, "WEBP", quality=90)
     else:
         result.save(out, "JPEG", quality=90)
     return out.getvalue()

@@ -12,6 +12,7 @@ INVALID_ACCESS_TOKEN = {"status": 401, "error": "Unauthorized", "error_code": "I
 TOO_MANY_REQUESTS = {"status": 429, "error": "Too many requests"}
 NOT_FOUND = {"status": 404, "error": "Not Found"}
 INVALID_TASK_ID = {"status": 400, "error": "Invalid task ID", "error_code": "InvalidTaskId"}
+TASK_TIMEOUT = {"status": 500, "error": "Task execution timed out", "error_code": "TaskTimeout"}
 INTERNAL = {"status": 500, "error": "unknown_internal_error",
             "error_code": "unknown_internal_error"}
 

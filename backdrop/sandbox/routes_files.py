@@ -103,8 +103,12 @@ async def file_for_feature(slug: str, request: Request) -> Response:
 
 @router.put("/_storage/upload/{token}")
 async def upload(token: str, request: Request) -> Response:
-    """S3-like presigned PUT: no auth header; the signature, expiry and size must hold."""
+    """S3-like presigned PUT: no auth header (one is refused, as S3 refuses a second auth mechanism); the
+    signature, expiry and size must hold."""
     reg = registry(request)
+    if "authorization" in request.headers:
+        return responses.s3_error(403, "AccessDenied", "Only one auth mechanism allowed: the presigned URL's "
+                                  "signature or an Authorization header, not both.")
     problem = ids.check_signature(
         reg.settings.signing_secret.get_secret_value(), "PUT", request.url.path,
         request.query_params.get("expires"), request.query_params.get("signature"))

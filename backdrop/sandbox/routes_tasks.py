@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -22,6 +23,7 @@ from ._common import (
 )
 from .gate import DROP, KEY, LOSE_IF_CREATED
 from .pages import encode_token, page_params
+from .settings import SandboxSettings
 from .state import KeyState, Task
 
 router = APIRouter()
@@ -153,6 +155,8 @@ async def create_task(slug: str, request: Request) -> Response:
         scripted_error=script.error, engine_fault=fault, lost=lost, created=time.time(),
         due=now + cfg.real(duration), last_touch=now, duration_s=duration,
     )
+    if cfg.task_timeout_s is not None and duration > cfg.task_timeout_s:  # it never finishes: no result, no charge
+        task.due, task.times_out_at = math.inf, now + cfg.real(cfg.task_timeout_s)
     with st.lock:
         st.tasks[task.task_id] = task
     with reg.lock:
@@ -162,7 +166,18 @@ async def create_task(slug: str, request: Request) -> Response:
         await _settle(request, st, task)
     if lost:
         request.scope[DROP] = True
-    return responses.ok({"task_id": task.task_id})
+    return responses.ok(_with_interval(cfg, {"task_id": task.task_id}))
+
+
+def _with_interval(cfg: SandboxSettings, data: dict[str, Any]) -> dict[str, Any]:
+    """`data` plus `polling_interval` when the key's config sends one."""
+    return data if cfg.polling_interval_s is None else {**data, "polling_interval": cfg.polling_interval_s}
+
+
+def _timed_out(task: Task) -> bool:
+    """The task ran past the key's `task_timeout_s` (it never finishes, and is never charged) and that moment has
+    come: its polls answer TaskTimeout."""
+    return task.times_out_at is not None and time.monotonic() >= task.times_out_at
 
 
 @router.get("/s2s/v2.0/task/{slug}/{task_id}")
@@ -174,24 +189,26 @@ async def poll_task(slug: str, task_id: str, request: Request) -> Response:
         return responses.json_body(responses.INVALID_TASK_ID)
     task.polls += 1
     task.last_touch = time.monotonic()
+    if _timed_out(task):
+        return responses.json_body(responses.TASK_TIMEOUT)
     await _settle(request, st, task)
-    if task.status == "running":
-        return responses.ok({"error": None, "results": None, "task_status": "running"})
-    if task.status == "error":
-        return responses.ok({"task_status": "error", "error": task.error,
-                             "error_message": task.error_message, "results": None})
-    ext = task.result_path.suffix if task.result_path else ".jpg"  # .png with result_format=png
-    path = f"/_storage/result/{task.result_token}{ext}"
     cfg = st.config
+    if task.status == "running":
+        return responses.ok(_with_interval(cfg, {"error": None, "results": None, "task_status": "running"}))
+    if task.status == "error":
+        return responses.ok(_with_interval(cfg, {"task_status": "error", "error": task.error,
+                                                 "error_message": task.error_message, "results": None}))
+    ext = task.result_path.suffix if task.result_path else ".jpg"  # .png/.webp with result_format png/webp
+    path = f"/_storage/result/{task.result_token}{ext}"
     query = ids.signed_query(reg.settings.signing_secret.get_secret_value(), "GET", path,
                              cfg.real(cfg.result_url_ttl_s))
-    return responses.ok({"task_status": "success", "error": None,
-                         "results": {"url": f"{base_url(request)}{path}?{query}"}})
+    return responses.ok(_with_interval(cfg, {"task_status": "success", "error": None,
+                                             "results": {"url": f"{base_url(request)}{path}?{query}"}}))
 
 
 @router.get("/_storage/result/{name}")
 async def download_result(name: str, request: Request) -> Response:
-    """S3-like presigned GET: no auth header; JPEG (or PNG) bytes sent as `binary/octet-stream`."""
+    """S3-like presigned GET: no auth header; JPEG (or PNG, WebP) bytes sent as `binary/octet-stream`."""
     reg = registry(request)
     problem = ids.check_signature(
         reg.settings.signing_secret.get_secret_value(), "GET", request.url.path,
@@ -202,7 +219,7 @@ async def download_result(name: str, request: Request) -> Response:
     if problem:
         return responses.s3_error(403, "AccessDenied", "Request has expired")
     with reg.lock:
-        owner = reg.result_tokens.get(name.removesuffix(".jpg").removesuffix(".png"))
+        owner = reg.result_tokens.get(name.removesuffix(".jpg").removesuffix(".png").removesuffix(".webp"))
     st = reg.state(owner[0]) if owner else None
     with (st.lock if st else reg.lock):
         task = st.tasks.get(owner[1]) if st and owner else None

@@ -53,6 +53,12 @@ class SandboxSettings(BaseSettings):
     duration_median_s: float = Field(10.0, ge=0)
     duration_sigma: float = Field(0.4, ge=0)
     polling_window_s: float = Field(600.0, gt=0, description="Unknown in the real API.")
+    polling_interval_s: float | None = Field(
+        None, gt=0, description="Send this as `data.polling_interval` in create and poll answers (the docs name the "
+        "field, no observed answer carries it); None sends nothing.")
+    task_timeout_s: float | None = Field(
+        None, gt=0, description="A task that would run longer than this (vendor seconds) times out: from then on its "
+        "polls answer the documented 500 TaskTimeout, and it is never charged. None: no task times out.")
     result_url_ttl_s: float = Field(7200.0, gt=0)
     upload_url_ttl_s: float = Field(3600.0, gt=0)
     task_ttl_s: float = Field(86400.0, gt=0)
@@ -64,7 +70,9 @@ class SandboxSettings(BaseSettings):
     result_size: Literal["input", "scaled"] = Field(
         "input", description="'scaled': results at 3/4 of the input's pixel size, aspect kept."
     )
-    result_format: Literal["jpeg", "png"] = "jpeg"
+    result_format: Literal["jpeg", "png", "webp"] = Field(
+        "jpeg", description="The results' encoding (the vendor publishes none): JPEG, PNG (profile png) or WebP."
+    )
     history_timestamp_offset_s: float = Field(
         0.0, description="Shift of the credit history's timestamps (local time written as UTC)."
     )

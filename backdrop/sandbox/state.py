@@ -57,6 +57,7 @@ class Task:
     due: float  # monotonic
     last_touch: float  # monotonic: creation or last poll
     duration_s: float = 0.0  # vendor seconds
+    times_out_at: float | None = None  # monotonic: from then on its polls answer TaskTimeout (task_timeout_s)
     status: str = "running"
     error: str | None = None
     error_message: str | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -17,9 +18,24 @@ from .netguard import Blocked, check_target
 from .state import KeyState
 
 
+def secret_key(secret: str) -> bytes:
+    """The HMAC key of a `whsec_<base64>` secret, `=` padding optional (the vendor's published example has none).
+
+    ValueError (naming no part of the secret) when it is not base64 or is empty.
+    """
+    text = secret.removeprefix("whsec_")
+    try:
+        key = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("the sandbox's webhook secret is not whsec_<base64>") from None
+    if not key:
+        raise ValueError("the sandbox's webhook secret is empty")
+    return key
+
+
 def signature(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     """`v1,<base64 HMAC-SHA256>` of `{id}.{timestamp}.{body}`, keyed with the decoded secret."""
-    key = base64.b64decode(secret.removeprefix("whsec_"))
+    key = secret_key(secret)
     signed = f"{msg_id}.{timestamp}.".encode() + body
     return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
 
@@ -28,6 +44,7 @@ class Deliverer:
     """Owns the delivery coroutines; lives on the server's event loop."""
 
     def __init__(self, secret: str) -> None:
+        secret_key(secret)  # an unusable secret fails the sandbox's start, not every delivery
         self._secret = secret
         self._tasks: set[asyncio.Task[None]] = set()
         self._client: httpx.AsyncClient | None = None

@@ -136,3 +136,33 @@ async def test_download_without_a_usable_url_fails_at_once(tmp_path: Path, url: 
         with pytest.raises(DownloadError, match="no usable result URL"):
             await client.download(url, tmp_path / "r.jpg")
     assert storage.requests == []
+
+
+@pytest.mark.parametrize(("fmt", "ext"), [("JPEG", ".jpg"), ("PNG", ".png"), ("WEBP", ".webp")])
+async def test_name_by_format_gives_the_file_the_extension_of_its_bytes(tmp_path: Path, fmt: str, ext: str) -> None:
+    data = image_bytes(fmt, size=(40, 30))
+    storage = Recorder([httpx.Response(200, content=data, headers={"Content-Type": "image/jpeg"})])
+    dest = tmp_path / "mug.jpg"  # the planned name: its extension is a placeholder
+    async with make_client(storage=storage) as client:
+        got = await client.download(URL, dest, name_by_format=True)
+    assert got.path == tmp_path / f"mug{ext}"
+    assert got.path.read_bytes() == data
+    assert files_in(tmp_path) == [f"mug{ext}"]  # no .part, no file under the planned name unless it is the real one
+
+
+async def test_name_by_format_keeps_unknown_bytes_as_bin_and_says_so(tmp_path: Path) -> None:
+    data = b"\x00\x00\x00\x1cftypavif" + b"\x00" * 200  # an AVIF header: no format Backdrop knows
+    storage = Recorder([httpx.Response(200, content=data)])
+    async with make_client(storage=storage) as client:
+        with pytest.raises(DownloadError, match=r"not a JPEG, PNG or WebP image .*kept as mug\.bin"):
+            await client.download(URL, tmp_path / "mug.jpg", name_by_format=True)
+    assert files_in(tmp_path) == ["mug.bin"]
+    assert (tmp_path / "mug.bin").read_bytes() == data
+
+
+async def test_without_name_by_format_unknown_bytes_are_refused_and_nothing_is_kept(tmp_path: Path) -> None:
+    storage = Recorder([httpx.Response(200, content=b"GIF89a" + b"\x00" * 100)])
+    async with make_client(storage=storage) as client:
+        with pytest.raises(DownloadError, match="not a JPEG, PNG or WebP image"):
+            await client.download(URL, tmp_path / "mug.jpg")
+    assert files_in(tmp_path) == []

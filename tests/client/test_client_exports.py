@@ -64,7 +64,7 @@ def test_method_signatures_match_the_contract_with_the_pipeline() -> None:
         "credit_history": ["self", "page_size", "max_pages", "since"],
         "credit_history_page": ["self", "token", "page_size"],
         "feature_costs": ["self", "page_size"],
-        "download": ["self", "url", "dest", "max_bytes"],
+        "download": ["self", "url", "dest", "max_bytes", "name_by_format"],
     }
     for name, params in expected.items():
         method = getattr(BackdropClient, name)

@@ -26,7 +26,7 @@ def test_adaptive_first_poll_converges_to_the_quantile(quantile: float) -> None:
 
 def test_running_tasks_back_off_to_the_cap() -> None:
     planner = PollPlanner(BackdropSettings(poll_first_seconds=8.0, poll_interval_seconds=2.0,
-                                           poll_max_interval_seconds=30.0))
+                                           poll_max_interval_seconds=30.0, poll_max_gap_seconds=60.0))
     delays, d = [], 8.0
     for _ in range(10):
         d = planner.next_delay(d)

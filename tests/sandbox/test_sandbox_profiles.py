@@ -141,6 +141,15 @@ def test_result_format_png(api: httpx.Client, upload: Upload, sandbox: SandboxHa
         assert (img.format, img.size) == ("PNG", (64, 48))
 
 
+def test_result_format_webp(api: httpx.Client, upload: Upload, sandbox: SandboxHandle) -> None:
+    sandbox.configure(result_format="webp")
+    url, webp = _result(api, upload, picture(64, 48))
+    assert webp.content[:4] == b"RIFF" and webp.content[8:12] == b"WEBP" and ".webp?" in url
+    assert webp.headers["content-type"] == "binary/octet-stream"
+    with Image.open(io.BytesIO(webp.content)) as img:
+        assert (img.format, img.size) == ("WEBP", (64, 48))
+
+
 def test_switching_to_png_leaves_finished_results_alone(api: httpx.Client, upload: Upload,
                                                             sandbox: SandboxHandle) -> None:
     # a task finished as JPEG keeps its bytes and URL when the key switches to PNG afterwards

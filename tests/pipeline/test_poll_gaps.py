@@ -1,0 +1,147 @@
+"""No running task is left longer without a poll than allowed: `poll_max_gap_seconds`, shortened by a vendor's
+`polling_interval`, with a quarter kept for the rate limiter; in poll mode and in webhook mode. A fake clock stands in
+for time, and a fake client for the vendor (unit tests of `steps.wait_for_task` and `polling.PollPlanner`)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from backdrop.client import TaskStatus
+from backdrop.pipeline.polling import WAIT_SHARE, PollPlanner
+from backdrop.pipeline.steps import wait_for_task
+from backdrop.settings import BackdropSettings
+
+
+@dataclass
+class Clock:
+    t: float = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        self.t += seconds
+
+
+@dataclass
+class Vendor:
+    """A task that ends at `done_at`; every answer carries `interval` as polling_interval (None: none)."""
+
+    clock: Clock
+    done_at: float
+    interval: float | None = None
+    polls: list[float] = field(default_factory=list)
+
+    async def get_task(self, task_id: str) -> TaskStatus:
+        self.polls.append(self.clock.t)
+        status = "success" if self.clock.t >= self.done_at else "running"
+        return TaskStatus(task_id=task_id, status=status, result_url="https://r/x" if status == "success" else None,
+                          polling_interval=self.interval)
+
+
+@dataclass
+class Hooks:
+    """A webhook receiver whose delivery lands at `delivered_at` (None: never)."""
+
+    clock: Clock
+    delivered_at: float | None
+    waits: list[float] = field(default_factory=list)
+
+    async def wait(self, task_id: str, timeout: float) -> str | None:  # noqa: ASYNC109 - the receiver's signature
+        self.waits.append(timeout)
+        if self.delivered_at is not None and self.clock.t <= self.delivered_at <= self.clock.t + timeout:
+            self.clock.t = self.delivered_at
+            return "success"
+        self.clock.t += timeout
+        return None
+
+
+def _gaps(polls: list[float]) -> list[float]:
+    times = [0.0, *polls]  # the wait starts at create
+    return [b - a for a, b in zip(times, times[1:], strict=False)]
+
+
+def _run(cfg: BackdropSettings, vendor: Vendor, planner: PollPlanner, hooks: Hooks | None = None) -> Any:
+    return asyncio.run(wait_for_task(vendor, "t", cfg, sleep=vendor.clock.sleep, now=vendor.clock,  # type: ignore[arg-type]
+                                     planner=planner, receiver=hooks))  # type: ignore[arg-type]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    duration=st.floats(0.0, 300.0),
+    max_gap=st.floats(2.0, 120.0),
+    interval=st.one_of(st.none(), st.floats(1.0, 60.0)),
+    first=st.floats(0.0, 200.0),
+    cap=st.floats(0.5, 200.0),
+    strategy=st.sampled_from(["adaptive", "fixed"]),
+    webhook=st.sampled_from([None, "never", "on_time"]),
+)
+def test_no_gap_between_polls_is_longer_than_allowed(duration: float, max_gap: float, interval: float | None,
+                                                     first: float, cap: float, strategy: str,
+                                                     webhook: str | None) -> None:
+    cfg = BackdropSettings(poll_max_gap_seconds=max_gap, poll_first_seconds=first, poll_max_interval_seconds=cap,
+                           poll_strategy=strategy, poll_deadline_seconds=10_000)
+    clock = Clock()
+    vendor = Vendor(clock, done_at=duration, interval=interval)
+    planner = PollPlanner(cfg)
+    planner.observe_polling_interval(interval)  # the create's answer carried it too
+    hooks = None if webhook is None else Hooks(clock, duration if webhook == "on_time" else None)
+    result = _run(cfg, vendor, planner, hooks)
+    allowed = WAIT_SHARE * (min(max_gap, interval) if interval else max_gap)
+    assert max(_gaps(vendor.polls)) <= allowed + 1e-9
+    assert result.status.status == "success" and vendor.polls[-1] >= duration
+    if webhook == "on_time":  # a delivery is followed by exactly one poll
+        assert vendor.polls[-1] == duration
+
+
+def test_the_default_leaves_at_most_15_of_20_seconds_and_the_webhook_wait_is_inside_it() -> None:
+    planner = PollPlanner(BackdropSettings())
+    assert planner.longest_wait() == 15.0 == planner.webhook_wait()  # not the 60 s safety poll of old
+    assert planner.next_delay(14.0) == 15.0 and planner.first_delay() == 8.0
+
+
+def test_a_vendor_polling_interval_shortens_every_wait_and_nonsense_is_ignored() -> None:
+    planner = PollPlanner(BackdropSettings(poll_first_seconds=8.0))
+    planner.observe_polling_interval(None)
+    assert planner.vendor_interval is None and planner.longest_wait() == 15.0
+    planner.observe_polling_interval(6.0)
+    planner.observe_polling_interval(10.0)  # a longer one later does not loosen it
+    assert planner.vendor_interval == 6.0
+    assert planner.longest_wait() == pytest.approx(4.5)
+    assert planner.first_delay() == pytest.approx(4.5) and planner.next_delay(4.0) == pytest.approx(4.5)
+    assert planner.webhook_wait() == pytest.approx(4.5)
+
+
+def test_a_polling_interval_first_seen_on_a_poll_answer_applies_to_the_next_wait() -> None:
+    cfg = BackdropSettings(poll_first_seconds=8.0, poll_max_interval_seconds=30.0)
+    clock = Clock()
+    vendor = Vendor(clock, done_at=40.0, interval=3.0)
+    _run(cfg, vendor, PollPlanner(cfg))
+    gaps = _gaps(vendor.polls)
+    assert gaps[0] == 8.0  # before any answer said otherwise
+    assert all(g <= 2.25 + 1e-9 for g in gaps[1:])  # 3/4 of 3 s from then on
+
+
+def test_webhook_mode_without_a_delivery_polls_every_allowed_wait() -> None:
+    cfg = BackdropSettings(poll_max_gap_seconds=20.0, webhook_safety_poll_seconds=60.0)
+    clock = Clock()
+    vendor = Vendor(clock, done_at=50.0)
+    hooks = Hooks(clock, delivered_at=None)
+    result = _run(cfg, vendor, PollPlanner(cfg), hooks)
+    assert vendor.polls == [15.0, 30.0, 45.0, 60.0]
+    assert hooks.waits == [15.0] * 4 and result.polls == 4
+    assert result.gap_seconds == 15.0  # the last silence, from the poll that still saw it running
+
+
+def test_webhook_mode_with_a_delivery_polls_once_right_after_it() -> None:
+    cfg = BackdropSettings()
+    clock = Clock()
+    vendor = Vendor(clock, done_at=9.5)
+    result = _run(cfg, vendor, PollPlanner(cfg), Hooks(clock, delivered_at=9.5))
+    assert vendor.polls == [9.5] and result.polls == 1 and result.gap_seconds == 0.0

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from tests.flows.conftest import draw_product, run_flow, write_csv
+from tests.flows.helpers import run_flow, write_csv
+from tests.support.images import draw_product
 
 
 @pytest.mark.parametrize(("fmt", "ext", "pil"), [("png", ".png", "PNG"), ("webp", ".webp", "WEBP")])

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.flows.conftest import draw_product, run_flow, write_csv
+from tests.flows.helpers import run_flow, write_csv
+from tests.support.images import draw_product
 
 #: the sandbox runs 10 vendor seconds per real second: its 25 s window is 2.5 s real, a 60 s task 6 s real
 SCALE = 10.0

@@ -24,7 +24,7 @@ from backdrop.pipeline.webhooks import WebhookReceiver
 from backdrop.sandbox import SandboxServer, SandboxSettings
 from backdrop.sandbox.webhooks import Deliverer, secret_key, signature
 from backdrop.settings import BackdropSettings
-from tests.conftest import TLS
+from tests.support.sandbox import TLS
 
 #: the example secret on the vendor's webhook page (contract audit D8b): 39 base64 characters, no `=`
 PUBLISHED = "whsec_NDQzMzYxNzkzMzE0NjYyNDM6OTIxOTcwNDIxODQ"

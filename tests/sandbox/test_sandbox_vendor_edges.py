@@ -7,9 +7,10 @@ import time
 
 import httpx
 
-from tests.conftest import SandboxHandle
-from tests.sandbox.conftest import Upload
-from tests.sandbox.helpers import create, picture, poll, poll_until_done, put_bytes, request_slot, wait_for
+from tests.support.images import picture
+from tests.support.sandbox import SandboxHandle
+from tests.support.vendor_api import Upload, create, poll, poll_until_done, put_bytes, request_slot
+from tests.support.waiting import wait_until as wait_for
 
 TIMEOUT_BODY = {"status": 500, "error": "Task execution timed out", "error_code": "TaskTimeout"}
 

@@ -63,15 +63,10 @@ from backdrop.store.ledger import Ledger
 from backdrop.store.migrate import move_legacy_rows
 from flows.batch_run import PictureRun, Results, best_effort, preflight_sources, settle_lost
 from flows.events import FAILURES_EVENT, emit_run_event
+from flows.naming import batch_run_name
 from flows.picture import PrefectSteps
 from tasks.reconcile import vendor_units_for
 from tasks.resources import RunResources, run_resources
-
-
-def _run_name() -> str:
-    params = get_run_context().flow_run.parameters  # type: ignore[union-attr]
-    kind = "dry-run" if params.get("dry_run") else "batch"
-    return f"{kind}-{Path(str(params.get('csv', 'input'))).stem}"
 
 
 @dataclass
@@ -100,7 +95,7 @@ class _Report:
         return df, summary
 
 
-@flow(name="change-backgrounds", flow_run_name=_run_name, log_prints=False)
+@flow(name="change-backgrounds", flow_run_name=batch_run_name, log_prints=False)
 @documented(BatchParameters, style="google")  # the form's descriptions (Args), from backdrop/params.py
 async def change_backgrounds(
     csv: Csv,

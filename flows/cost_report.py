@@ -24,13 +24,9 @@ from backdrop.roots import confine_output
 from backdrop.settings import BackdropSettings
 from backdrop.store.ledger import Ledger
 from flows.events import OVER_BUDGET_EVENT, emit_run_event
+from flows.naming import cost_run_name
 from tasks.credits import read_credits
 from tasks.resources import run_resources
-
-
-def _run_name() -> str:
-    params = get_run_context().flow_run.parameters  # type: ignore[union-attr]
-    return f"cost-{params.get('since') or 'period-start'}-to-{params.get('until') or 'today'}"
 
 
 def _account_environments(settings: BackdropSettings) -> set[str]:
@@ -39,7 +35,7 @@ def _account_environments(settings: BackdropSettings) -> set[str]:
     return {environment_id(settings.model_copy(update={"feature": f})) for f in features}
 
 
-@flow(name="cost-report", flow_run_name=_run_name, log_prints=False)
+@flow(name="cost-report", flow_run_name=cost_run_name, log_prints=False)
 @documented(CostParameters, style="google")  # the form's descriptions (Args), from backdrop/params.py
 async def cost_report(since: Since = None, until: Until = None, out: CostOut = "cost-output") -> Any:
     """Report units and cost per day, run and deployment, reconcile them with the vendor, check the budget.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -128,8 +129,8 @@ def test_the_manual_deployment_runs_on_a_process_worker_against_the_sandbox(
         environ = api.post(create, json={"parameters": {"csv": "/proc/self/environ", "out": "backdrop-output"}})
         assert environ.status_code == 201, environ.text
         roots = {"BACKDROP_INPUT_ROOTS": str(tmp_path), "BACKDROP_OUTPUT_ROOTS": str(tmp_path)}
-        created = api.post(create, json={"parameters": {"csv": str(csv), "out": str(out)},
-                                         "job_variables": {"env": roots}})
+        created = api.post(create, json={"parameters": {"csv": str(csv), "out": str(out)}, "name": "Spring photos",
+                                         "job_variables": {"env": roots}})  # a name typed in the form
         assert created.status_code == 201, created.text
         run_id = created.json()["id"]
 
@@ -141,7 +142,7 @@ def test_the_manual_deployment_runs_on_a_process_worker_against_the_sandbox(
         assert (run["state_type"], run["state_name"]) == ("COMPLETED", "Completed with failures"), \
             diagnose()
         assert run["state"]["message"] == "1 of 3 rows did not succeed"
-        assert run["name"] == "batch-photos"  # the flow's run-name function ran in the worker
+        assert run["name"] == "Spring photos"  # the name the user typed is kept
         assert run["deployment_id"] == manual_id
         # the caller's values over the deployment's defaults
         assert run["parameters"] == {"csv": str(csv), "out": str(out), "concurrency": 8}
@@ -158,6 +159,8 @@ def test_the_manual_deployment_runs_on_a_process_worker_against_the_sandbox(
     _check_artifacts(artifacts, str(csv))
     assert "done: 2 succeeded, 1 failed, 0 skipped, 0 pending; 8 units" in logs
     assert refused["state_type"] == "FAILED", refused
+    # no name typed: the flow's run-name function ran in the worker (deployment, CSV, start time)
+    assert re.fullmatch(r"manual/environ \d{4}-\d\d-\d\d \d\d:\d\dZ", refused["name"]), refused["name"]
     assert "outside the folders runs may read" in refused["state"]["message"], refused["state"]["message"]
     stored = {"flow run record": json.dumps(run), "run logs": logs,
               "artifacts": json.dumps(artifacts), "worker output": worker_output,

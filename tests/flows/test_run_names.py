@@ -1,0 +1,45 @@
+"""Run names: where the run came from, what it read and when; a name the user typed is kept (the deployment test
+checks that through the API, as the Custom run form sends it)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect.client.orchestration import get_client
+
+from flows.naming import is_generated
+from tests.flows.helpers import run_flow, write_csv
+from tests.support.images import draw_product
+
+
+async def _name(flow_run_id: Any) -> str:
+    async with get_client() as client:
+        return (await client.read_flow_run(flow_run_id)).name
+
+
+@pytest.mark.parametrize(("name", "generated"), [
+    ("crimson-wolf", True), ("", True), (None, True),
+    ("Spring catalogue", False), ("spring-catalogue-fix", False), ("Crimson-wolf", False), ("manual/x", False)])
+def test_only_a_made_up_name_is_replaced(name: str | None, generated: bool) -> None:
+    assert is_generated(name) is generated
+
+
+def test_a_local_batch_is_named_by_its_csv_and_start_time(pipeline_env: Any, tmp_path: Path) -> None:
+    draw_product(tmp_path / "a.jpg", (200, 30, 30))
+    csv = write_csv(tmp_path, [{"id": "a", "image_url": "a.jpg", "prompt": "beach"}])
+    state, _ = run_flow(csv=str(csv), out=str(tmp_path / "out"), dry_run=True)
+    name = asyncio.run(_name(state.state_details.flow_run_id))
+    assert re.fullmatch(r"local/dry-run batch \d{4}-\d\d-\d\d \d\d:\d\dZ", name), name
+
+
+def test_a_cost_run_is_named_by_its_period(pipeline_env: Any, tmp_path: Path) -> None:
+    from flows.cost_report import cost_report
+
+    state = asyncio.run(cost_report(since=date(2026, 11, 1), out=str(tmp_path / "cost"), return_state=True))
+    name = asyncio.run(_name(state.state_details.flow_run_id))
+    assert re.fullmatch(r"local/cost 2026-11-01 to today \d{4}-\d\d-\d\d \d\d:\d\dZ", name), name

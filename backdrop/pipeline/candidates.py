@@ -29,14 +29,6 @@ class Vendor(Protocol):
 
     async def picture_verdict(self, task_id: str, entry: LedgerEntry) -> Verdict: ...
 
-    async def _poll(self, task_id: str, slugs: tuple[str, ...]) -> TaskStatus:
-        for slug in slugs[:-1]:
-            try:
-                return await self.client.get_task(task_id, feature=slug)
-            except InvalidTaskId:
-                continue
-        return await self.client.get_task(task_id, feature=slugs[-1])
-
     async def show(self, task_ids: list[str]) -> None:
         """Keep the candidates' pictures where a person will look (the gallery); best effort."""
         ...

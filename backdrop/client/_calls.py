@@ -38,7 +38,8 @@ class ApiCalls:
         slug = feature or self.settings.feature
         if slug == "auto":
             raise ConfigError("BACKDROP_FEATURE=auto is resolved from the account's feature-cost list before any "
-                              "feature route is called; set BACKDROP_FEATURE=bg-replace or bg-replace-v2 here")
+                              "feature route is called; set BACKDROP_FEATURE=bg-replace or bg-replace-v2 here",
+                              refused=True)  # never sent: nothing created
         return slug
 
     async def _call(

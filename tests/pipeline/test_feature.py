@@ -120,8 +120,9 @@ async def test_the_client_never_sends_auto_as_a_slug(sandbox: Any) -> None:
     async with BackdropClient(settings, limiter=NoWait()) as client:
         with pytest.raises(ConfigError, match="BACKDROP_FEATURE=auto is resolved"):
             await client.get_task("t1")
-        with pytest.raises(ConfigError):
+        with pytest.raises(ConfigError) as refused:
             await client.create_task(src_file_url="https://example.com/a.jpg", prompt="beach")
+    assert refused.value.refused  # never sent: a definite refusal, not an ambiguous create
     assert not [j for j in sandbox.journal() if "/task/" in j["path"]]
 
 

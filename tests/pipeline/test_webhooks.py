@@ -408,7 +408,7 @@ async def create_task(sandbox: SandboxHandle, tmp_path: Path, prompt: str) -> st
     buf = io.BytesIO()
     Image.new("RGB", (96, 64), (200, 40, 40)).save(buf, "JPEG")
     src.write_bytes(buf.getvalue())
-    settings = BackdropSettings(api_url=sandbox.base_url, api_key=sandbox.api_key)
+    settings = BackdropSettings(api_url=sandbox.base_url, api_key=sandbox.api_key, feature="bg-replace")
     async with BackdropClient(settings) as client:
         file_id = await client.upload_file(src, content_type="image/jpeg")
         return (await client.create_task(src_file_id=file_id, prompt=prompt)).task_id

@@ -61,7 +61,7 @@ def charge(task_id: str | None, when: datetime, units: float = 4,
 async def spend(sandbox: Any, folder: Path, n: int = 1) -> list[str]:
     """Make `n` tasks on the sandbox key directly (each charged 4 units), as another program would."""
     Image.new("RGB", (50, 50), (250, 250, 250)).save(folder / "x.jpg")
-    settings = BackdropSettings(api_url=sandbox.base_url, api_key=sandbox.api_key)
+    settings = BackdropSettings(api_url=sandbox.base_url, api_key=sandbox.api_key, feature="bg-replace")
     made: list[str] = []
     async with BackdropClient(settings) as client:
         for _ in range(n):

@@ -160,3 +160,35 @@ def test_a_row_is_polled_under_the_slug_it_recorded_else_the_old_default(tmp_pat
     ledger.claim("c", 1)
     assert [created_under(ledger.latest(k)) for k in "abc"] == ["bg-replace", "bg-replace-v2",  # type: ignore[arg-type]
                                                                  "bg-replace-v2"]
+
+
+def test_migration_moves_one_old_key_per_picture_the_paid_one_first(tmp_path: Path) -> None:
+    """A picture with rows under both slugs' old ids: the paid history moves (its slug recorded), the other
+    stays under its old key; so the new key's latest attempt is never a failure that would be created again."""
+    from backdrop.identity import content_key, environment_id, slug_environment_id
+    from backdrop.store.migrate import move_legacy_rows
+
+    settings = _settings(account="shop")
+    ledger, new_env = Ledger(f"sqlite:///{tmp_path / 'l.db'}"), environment_id(settings)
+
+    def old(slug: Any, prompt: str, attempts: list[str]) -> None:
+        env = slug_environment_id(settings, slug)
+        key = content_key(image_sha256="ab" * 32, prompt=prompt, template_id=None, task_type="prompt",
+                          environment=env)
+        for n, status in enumerate(attempts, start=1):
+            ledger.claim(key, n, environment=env, image_sha256="ab" * 32, prompt=prompt)
+            ledger.mark(key, n, status=status, task_id=f"{slug}-{prompt}-{n}")
+
+    old("bg-replace", "beach", ["failed", "failed"])  # refused twice under one slug
+    old("bg-replace-v2", "beach", ["succeeded"])  # paid under the other
+    old("bg-replace", "marble", ["created"])  # in flight under bg-replace
+    assert move_legacy_rows(ledger, settings, new_env) == 2
+    beach = content_key(image_sha256="ab" * 32, prompt="beach", template_id=None, task_type="prompt",
+                        environment=new_env)
+    latest = ledger.latest(beach)
+    assert latest is not None and (latest.status, latest.feature) == ("succeeded", "bg-replace-v2")
+    marble = ledger.latest(content_key(image_sha256="ab" * 32, prompt="marble", template_id=None,
+                                       task_type="prompt", environment=new_env))
+    assert marble is not None and (marble.status, created_under(marble)) == ("created", "bg-replace")
+    assert len(ledger.entries(environment=slug_environment_id(settings, "bg-replace"))) == 2  # the refusals stay
+    assert move_legacy_rows(ledger, settings, new_env) == 0  # once

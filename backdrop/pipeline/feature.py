@@ -15,6 +15,7 @@ Template rows on a slug without templates (`bg-replace-v2`: its edition had none
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ __all__ = ["DRY_RUN_ASSUMES", "OLD_DEFAULT", "FeatureChoice", "choose_feature", 
 OLD_DEFAULT: FeatureSlug = "bg-replace-v2"
 #: what a dry run assumes when the list names no slug: the newest documented one
 DRY_RUN_ASSUMES: FeatureSlug = "bg-replace"
+#: reads of the list when it answers a retryable error (429, 5xx, transport) after the client's own retries
+_READS = 3
 #: slugs whose edition has templates (bg-replace-v2's documentation has none)
 _WITH_TEMPLATES = frozenset({"bg-replace"})
 _TASK_PATH = re.compile(r"/task/(bg-replace(?:-v2)?)/?$")
@@ -63,14 +66,28 @@ def listed_slugs(costs: list[FeatureCost]) -> set[FeatureSlug]:
     return found
 
 
+async def _read(read_costs: Callable[[], Awaitable[list[FeatureCost]]], pause: float,
+                sleep: Callable[[float], Awaitable[None]]) -> list[FeatureCost]:
+    """The list; a retryable error (a 429 when another process of this key has just spent the second's budget,
+    a 5xx) is read again after a pause (1, then 2 short windows), at most `_READS` times in all."""
+    for n in range(1, _READS):
+        try:
+            return await read_costs()
+        except BackdropError as exc:
+            if not exc.retryable:
+                raise
+            await sleep(pause * n)
+    return await read_costs()
+
+
 async def choose_feature(settings: BackdropSettings, read_costs: Callable[[], Awaitable[list[FeatureCost]]], *,
-                         dry_run: bool) -> FeatureChoice:
+                         dry_run: bool, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> FeatureChoice:
     """The slug this run creates under: the setting (or the flow's parameter) when it names one, else the one
     the account's feature-cost list names (`bg-replace` when both). Never raises for the list."""
     if settings.feature != "auto":
         return FeatureChoice(settings.feature, settings)
     try:
-        listed = listed_slugs(await read_costs())
+        listed = listed_slugs(await _read(read_costs, settings.rate_limit_short_window_seconds, sleep))
     except BackdropError as exc:
         problem = f"the account's feature-cost list could not be read ({exc.report_code}: {str(exc)[:160]})"
         listed = set()

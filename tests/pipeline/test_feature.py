@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from backdrop.client import BackdropClient, FeatureCost
-from backdrop.errors import ConfigError, ServerError
+from backdrop.errors import AuthError, ConfigError, RateLimited, ServerError
 from backdrop.pipeline.feature import (
     choose_feature,
     created_under,
@@ -80,12 +80,43 @@ async def test_a_list_naming_neither_stops_a_paid_run_and_lets_a_dry_run_assume_
 
 
 async def test_an_unreadable_list_is_said_in_one_line_and_nothing_is_guessed() -> None:
+    reads: list[int] = []
+    pauses: list[float] = []
+
     async def broken() -> list[FeatureCost]:
+        reads.append(1)
         raise ServerError("upstream said 503", status=503)
 
-    choice = await choose_feature(_settings(), broken, dry_run=False)
+    async def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+
+    choice = await choose_feature(_settings(), broken, dry_run=False, sleep=sleep)
     assert choice.slug is None and choice.settings.feature == "auto" and choice.stop()
     assert choice.note is not None and "could not be read (server_error" in choice.note and "\n" not in choice.note
+    assert (len(reads), pauses) == (3, [1.0, 2.0])  # a retryable error is read again, twice, after a pause
+
+
+async def test_a_list_that_answers_after_a_429_is_read_and_a_refusal_is_not_read_again() -> None:
+    answers: list[Any] = [RateLimited("Too many requests", status=429), [_sku("bg-replace-v2")]]
+
+    async def flaky() -> list[FeatureCost]:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return list(answer)
+
+    async def sleep(seconds: float) -> None:
+        return None
+
+    assert (await choose_feature(_settings(), flaky, dry_run=False, sleep=sleep)).slug == "bg-replace-v2"
+    refused: list[int] = []
+
+    async def unauthorised() -> list[FeatureCost]:
+        refused.append(1)
+        raise AuthError("This API key is not recognized.", status=401)
+
+    choice = await choose_feature(_settings(), unauthorised, dry_run=False, sleep=sleep)
+    assert choice.slug is None and refused == [1]
 
 
 @pytest.mark.parametrize("slug", ["bg-replace", "bg-replace-v2"])

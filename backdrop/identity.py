@@ -1,7 +1,8 @@
 """Backdrop's identities: the short, non-reversible ids it derives from the settings (account, server, key).
 
 Every value here is persisted or shared between processes: `environment_id` and `key_id` in the ledger's rows,
-`limiter_key_id` in the database limiter's table, `legacy_environment_id` in ledgers written before issue 11.
+`limiter_key_id` in the database limiter's table, `slug_environment_id` in ledgers written before issue 14 and
+`legacy_environment_id` in those written before issue 11.
 Changing how any of them is computed would make a run miss what it already paid for (and pay again) or split one
 API key's limit in two: `tests/pipeline/test_identity.py` pins each to a literal. Prefect-free; imports only
 the settings.
@@ -12,10 +13,16 @@ from __future__ import annotations
 import hashlib
 import unicodedata
 
-from backdrop.settings import BackdropSettings, canonical_service
+from backdrop.settings import BackdropSettings, FeatureSlug, canonical_service
 
-__all__ = ["CACHE_VERSION", "content_key", "normalise_prompt", "environment_id", "key_id", "legacy_environment_id",
-           "limiter_key_id", "process_limiter_key"]
+__all__ = ["CACHE_VERSION", "FEATURE_FAMILY", "FEATURE_SLUGS", "account_environment_ids", "content_key",
+           "normalise_prompt", "environment_id", "key_id", "legacy_environment_id", "limiter_key_id",
+           "process_limiter_key", "slug_environment_id"]
+
+#: the two slugs of one paid feature (the live feature-cost list names bg-replace "AI Photo Background Change
+#: V2.0"): a picture paid under either is paid, so both share one environment, named by this family
+FEATURE_FAMILY = "photo-background-change"
+FEATURE_SLUGS: tuple[FeatureSlug, ...] = ("bg-replace-v2", "bg-replace")
 
 
 def _sha256(text: str) -> str:
@@ -23,14 +30,20 @@ def _sha256(text: str) -> str:
 
 
 def environment_id(settings: BackdropSettings) -> str:
-    """A short id of (account, server, feature): what was paid for is shared by every key of one account.
+    """A short id of (account, server, feature family): what was paid for is shared by every key of one account,
+    and by both slugs of the feature (`FEATURE_FAMILY`: whatever `BACKDROP_FEATURE` says or resolves to).
 
     The account is `BACKDROP_ACCOUNT` (one name per vendor account sharing a ledger); the server is
     `canonical_service(api_url)`: the vendor's host aliases are one server, a sandbox is `loopback:<port>` (one
     restarted on another port is a new server that knows none of the old one's tasks). Neither the key (rotating
     it must not pay for everything again) nor the URL's spelling counts.
     """
-    return _sha256(f"{settings.account}\n{canonical_service(settings.api_url)}\n{settings.feature}")[:16]
+    return _sha256(f"{settings.account}\n{canonical_service(settings.api_url)}\n{FEATURE_FAMILY}")[:16]
+
+
+def slug_environment_id(settings: BackdropSettings, feature: FeatureSlug) -> str:
+    """The environment id rows carried from issue 11 to issue 14: (account, server, one slug)."""
+    return _sha256(f"{settings.account}\n{canonical_service(settings.api_url)}\n{feature}")[:16]
 
 
 def key_id(settings: BackdropSettings) -> str | None:
@@ -41,9 +54,19 @@ def key_id(settings: BackdropSettings) -> str | None:
     return _sha256(f"backdrop-key-id\n{value}")[:16]
 
 
-def legacy_environment_id(settings: BackdropSettings) -> str:
-    """The account id every ledger row carried before: the URL as spelled, the key itself, the feature."""
-    return _sha256(f"{settings.api_url.rstrip('/')}\n{settings.api_key_value()}\n{settings.feature}")[:16]
+def legacy_environment_id(settings: BackdropSettings, feature: FeatureSlug) -> str:
+    """The account id every ledger row carried before issue 11: the URL as spelled, the key itself, the slug."""
+    return _sha256(f"{settings.api_url.rstrip('/')}\n{settings.api_key_value()}\n{feature}")[:16]
+
+
+def account_environment_ids(settings: BackdropSettings) -> dict[str, FeatureSlug | None]:
+    """Every environment id this account's rows may carry, each with the slug it implies (None: the family's,
+    where each row records its own): the current one, then the per-slug ids of the two releases before."""
+    ids: dict[str, FeatureSlug | None] = {environment_id(settings): None}
+    for slug in FEATURE_SLUGS:
+        ids.setdefault(slug_environment_id(settings, slug), slug)
+        ids.setdefault(legacy_environment_id(settings, slug), slug)
+    return ids
 
 
 def limiter_key_id(settings: BackdropSettings) -> str:

@@ -41,7 +41,8 @@ MaxUnits = Annotated[int | None, Field(ge=0, description=(
     "Unit budget for this run, 0 or more; no task is created that could push the run over it."))]
 DryRun = Annotated[bool, Field(description="Check every row and estimate units and cost, creating nothing.")]
 Feature = Annotated[FeatureSlug | None, Field(description=(
-    "Feature slug; empty means the BACKDROP_FEATURE setting (default bg-replace-v2)."))]
+    "Feature slug, forced; empty means the BACKDROP_FEATURE setting (default auto: the slug the account's "
+    "feature-cost list names)."))]
 FitInputs = Annotated[bool, Field(description=(
     "Downscale pictures over 4096 px and convert webp/gif/bmp/tiff instead of failing them."))]
 

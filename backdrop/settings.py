@@ -24,7 +24,9 @@ DEFAULT_API_URL = "https://yce-api-01.makeupar.com"
 VENDOR_HOSTS = frozenset({"yce-api-01.makeupar.com", "yce-api-01.perfectcorp.com"})
 VENDOR_SERVICE = "yce-api-01.makeupar.com"
 
+#: a slug the routes carry; `FeatureSetting` adds `auto` (resolved per run from the account's feature-cost list)
 FeatureSlug = Literal["bg-replace-v2", "bg-replace"]
+FeatureSetting = Literal["auto", "bg-replace-v2", "bg-replace"]
 #: how a row's picture reaches the vendor: its bytes uploaded, its public URL passed on, or whichever fits
 InputMode = Literal["upload", "url", "auto"]
 FileRoute = Literal["auto", "feature", "universal"]
@@ -46,15 +48,17 @@ class BackdropSettings(BaseSettings):
         "server, not per key: rotating the key keeps it. When one ledger serves several vendor accounts, give "
         "each account its own name.",
     )
-    feature: FeatureSlug = Field(
-        "bg-replace-v2",
-        description="Feature slug in the task routes. 'bg-replace' is the newer published name "
-        "(templates, universal file route).",
+    feature: FeatureSetting = Field(
+        "auto",
+        description="Feature slug in the task routes. 'auto': each run reads the account's feature-cost list "
+        "(free) and takes the slug it lists (bg-replace when both are). 'bg-replace' is the newer published "
+        "name (templates, universal file route), 'bg-replace-v2' the older edition's.",
     )
     file_route: FileRoute = Field(
         "auto",
         description="Upload-slot route: 'feature' = POST /s2s/v2.0/file/{feature}, 'universal' = "
-        "POST /s2s/v2.0/file; 'auto' picks 'feature' for bg-replace-v2 and 'universal' for bg-replace.",
+        "POST /s2s/v2.0/file; 'auto' picks 'feature' for bg-replace-v2 and 'universal' for bg-replace (the "
+        "resolved slug, with feature=auto).",
     )
 
     # Pacing: the vendor's documented limits per key (contract section 9).

@@ -47,6 +47,7 @@ from backdrop.params import (
 )
 from backdrop.pipeline import plan
 from backdrop.pipeline.budget import Budget
+from backdrop.pipeline.feature import FeatureChoice, choose_feature, reject_unsupported_templates
 from backdrop.pipeline.inputs import InputRow, read_rows
 from backdrop.pipeline.lifecycle import RowLifecycle
 from backdrop.pipeline.outcomes import copy_duplicate_outputs
@@ -82,6 +83,7 @@ class _Report:
     rejected: dict[int, InputRejected]
     names: dict[int, Path]
     unique_pictures: int
+    feature: FeatureChoice
     webhooks_fallback: str | None = None
 
     def build(self, results: Results, **extra: Any) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -89,7 +91,8 @@ class _Report:
         df = build_report(row_outcomes(self.rows, self.rejected, results, copy_duplicate_outputs(results, self.names),
                                        s.unit_price))
         summary = summarize(df, unit_price=s.unit_price, currency=s.currency, units_per_task=s.units_per_task)
-        summary.update(csv=redact_url(self.csv), out=str(self.out_dir), feature=s.feature, dry_run=self.dry_run,
+        summary.update(csv=redact_url(self.csv), out=str(self.out_dir), feature=self.feature.slug,
+                       feature_note=self.feature.note, dry_run=self.dry_run,
                        run_id=self.run_id, unique_pictures=self.unique_pictures,
                        webhooks_fallback=self.webhooks_fallback, **extra)
         return df, summary
@@ -123,6 +126,11 @@ async def change_backgrounds(
         ctx = get_run_context()
         run_id = str(ctx.flow_run.id) if ctx.flow_run else "local"  # type: ignore[union-attr]
         rows, base_dir = read_rows(csv, prompt_override=prompt, template_override=template_id)
+        # the slug (BACKDROP_FEATURE=auto: the one the account's feature-cost list names), before any upload
+        choice = await choose_feature(settings, res.client(settings).feature_costs, dry_run=dry_run)
+        settings = choice.settings
+        if choice.note:
+            logger.warning("feature: %s", choice.note)
         run_started = datetime.now(UTC)
         logger.info("%d rows from %s -> %s (feature %s, %s)", len(rows), redact_url(csv), out_dir,
                     settings.feature, "dry run" if dry_run else f"concurrency {concurrency}")
@@ -136,6 +144,8 @@ async def change_backgrounds(
                                      task_type=task_type, environment=env)
 
         items, rejected = plan.group_rows(rows, prepared, key_fn)
+        items, unsupported = reject_unsupported_templates(items, choice.slug, ledger)  # before anything is paid
+        rejected.update(unsupported)
         create_window = 2 * (settings.connect_timeout_seconds + settings.read_timeout_seconds)
         settle = settle_lost(settings, ledger_url, env, key, items, out_dir, create_window)
         if not dry_run and ledger.entries(environment=env, statuses=("ambiguous", "creating", "pending_reconcile")):
@@ -148,12 +158,13 @@ async def change_backgrounds(
             steps=PrefectSteps(settings=settings, environment=env, ledger_url=ledger_url, run_id=run_id, key_id=key),
             ledger=ledger, environment=env, key_id=key, run_id=run_id, deployment=runtime_deployment.name,
             input_mode=input_mode, dry_run=dry_run, budget=Budget(max_units, settings.units_per_task),
-            names=names, units_per_task=settings.units_per_task, create_window=create_window)
+            names=names, units_per_task=settings.units_per_task, create_window=create_window, stop=choice.stop(),
+            feature=choice.slug)
         pictures = PictureRun(runner=runner, items=items, concurrency=concurrency, ledger=ledger, run_id=run_id,
                               units_per_task=settings.units_per_task, logger=logger, rows_total=len(rows))
         await pictures.open_progress()
         reporting = _Report(settings=settings, csv=csv, out_dir=out_dir, run_id=run_id, dry_run=dry_run, rows=rows,
-                            rejected=rejected, names=names, unique_pictures=len(items))
+                            rejected=rejected, names=names, unique_pictures=len(items), feature=choice)
 
         # rows
         hooks = None if dry_run else await _start_webhooks(res, settings, reporting, logger)

@@ -18,7 +18,7 @@ from prefect.context import get_run_context
 from prefect.states import Completed
 
 from backdrop import cost
-from backdrop.identity import environment_id
+from backdrop.identity import account_environment_ids
 from backdrop.params import CostOut, CostParameters, Since, Until, documented
 from backdrop.roots import confine_output
 from backdrop.settings import BackdropSettings
@@ -30,9 +30,9 @@ from tasks.resources import run_resources
 
 
 def _account_environments(settings: BackdropSettings) -> set[str]:
-    """The ledger environment ids of this account (host and key), whatever the feature slug."""
-    features = ("bg-replace-v2", "bg-replace")
-    return {environment_id(settings.model_copy(update={"feature": f})) for f in features}
+    """The ledger environment ids of this account (host and key), whatever the feature slug: the current one and
+    the per-slug ones of earlier releases (rows a run has not moved yet, or duplicates it left)."""
+    return set(account_environment_ids(settings))
 
 
 @flow(name="cost-report", flow_run_name=cost_run_name, log_prints=False)

@@ -42,9 +42,9 @@ class PrefectSteps:
         return await create_background_task(item.key, attempt, self.settings.feature, self.ledger_url, file_id,
                                             file_url, item.prompt, item.template_id, item.task_type)
 
-    async def wait(self, task_id: str, first_delay: float | None) -> PollResult:
-        return await wait_for_result(task_id, self.settings.feature, self.run_id, first_delay)
+    async def wait(self, task_id: str, first_delay: float | None, feature: str) -> PollResult:
+        return await wait_for_result(task_id, feature, self.run_id, first_delay)  # the slug it was created under
 
-    async def download(self, task_id: str, result_url: str | None, dest: Path) -> DownloadedFile:
-        return await download_result(task_id, result_url, str(dest), self.settings.feature)
+    async def download(self, task_id: str, result_url: str | None, dest: Path, feature: str) -> DownloadedFile:
+        return await download_result(task_id, result_url, str(dest), feature)
 

@@ -37,8 +37,11 @@ def reconcile(key: str | None = None, *, task: str | None = None, not_created: b
     from backdrop.store.ledger import Ledger
 
     settings = BackdropSettings()
+    from backdrop.store.migrate import move_legacy_rows
+
     ledger = Ledger(settings.effective_ledger_url())
     env = environment_id(settings)
+    move_legacy_rows(ledger, settings, env)  # rows keyed as an earlier release keyed them: their new keys
     if key is None:
         rows = settle.pending_rows(ledger, env)
         table = Table(title=f"{len(rows)} pictures pending (account {settings.account})")

@@ -14,7 +14,7 @@ from backdrop.client import _parse
 from backdrop.client._errors import error_from_response, unexpected_body
 from backdrop.client._http import Policy
 from backdrop.client._retry import Retrier
-from backdrop.errors import ClaimLost, ServerError
+from backdrop.errors import ClaimLost, ConfigError, ServerError
 from backdrop.settings import BackdropSettings
 
 __all__ = ["ApiCalls"]
@@ -31,6 +31,16 @@ class ApiCalls:
     #: the unpaced storage client (presigned PUT and result download; no Authorization header)
     _storage: httpx.AsyncClient
     _retrier: Retrier
+
+    def _slug(self, feature: str | None = None) -> str:
+        """The feature slug of a route: `feature`, else the settings'. `auto` is never sent: a run resolves it
+        from the account's feature-cost list first (`backdrop.pipeline.feature`)."""
+        slug = feature or self.settings.feature
+        if slug == "auto":
+            raise ConfigError("BACKDROP_FEATURE=auto is resolved from the account's feature-cost list before any "
+                              "feature route is called; set BACKDROP_FEATURE=bg-replace or bg-replace-v2 here",
+                              refused=True)  # never sent: nothing created
+        return slug
 
     async def _call(
         self,

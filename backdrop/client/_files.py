@@ -23,7 +23,7 @@ class FileCalls(ApiCalls):
     ) -> UploadSlot:
         """Register a file and get its presigned upload request (free)."""
         s = self.settings
-        path = f"/s2s/v2.0/file/{s.feature}" if s.upload_route == "feature" else "/s2s/v2.0/file"
+        path = f"/s2s/v2.0/file/{self._slug()}" if s.upload_route == "feature" else "/s2s/v2.0/file"
         item = {"content_type": content_type, "file_name": file_name, "file_size": file_size}
         body = {"files": [item]}
         data, request_id = await self._call(

@@ -45,7 +45,7 @@ class TaskCalls(ApiCalls):
         data, request_id = await self._call(
             "create",
             "POST",
-            f"/s2s/v2.0/task/{self.settings.feature}",
+            f"/s2s/v2.0/task/{self._slug()}",
             "data",
             policy=Policy.CREATE,
             json=body,
@@ -63,12 +63,13 @@ class TaskCalls(ApiCalls):
         return CreatedTask(task_id=str(task_id), request_id=request_id,
                            polling_interval=_parse.polling_interval(data))
 
-    async def get_task(self, task_id: str) -> TaskStatus:
-        """One poll. An engine failure comes back as `status="error"`, not raised."""
+    async def get_task(self, task_id: str, *, feature: str | None = None) -> TaskStatus:
+        """One poll, under `feature` (the slug the task was created under; default the settings'). An engine
+        failure comes back as `status="error"`, not raised."""
         data, request_id = await self._call(
             "poll",
             "GET",
-            f"/s2s/v2.0/task/{self.settings.feature}/{quote(task_id, safe='')}",
+            f"/s2s/v2.0/task/{self._slug(feature)}/{quote(task_id, safe='')}",
             "data",
             feature_route=True,
         )
@@ -89,7 +90,7 @@ class TaskCalls(ApiCalls):
         """Every template of the feature (all pages)."""
         rows = await self._paged(
             "templates",
-            f"/s2s/v2.0/task/template/{self.settings.feature}",
+            f"/s2s/v2.0/task/template/{self._slug()}",
             "templates",
             "data",
             page_size,

@@ -10,11 +10,12 @@ import asyncio
 from pathlib import Path
 from typing import Protocol
 
-from backdrop.client import BackdropClient
+from backdrop.client import BackdropClient, TaskStatus
 from backdrop.client.models import CreditHistoryEntry
-from backdrop.errors import BackdropError
+from backdrop.errors import BackdropError, InvalidTaskId
 from backdrop.files import atomic_write
 from backdrop.pipeline.evidence import Verdict, keeps_subject
+from backdrop.pipeline.feature import created_under
 from backdrop.pipeline.history import UNTARGETED
 from backdrop.store.ledger import LedgerEntry
 
@@ -45,13 +46,16 @@ class ClientVendor:
     async def history_page(self, token: str | None) -> tuple[list[CreditHistoryEntry], str | None]:
         return await self.client.credit_history_page(token)
 
-    async def _result(self, task_id: str) -> bytes | None:
+    async def _result(self, task_id: str, slugs: tuple[str, ...] = ("bg-replace", "bg-replace-v2")) -> bytes | None:
+        """The charged task's result, polled under each of `slugs` until one knows it (a task answers only under
+        the slug it was created under): a lost create's candidate under that create's slug, any other under
+        either (polls are free)."""
         kept = candidate_picture(self.keep, task_id) if self.keep is not None else None
         if task_id not in self._results and kept is not None:
             self._results[task_id] = kept.read_bytes()  # fetched by an earlier pass, maybe before the vendor forgot
         if task_id not in self._results:
             try:
-                status = await self.client.get_task(task_id)
+                status = await self._poll(task_id, slugs)
                 got = None
                 if status.status == "success" and status.result_url:
                     got = await self.client.download(status.result_url, self.tmp / f"{len(self._results)}.img")
@@ -59,6 +63,14 @@ class ClientVendor:
             except (BackdropError, OSError):
                 self._results[task_id] = None  # a charge we cannot look at proves nothing
         return self._results[task_id]
+
+    async def _poll(self, task_id: str, slugs: tuple[str, ...]) -> TaskStatus:
+        for slug in slugs[:-1]:
+            try:
+                return await self.client.get_task(task_id, feature=slug)
+            except InvalidTaskId:
+                continue
+        return await self.client.get_task(task_id, feature=slugs[-1])
 
     async def show(self, task_ids: list[str]) -> None:
         """Save each candidate's result as `<keep>/<task id>.<jpg|png|webp>` (see `candidate_picture`)."""
@@ -83,7 +95,7 @@ class ClientVendor:
 
     async def picture_verdict(self, task_id: str, entry: LedgerEntry) -> Verdict:
         staged = self.inputs.get(entry.image_sha256 or "")
-        result = await self._result(task_id) if staged else None
+        result = await self._result(task_id, (created_under(entry),)) if staged else None
         if staged is None or result is None:
             return "unknown"
         source = await asyncio.to_thread(Path(staged).read_bytes)

@@ -24,17 +24,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from backdrop.errors import (
-    AmbiguousCreate,
-    AuthError,
-    BackdropError,
-    ClaimLost,
-    CreditInsufficiency,
-    EngineError,
-)
+from backdrop.errors import AmbiguousCreate, AuthError, BackdropError, ClaimLost, CreditInsufficiency, EngineError
 from backdrop.files import copy_atomic
 from backdrop.pipeline import reconcile
 from backdrop.pipeline.budget import Budget
+from backdrop.pipeline.feature import created_under
 from backdrop.pipeline.outcomes import ItemResult, named_like, now_iso
 from backdrop.pipeline.plan import WorkItem
 from backdrop.pipeline.steps import Steps, file_sha256, is_public_url
@@ -67,6 +61,7 @@ class RowLifecycle:
     create_window: float
     #: set by the first error that makes every further create pointless (no units, key refused)
     stop: dict[str, str] = field(default_factory=dict)
+    feature: str | None = None  # the slug creates are sent under, recorded by each claim (polls use the row's)
 
     async def run(self, item: WorkItem) -> ItemResult:
         """This picture's outcome, whatever happens: the row boundary."""
@@ -139,7 +134,7 @@ class RowLifecycle:
         if not self.ledger.claim(item.key, attempt, run_id=self.run_id, row_id=item.primary.row_id,
                                  environment=self.environment, deployment=self.deployment,
                                  image_sha256=item.prepared.sha256, prompt=item.prompt,
-                                 template_id=item.template_id, key_id=self.key_id):
+                                 template_id=item.template_id, key_id=self.key_id, feature=self.feature):
             return await self._follow(item, attempt, dest, trace)
         trace["stage"] = "create"
         spend[0] = "maybe"  # from here the request may leave
@@ -202,7 +197,7 @@ class RowLifecycle:
         ledger, attempt, task_id = self.ledger, entry.attempt, entry.task_id or ""
         trace["stage"] = "poll"
         try:
-            polled = await self.steps.wait(task_id, first_delay)
+            polled = await self.steps.wait(task_id, first_delay, created_under(entry))
         except Exception as exc:  # noqa: BLE001 - whatever failed, the task exists and may be charged
             code = getattr(exc, "report_code", type(exc).__name__)
             ledger.mark(item.key, attempt, status="pending_reconcile", error_code=code)
@@ -224,7 +219,7 @@ class RowLifecycle:
         units = self.units_per_task if charged_here else 0
         trace["stage"] = "download"
         try:
-            got = await self.steps.download(task_id, st.result_url, dest)
+            got = await self.steps.download(task_id, st.result_url, dest, created_under(entry))
         except Exception as exc:  # noqa: BLE001 - paid: the row carries the charge whatever broke
             code = getattr(exc, "report_code", type(exc).__name__)
             return ItemResult(status="failed", stage="download", error_code=code,
@@ -257,10 +252,10 @@ class RowLifecycle:
                               note="already done in an earlier run; nothing paid")
         trace["stage"] = "download"
         try:
-            st = (await self.steps.wait(entry.task_id or "", 0.0)).status
+            st = (await self.steps.wait(entry.task_id or "", 0.0, created_under(entry))).status
             if st.status != "success":
                 raise BackdropError(f"the task now says {st.status}")
-            got = await self.steps.download(entry.task_id or "", st.result_url, dest)
+            got = await self.steps.download(entry.task_id or "", st.result_url, dest, created_under(entry))
         except Exception as exc:  # noqa: BLE001 - the vendor forgot it, or the file cannot be written
             return ItemResult(
                 status="failed", stage="download", error_code="output_lost", task_id=entry.task_id,

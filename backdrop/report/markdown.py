@@ -38,7 +38,8 @@ def summary_markdown(s: dict[str, Any]) -> str:
             f"**Dry run:** nothing was created. Estimated {s.get('estimated_units', 0)} units, "
             f"{s.get('estimated_cost', 0):.2f} {s['currency']}."
         )
-    for key, label in (("gallery_error", "Gallery not written"), ("webhooks_fallback", "Webhooks")):
+    for key, label in (("gallery_error", "Gallery not written"), ("webhooks_fallback", "Webhooks"),
+                       ("feature_note", "Feature")):
         if s.get(key):  # best-effort parts that failed: the report is complete without them
             lines.append(f"**{label}:** {s[key]}")
     if s["failures_by_code"]:

@@ -59,11 +59,18 @@ async def credit_history(request: Request) -> Response:
 async def feature_cost(request: Request) -> Response:
     start, size = page_params(request, max_size=20)
     st, base = key_state(request), base_url(request)
-    skus = [{"description": "AI Photo Background Change V2.0", "amount": st.config.units_per_task,
-             "unit": "result_image", "proc_unit": 1,
-             "run_task_url": f"{base}/s2s/v2.0/task/bg-replace"}]
+    listed = st.config.feature_cost_slugs
+
+    def sku(description: str, slug: str) -> dict[str, object]:
+        return {"description": description, "amount": st.config.units_per_task, "unit": "result_image",
+                "proc_unit": 1, "run_task_url": f"{base}/s2s/v2.0/task/{slug}"}
+
+    # bg-replace first, as live; bg-replace-v2 (never seen live: an invented description) last, past page one
+    skus = [sku("AI Photo Background Change V2.0", "bg-replace")] if listed in ("bg-replace", "both") else []
     skus += [{"description": d, "amount": a, "unit": u, "proc_unit": 1, "run_task_url": base + p}
              for d, a, u, p in _OTHER_SKUS]
+    if listed in ("bg-replace-v2", "both"):
+        skus.append(sku("AI Photo Background Change", "bg-replace-v2"))
     nxt = start + size
     return responses.json_body({"status": 200, "result": {
         "next_token": encode_token(nxt) if nxt < len(skus) else None,

@@ -185,8 +185,8 @@ async def poll_task(slug: str, task_id: str, request: Request) -> Response:
     check_slug(slug)
     reg, st = registry(request), key_state(request)
     task = st.live_task(task_id)
-    if task is None:
-        return responses.json_body(responses.INVALID_TASK_ID)
+    if task is None or (task.slug != slug and st.config.poll_slug_check == "strict"):
+        return responses.json_body(responses.INVALID_TASK_ID)  # the other slug knows no such task
     task.polls += 1
     task.last_touch = time.monotonic()
     if _timed_out(task):

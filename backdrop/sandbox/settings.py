@@ -76,6 +76,14 @@ class SandboxSettings(BaseSettings):
     history_timestamp_offset_s: float = Field(
         0.0, description="Shift of the credit history's timestamps (local time written as UTC)."
     )
+    feature_cost_slugs: Literal["bg-replace", "both", "bg-replace-v2", "none"] = Field(
+        "bg-replace", description="Which background-change slugs the feature-cost list names (the live list of "
+        "2026-10-03 names bg-replace only); the routes of both slugs answer whatever it says.",
+    )
+    poll_slug_check: Literal["strict", "lenient"] = Field(
+        "strict", description="strict: a task polled under the other slug than its create's is 400 InvalidTaskId "
+        "(as for any id the slug does not know); lenient: either slug polls it.",
+    )
 
     rate_limit_enabled: bool = True
     rate_limit_requests: int = Field(250, ge=1)

@@ -105,6 +105,7 @@ work = Table(
     Column("key_id", String(32)),  # which API key made the create (backdrop.identity.key_id: a hash, not the key)
     Column("charged_owner", String(200)),  # the process that recorded the charge (host:pid)
     Column("reported_at", UTCDateTime),  # when the charging run's report was written
+    Column("feature", String(32)),  # the slug the create was sent under (polled under it); None: bg-replace-v2
     UniqueConstraint("content_key", "attempt", name="uq_backdrop_work_key_attempt"),
 )
 
@@ -142,6 +143,7 @@ class LedgerEntry:
     key_id: str | None = None
     charged_owner: str | None = None
     reported_at: datetime | None = None
+    feature: str | None = None
 
     def __post_init__(self) -> None:
         # aware UTC whoever built the entry (rows read back already are: see `UTCDateTime`)
@@ -150,7 +152,7 @@ class LedgerEntry:
 
 
 #: Columns added after the first release, each nullable: an older ledger gets them, its rows kept.
-_ADDED_COLUMNS = ("charged_at", "key_id", "charged_owner", "reported_at")
+_ADDED_COLUMNS = ("charged_at", "key_id", "charged_owner", "reported_at", "feature")
 
 
 def _add_new_columns(conn: Connection) -> None:

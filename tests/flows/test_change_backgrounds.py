@@ -113,7 +113,8 @@ def test_dry_run_creates_nothing_and_estimates_the_cost(pipeline_env: Any, tmp_p
     state, df = run_flow(csv=str(write_csv(tmp_path, rows)), out=str(tmp_path / "out"), dry_run=True)
     summary = state.result()
     assert (summary["estimated_units"], summary["estimated_cost"]) == (8, round(8 * 0.055, 4))
-    assert pipeline_env.journal() == []  # not even an upload slot
+    # only the free feature-cost list (BACKDROP_FEATURE=auto: which slug a paid run would use), not even an upload slot
+    assert [j["path"] for j in pipeline_env.journal()] == ["/s2s/v2.0/credit/feature-cost"]
     assert df.set_index("row_id")["error_code"].to_dict() == {"a": "dry_run", "b": "dry_run",
                                                                "bad": "error_decode_image"}
 

@@ -179,7 +179,7 @@ async def _spend_elsewhere(sandbox: Any, tmp_path: Path, colour: tuple[int, int,
     from backdrop.settings import BackdropSettings
 
     draw_product(tmp_path / "x.jpg", colour, size=(300, 300))
-    settings = BackdropSettings(api_url=sandbox.base_url, api_key=sandbox.api_key)
+    settings = BackdropSettings(api_url=sandbox.base_url, api_key=sandbox.api_key, feature="bg-replace")
     async with BackdropClient(settings) as client:
         file_id = await client.upload_file(tmp_path / "x.jpg", content_type="image/jpeg")
         task_id = (await client.create_task(src_file_id=file_id, prompt="x")).task_id

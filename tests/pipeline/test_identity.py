@@ -14,12 +14,14 @@ from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
 from backdrop import identity
 from backdrop.identity import (
+    account_environment_ids,
     environment_id,
     key_id,
     legacy_environment_id,
     limiter_key_id,
     normalise_prompt,
     process_limiter_key,
+    slug_environment_id,
 )
 from backdrop.pacing.memory import shared_limiter
 from backdrop.pipeline.inputs import InputRow, check_prompt, read_rows
@@ -127,12 +129,23 @@ def test_host_aliases_and_key_rotation_keep_the_environment() -> None:
         environment_id(_settings(api_url="http://127.0.0.1:8765/", api_key="b"))
 
 
-def test_accounts_servers_and_features_are_different_environments() -> None:
+def test_accounts_and_servers_are_different_environments() -> None:
     ids = [environment_id(_settings()), environment_id(_settings(account="shop-eu")),
-           environment_id(_settings(account="shop-us")), environment_id(_settings(feature="bg-replace")),
+           environment_id(_settings(account="shop-us")),
            environment_id(_settings(api_url="http://localhost:8765")),
            environment_id(_settings(api_url="http://localhost:8766"))]
     assert len(set(ids)) == len(ids)
+
+
+def test_both_slugs_are_one_environment_and_earlier_ids_are_all_known() -> None:
+    """A picture paid under bg-replace-v2 (the old default) is paid under bg-replace too (issue 14)."""
+    ids = {environment_id(_settings(feature=f)) for f in ("auto", "bg-replace", "bg-replace-v2")}
+    assert ids == {environment_id(_settings())}
+    known = account_environment_ids(_settings())
+    assert len(known) == 5 and known[environment_id(_settings())] is None
+    assert sorted(str(v) for v in known.values()) == ["None", "bg-replace", "bg-replace", "bg-replace-v2",
+                                                      "bg-replace-v2"]
+    assert slug_environment_id(_settings(), "bg-replace") != slug_environment_id(_settings(), "bg-replace-v2")
 
 
 def test_key_id_names_the_key_without_revealing_it() -> None:
@@ -148,10 +161,10 @@ def test_host_aliases_share_one_limit_and_keys_do_not() -> None:
     assert shared_limiter(vendor) is shared_limiter(alias) is not shared_limiter(_settings(api_key="sk-two"))
 
 
-def test_an_old_ledger_gets_the_key_id_column(tmp_path: Path) -> None:
+def test_an_old_ledger_gets_the_key_id_and_feature_columns(tmp_path: Path) -> None:
     old = sqlite3.connect(tmp_path / "old.db")
     columns = ", ".join(f"{c.name} {c.type.compile(dialect=sqlite_dialect())}" for c in work.columns
-                        if c.name not in ("charged_at", "key_id"))
+                        if c.name not in ("charged_at", "key_id", "feature"))
     old.execute(f"CREATE TABLE backdrop_work ({columns})")
     old.execute("INSERT INTO backdrop_work (id, content_key, attempt, status, units, created_at, updated_at) "
                 "VALUES (1, 'k', 1, 'created', 0, '2026-11-01 10:00:00', '2026-11-01 10:00:00')")
@@ -159,32 +172,42 @@ def test_an_old_ledger_gets_the_key_id_column(tmp_path: Path) -> None:
     old.close()
     ledger = Ledger(f"sqlite:///{tmp_path / 'old.db'}")
     assert ledger.latest("k").key_id is None  # type: ignore[union-attr]
-    ledger.claim("k2", 1, key_id="0123456789abcdef")
+    ledger.claim("k2", 1, key_id="0123456789abcdef", feature="bg-replace")
     assert ledger.latest("k2").key_id == "0123456789abcdef"  # type: ignore[union-attr]
+    assert (ledger.latest("k").feature, ledger.latest("k2").feature) == (None, "bg-replace")  # type: ignore[union-attr]
 
 
 # Every id below is persisted (ledger rows, the limiter's table) or shared between processes: a changed value would
 # pay twice for what was paid or split one key's limit. The literals were computed with the code before
 # `backdrop.identity` existed (tasks.runtime, backdrop.pacing, backdrop.store.migrate, backdrop.pipeline.steps).
+# The per-slug ids (`slug_environment_id`, `legacy_environment_id`: bg-replace-v2, bg-replace) are the values
+# `environment_id` and `legacy_environment_id` had before issue 14 for that slug: ledgers written then carry them.
 PINNED = [
-    # settings, environment_id, key_id, legacy_environment_id, limiter_key_id, process_limiter_key
-    ({"api_key": "sk-one"}, "9265e5bbe460607a", "3870a86ea0e19f5d", "53eeffc80792e064",
+    # settings, environment_id, key_id, slug ids, legacy ids, limiter_key_id, process_limiter_key
+    ({"api_key": "sk-one"}, "d7a0231c11b2f7a7", "3870a86ea0e19f5d", ("9265e5bbe460607a", "69a073174812b4c5"),
+     ("53eeffc80792e064", "730a186bb769fc88"),
      "74f43e24f1efb1d97f203f0fa3f95c30", ("yce-api-01.makeupar.com", "456f1612bd25c6c8")),
     ({"api_key": "sk-two", "api_url": "http://127.0.0.1:8765/", "account": "shop", "feature": "bg-replace"},
-     "525d4759b10167ff", "456b9bf99dc1925a", "ff7d6bb95392e4bd", "586f0954258c96166f5165966f179cba",
+     "9acfa8c04f3aa5e7", "456b9bf99dc1925a", ("1699d0bd3fbe305e", "525d4759b10167ff"),
+     ("d593a071b3e2659a", "ff7d6bb95392e4bd"), "586f0954258c96166f5165966f179cba",
      ("loopback:8765", "5e31278545505db1")),
-    ({"api_key": None}, "9265e5bbe460607a", None, "ec77f2274859582c", "d3b379ba0504919868b32a678595013c",
+    ({"api_key": None}, "d7a0231c11b2f7a7", None, ("9265e5bbe460607a", "69a073174812b4c5"),
+     ("ec77f2274859582c", "43b8b86e7da42062"), "d3b379ba0504919868b32a678595013c",
      ("yce-api-01.makeupar.com", "e3b0c44298fc1c14")),
 ]
 
 
-@pytest.mark.parametrize(("fields", "env", "key", "legacy", "limiter", "process"), PINNED)
-def test_every_identity_keeps_its_value(fields: dict[str, object], env: str, key: str | None, legacy: str,
-                                        limiter: str, process: tuple[str, str]) -> None:
+@pytest.mark.parametrize(("fields", "env", "key", "slug", "legacy", "limiter", "process"), PINNED)
+def test_every_identity_keeps_its_value(fields: dict[str, object], env: str, key: str | None,
+                                        slug: tuple[str, str], legacy: tuple[str, str], limiter: str,
+                                        process: tuple[str, str]) -> None:
     settings = BackdropSettings(**fields)  # type: ignore[arg-type]
     assert environment_id(settings) == env
+    assert environment_id(settings.model_copy(update={"feature": "bg-replace-v2"})) == env
     assert key_id(settings) == key
-    assert legacy_environment_id(settings) == legacy
+    assert (slug_environment_id(settings, "bg-replace-v2"), slug_environment_id(settings, "bg-replace")) == slug
+    assert (legacy_environment_id(settings, "bg-replace-v2"), legacy_environment_id(settings, "bg-replace")) == \
+        legacy
     assert limiter_key_id(settings) == limiter
     assert process_limiter_key(settings) == process
 

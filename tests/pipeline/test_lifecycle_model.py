@@ -194,8 +194,10 @@ class FakeSteps:
                                        src_file_url=file_url, prompt=item.prompt, template_id=None,
                                        task_type="prompt")
 
-    async def wait(self, task_id: str, first_delay: float | None) -> steps.PollResult:
+    async def wait(self, task_id: str, first_delay: float | None, feature: str) -> steps.PollResult:
         self._tick()
+        if feature != "bg-replace":  # every run creates under bg-replace: a task answers only under its slug
+            raise InvalidTaskId("Invalid task ID", status=400)
         fault = self.run.plan.take(self.run.plan.poll)
         if fault == "5xx":
             raise ServerError("poll failed", status=502)
@@ -209,7 +211,7 @@ class FakeSteps:
             status=TaskStatus(task_id=task_id, status=status, result_url=f"https://r/{task_id}",
                               error="error_inference" if status == "error" else None), polls=1)
 
-    async def download(self, task_id: str, result_url: str | None, dest: Path) -> DownloadedFile:
+    async def download(self, task_id: str, result_url: str | None, dest: Path, feature: str) -> DownloadedFile:
         self._tick()
         if self.run.plan.take(self.run.plan.download) == "oserror":
             raise OSError(28, "No space left on device")
@@ -288,7 +290,7 @@ class MoneyModel(RuleBasedStateMachine):
         life = RowLifecycle(steps=fake, ledger=self.ledger, environment="env", key_id="key", run_id=run.run_id,
                             deployment=None, input_mode="upload", dry_run=False,
                             budget=Budget(max_units, UNITS), names=names, units_per_task=UNITS,
-                            create_window=0.3)
+                            create_window=0.3, feature="bg-replace")
 
         async def settle() -> reconcile.Settlement:
             later = datetime.now(UTC) + timedelta(seconds=5)  # as if the run waited for the windows to close

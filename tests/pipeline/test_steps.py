@@ -17,7 +17,7 @@ from tests.support.images import save_picture
 
 
 def _settings(sandbox: Any, **kw: Any) -> BackdropSettings:
-    base = dict(api_url=sandbox.base_url, api_key=sandbox.api_key, poll_first_seconds=0.0,
+    base = dict(api_url=sandbox.base_url, api_key=sandbox.api_key, feature="bg-replace", poll_first_seconds=0.0,
                 poll_interval_seconds=0.01, poll_max_interval_seconds=0.05, backoff_base_seconds=0.01)
     return BackdropSettings(**{**base, **kw})
 

@@ -405,7 +405,7 @@ class AckFailingReceiver(WebhookReceiver):
 async def create_task(sandbox: SandboxHandle, tmp_path: Path, prompt: str) -> str:
     """Upload a small picture and create a task with the real client; returns its task_id."""
     src = save_picture(tmp_path / "product.jpg", 96, 64, (200, 40, 40))
-    settings = BackdropSettings(api_url=sandbox.base_url, api_key=sandbox.api_key)
+    settings = BackdropSettings(api_url=sandbox.base_url, api_key=sandbox.api_key, feature="bg-replace")
     async with BackdropClient(settings) as client:
         file_id = await client.upload_file(src, content_type="image/jpeg")
         return (await client.create_task(src_file_id=file_id, prompt=prompt)).task_id

@@ -39,8 +39,11 @@ def test_prompt_task_succeeds_with_a_jpeg_of_the_input_size(
     assert sandbox.ledger()["balance"] == 10000 - 4
 
 
-def test_slugs_are_aliases_for_polling(api: httpx.Client, upload: Upload) -> None:
+def test_slugs_are_aliases_for_polling_only_when_lenient(api: httpx.Client, upload: Upload,
+                                                         sandbox: SandboxHandle) -> None:
     task_id = create(api, "bg-replace-v2", src_file_id=upload())
+    assert poll(api, task_id, "bg-replace").json()["error_code"] == "InvalidTaskId"  # strict by default (issue 14)
+    sandbox.configure(poll_slug_check="lenient")
     assert poll(api, task_id, "bg-replace").json()["data"]["task_status"] == "success"
 
 

@@ -110,7 +110,7 @@ async def spend(sandbox: Any, folder: Path, n: int = 1) -> list[str]:
     from backdrop.settings import BackdropSettings
 
     save_picture(folder / "x.jpg", 50, 50, (250, 250, 250))
-    settings = BackdropSettings(api_url=sandbox.base_url, api_key=sandbox.api_key)
+    settings = BackdropSettings(api_url=sandbox.base_url, api_key=sandbox.api_key, feature="bg-replace")
     made: list[str] = []
     async with BackdropClient(settings) as client:
         for _ in range(n):

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import date
 from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.fields import FieldInfo
 
 from backdrop.settings import FeatureSlug
@@ -30,8 +30,13 @@ Csv = Annotated[str, Field(description=(
     "prompt; optional id and template_id; other columns pass through to the report."))]
 BatchOut = Annotated[str, Field(description=(
     "Output folder for the pictures, report.csv, report.parquet and summary.json."))]
-Prompt = Annotated[str | None, Field(description="One prompt for every row, replacing the CSV's prompts.")]
-TemplateId = Annotated[str | None, Field(description="One template for every row (feature bg-replace).")]
+#: an old caller (a deployment or script from before the form lost its None toggles) may still send null
+NoneIsEmpty = BeforeValidator(lambda value: "" if value is None else value)
+
+Prompt = Annotated[str, NoneIsEmpty, Field(max_length=2000, description=(
+    "One prompt for every row, replacing the CSV's prompts; empty keeps the CSV's (at most 2000 characters)."))]
+TemplateId = Annotated[str, NoneIsEmpty, Field(max_length=200, description=(
+    "One template id for every row (feature bg-replace), replacing prompts; empty keeps the CSV's."))]
 InputMode = Annotated[InputModeName, Field(description=(
     "upload sends the bytes; url passes http(s) URLs straight to the API; auto passes URLs the vendor can "
     "reach and uploads the rest."))]
@@ -64,8 +69,8 @@ class BatchParameters(BaseModel):
 
     csv: Csv
     out: BatchOut = "backdrop-output"
-    prompt: Prompt = None
-    template_id: TemplateId = None
+    prompt: Prompt = ""
+    template_id: TemplateId = ""
     input_mode: InputMode = "upload"
     concurrency: Concurrency = 8
     max_units: MaxUnits = None
@@ -138,7 +143,7 @@ def documented(model: type[BaseModel], *, style: Literal["google", "numpy"],
 def _default(field: FieldInfo) -> str:
     if field.is_required():
         return "required"
-    return "empty" if field.default is None else f"`{str(field.default).lower()}`" if isinstance(
+    return "empty" if field.default in (None, "") else f"`{str(field.default).lower()}`" if isinstance(
         field.default, bool) else f"`{field.default}`"
 
 

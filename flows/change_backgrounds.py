@@ -103,8 +103,8 @@ class _Report:
 async def change_backgrounds(
     csv: Csv,
     out: BatchOut = "backdrop-output",
-    prompt: Prompt = None,
-    template_id: TemplateId = None,
+    prompt: Prompt = "",
+    template_id: TemplateId = "",
     input_mode: InputMode = "upload",
     concurrency: Concurrency = 8,
     max_units: MaxUnits = None,

@@ -87,3 +87,34 @@ def test_the_parameters_module_knows_neither_prefect_nor_cyclopts() -> None:
     modules = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     modules |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert not {m.split(".")[0] for m in modules} & {"prefect", "cyclopts", "flows", "tasks"}
+
+
+#: parameters that stay optional (a `None` toggle in the form), each because no value of its type means "unset"
+OPTIONAL_ON_PURPOSE = {
+    "max_units": "0 is a real budget (create nothing that costs): only empty may mean no budget",
+    "feature": "empty means the BACKDROP_FEATURE setting, which an operator sets for the whole deployment",
+    "since": "empty means the budget period's first day, which depends on BACKDROP_BUDGET_PERIOD",
+    "until": "empty means tomorrow, a date that moves",
+}
+
+
+@pytest.mark.parametrize("flow_fn", ["change_backgrounds", "cost_report"])
+def test_the_run_form_has_no_needless_none_toggles_and_states_its_ranges(flow_fn: str) -> None:
+    """What the deployment's form shows: every field described, `None` only where no default does the job,
+    numeric bounds in the schema and in words in the description."""
+    from prefect.utilities.callables import parameter_schema
+
+    import flows.change_backgrounds
+    import flows.cost_report
+
+    fn = {"change_backgrounds": flows.change_backgrounds.change_backgrounds,
+          "cost_report": flows.cost_report.cost_report}[flow_fn]
+    schema = parameter_schema(fn).model_dump_for_openapi()
+    for name, prop in schema["properties"].items():
+        assert prop.get("description"), name
+        nullable = any(option.get("type") == "null" for option in prop.get("anyOf", []))
+        assert nullable == (name in OPTIONAL_ON_PURPOSE), (name, prop)
+        bounds = [prop.get(k) for k in ("minimum", "maximum") if k in prop]
+        bounds += [o.get(k) for o in prop.get("anyOf", []) for k in ("minimum", "maximum") if k in o]
+        for bound in bounds:
+            assert str(bound) in prop["description"], (name, bound, prop["description"])

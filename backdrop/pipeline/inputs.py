@@ -199,8 +199,11 @@ def read_rows(
 
     Returns the rows and the folder relative image paths are resolved against (None for remote CSVs).
     Raises CsvError with one short message when the file as a whole is refused or unusable; the message quotes
-    at most a few characters of the file, secrets masked.
+    at most a few characters of the file, secrets masked. An empty or blank override is no override (the run
+    form's empty field).
     """
+    prompt_override = prompt_override if prompt_override and prompt_override.strip() else None
+    template_override = template_override if template_override and template_override.strip() else None
     raw, base_dir = _read_bytes(location, settings or BackdropSettings())
     where = shown(location)
     if not raw.strip():

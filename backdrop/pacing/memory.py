@@ -153,6 +153,10 @@ class SlidingWindowLimiter:
         return cell
 
     async def settle(self, ticket: object) -> None:
+        self.settle_now(ticket)
+
+    def settle_now(self, ticket: object) -> None:
+        """`settle`, from synchronous code."""
         if isinstance(ticket, _Slot):
             with self._locked():
                 ticket.settle(self._clock())

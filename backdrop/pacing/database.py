@@ -75,7 +75,8 @@ _RETRY_PAUSES = (0.05, 0.25)
 
 class DatabaseLimiter:
     """At most `n` acquisitions in any rolling `seconds` window, for every `(n, seconds)` given,
-    counted over every process and host using the same database `url` and `key_id`.
+    counted over every process and host using the same database `url` and `key_id`; with an `egress_key_id`,
+    each slot also keeps `egress_windows` (default `windows`) counted over every limiter on that egress key.
 
     `last_slot` is the wall-clock time of the slot this instance granted last (for tests and
     logs). A cancelled waiter keeps its slot, as with `SlidingWindowLimiter`. Raises `ConfigError`

@@ -1,23 +1,25 @@
 """Backdrop's identities: the short, non-reversible ids it derives from the settings (account, server, key).
 
 Every value here is persisted or shared between processes: `environment_id` and `key_id` in the ledger's rows,
-`limiter_key_id` in the database limiter's table, `slug_environment_id` in ledgers written before issue 14 and
-`legacy_environment_id` in those written before issue 11.
-Changing how any of them is computed would make a run miss what it already paid for (and pay again) or split one
-API key's limit in two: `tests/pipeline/test_identity.py` pins each to a literal. Prefect-free; imports only
-the settings.
+`limiter_key_id` and `egress_limiter_key_id` in the database limiter's table, `slug_environment_id` in
+ledgers written before issue 14 and `legacy_environment_id` in those written before issue 11.
+Changing how any of them is computed would make a run miss what it already paid for (and pay again) or split
+one API key's (or address's) limit in two: `tests/pipeline/test_identity.py` pins each to a literal.
+Prefect-free; imports only the settings (and the host name, for `egress_id`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import socket
 import unicodedata
 
 from backdrop.settings import BackdropSettings, FeatureSlug, canonical_service
 
 __all__ = ["CACHE_VERSION", "FEATURE_FAMILY", "FEATURE_SLUGS", "account_environment_ids", "content_key",
            "normalise_prompt", "environment_id", "key_id", "legacy_environment_id", "limiter_key_id",
-           "process_limiter_key", "slug_environment_id"]
+           "process_limiter_key", "slug_environment_id", "egress_id",
+           "egress_limiter_key_id", "process_egress_key"]
 
 #: the two slugs of one paid feature (the live feature-cost list names bg-replace "AI Photo Background Change
 #: V2.0"): a picture paid under either is paid, so both share one environment, named by this family
@@ -80,6 +82,26 @@ def process_limiter_key(settings: BackdropSettings) -> tuple[str, str]:
     """(server, key digest): which in-process limiter a client shares (with the limits, in
     `backdrop.pacing.memory.shared_limiter`). Host aliases are one server, so one limit."""
     return canonical_service(settings.api_url), _sha256(settings.api_key_value() or "")[:16]
+
+
+def egress_id(settings: BackdropSettings) -> str:
+    """The name of the address this host's requests leave through: `BACKDROP_EGRESS_ID`, else the host name.
+
+    The vendor also counts requests per client address; Backdrop cannot see its public address without asking
+    someone, so keys that leave through one address must share one name (hosts behind one NAT: set the same
+    value on each, with a shared `BACKDROP_LIMITER_URL`)."""
+    return settings.egress_id or socket.gethostname() or "localhost"
+
+
+def egress_limiter_key_id(settings: BackdropSettings) -> str:
+    """The database limiter's `key_id` of the egress address's budget on this server, shared by every key:
+    `ip:` and a digest of (server, egress id)."""
+    return "ip:" + _sha256(f"egress\n{canonical_service(settings.api_url)}\n{egress_id(settings)}")[:32]
+
+
+def process_egress_key(settings: BackdropSettings) -> tuple[str, str]:
+    """(server, egress id): which in-process egress budget a client shares, whatever its key."""
+    return canonical_service(settings.api_url), egress_id(settings)
 
 
 def normalise_prompt(prompt: str | None) -> str | None:

@@ -137,6 +137,12 @@ class BackdropSettings(BaseSettings):
         description="SQLAlchemy URL of a database that paces every process and host sharing the key "
         "(PostgreSQL across hosts); unset = pacing within this process only.",
     )
+    egress_id: str | None = Field(
+        None, min_length=1, max_length=200,
+        description="Name of the address requests leave through: the vendor also limits per client address, "
+        "so keys that leave through one address must share it (with a shared limiter_url across processes). "
+        "Unset = this host's name.",
+    )
 
     reconcile_after_seconds: float = Field(
         900.0, ge=0,

@@ -121,7 +121,10 @@ def start_batch(csv: Path, out: Path, env: dict[str, str], *args: str) -> subpro
 def finish_batch(proc: subprocess.Popen[str]) -> dict[str, Any]:
     """Wait for a batch; returns its summary plus the child's CPU seconds and peak RSS."""
     stdout, stderr = proc.communicate()
-    usage = json.loads(stderr.strip().splitlines()[-1])
+    try:
+        usage = json.loads(stderr.strip().splitlines()[-1])
+    except (IndexError, ValueError):  # the runner died before printing its usage: say why
+        raise RuntimeError(f"batch died (exit {proc.returncode}): {stderr[-2000:]}") from None
     summary = json.loads(stdout.strip().splitlines()[-1]) if stdout.strip() else {}
     if not summary:
         raise RuntimeError(f"batch failed (exit {proc.returncode}): {stderr[-2000:]}")

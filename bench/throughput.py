@@ -8,8 +8,9 @@ URLs. The sandbox runs `time_scale` times faster than the vendor (durations, rat
 pacing and polling settings are scaled the same way, so figures are reported in vendor time.
 
 Modes: upload, url, webhook, vendor_sample (fixed 2 s polls, as the vendor's sample code), two_workers (two
-processes, one shared limiter in a database); then the peak RSS of a 10,000-row run and a re-run of a finished
-batch. The last line is one JSON object with every figure.
+processes, one shared limiter in a database), two_keys_one_host (two batches with two keys and two accounts at once
+on one host: the vendor's per-address limit, 250 per 300 s, is shared, through the database limiter); then the peak
+RSS of a 10,000-row run and a re-run of a finished batch. The last line is one JSON object with every figure.
 """
 
 from __future__ import annotations
@@ -70,28 +71,34 @@ def _figures(mode: str, res: dict[str, Any], time_scale: float, rows: int, limit
     return fig
 
 
-def _poll_wait(base: str, key: str, time_scale: float) -> dict[str, float | None]:
+def _poll_waits(base: str, key: str, time_scale: float) -> list[float]:
     """How long finished tasks waited for the poll that found them done (vendor seconds), from the sandbox."""
     tasks = [t for t in admin(base, key, "tasks") if t["status"] == "success" and t["finished"]]
     polls: dict[str, list[float]] = {}
     for entry in admin(base, key, "journal"):
         if entry["method"] == "GET" and entry.get("route") == "poll" and entry["status"] == 200:
             polls.setdefault(entry["path"].rsplit("/", 1)[-1], []).append(float(entry["time"]))
-    waits = sorted(
+    return [
         (min(t for t in polls[task["task_id"]] if t >= task["finished"]) - task["finished"]) * time_scale
         for task in tasks if any(t >= task["finished"] for t in polls.get(task["task_id"], []))
-    )
+    ]
+
+
+def _poll_wait(base: str, key: str, time_scale: float, *more_keys: str) -> dict[str, float | None]:
+    """p50 and p95 of `_poll_waits` over these keys' tasks."""
+    waits = sorted(w for k in (key, *more_keys) for w in _poll_waits(base, k, time_scale))
     if not waits:
         return {"poll_wait_p50_seconds": None, "poll_wait_p95_seconds": None}
     return {"poll_wait_p50_seconds": round(waits[len(waits) // 2], 2),
             "poll_wait_p95_seconds": round(waits[int(0.95 * (len(waits) - 1))], 2)}
 
 
-def _refusals(base: str, key: str, time_scale: float) -> dict[str, int]:
+def _refusals(base: str, key: str, time_scale: float, *more_keys: str) -> dict[str, int]:
     """The sandbox's 429s by the window that refused them, from its journal (when each request was counted):
     `window` (250 per 300 s was full), `per_second` (5 per second was full); `after_first_minute` counts
     those more than 60 vendor seconds after the first request (the steady state)."""
-    api = [e for e in admin(base, key, "journal") if e.get("route") not in ("storage_upload", "storage_result")]
+    api = [e for k in (key, *more_keys) for e in admin(base, k, "journal")
+           if e.get("route") not in ("storage_upload", "storage_result")]
     if not api:
         return {"window": 0, "per_second": 0, "after_first_minute": 0}
     start = min(e["received"] for e in api)
@@ -119,8 +126,27 @@ def _static_server(folder: Path) -> tuple[http.server.ThreadingHTTPServer, int]:
     return server, server.server_port
 
 
-def _report_refusals(results: dict[str, Any], mode: str, base: str, key: str, time_scale: float) -> None:
-    refused = _refusals(base, key, time_scale)
+def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The summaries of batches run at once, as one batch (the longest one's time, the worst latencies)."""
+    merged = {
+        "succeeded": sum(p["succeeded"] for p in parts),
+        "processing_seconds": max(p["processing_seconds"] for p in parts),
+        "requests_by_route": {r: sum(p["requests_by_route"].get(r, 0) for p in parts)
+                              for r in parts[0]["requests_by_route"]},
+        "http_429": sum(p["http_429"] for p in parts),
+        "latency_p50_seconds": max(p["latency_p50_seconds"] or 0 for p in parts),
+        "latency_p95_seconds": max(p["latency_p95_seconds"] or 0 for p in parts),
+        "cpu_seconds": sum(p["cpu_seconds"] for p in parts),
+        "peak_rss_mb": max(p["peak_rss_mb"] for p in parts),
+    }
+    pictures = sum(p["requests_by_route"].get(r, 0) for p in parts for r in ("file", "create", "poll"))
+    merged["api_requests_per_picture"] = round(pictures / max(1, merged["succeeded"]), 3)
+    return merged
+
+
+def _report_refusals(results: dict[str, Any], mode: str, base: str, key: str, time_scale: float,
+                     *more_keys: str) -> None:
+    refused = _refusals(base, key, time_scale, *more_keys)
     results[mode]["http_429_by_window"] = refused
     print(f"{mode}: the sandbox refused {refused['window']} for the 300 s window and {refused['per_second']} "
           f"for the 1 s window; {refused['after_first_minute']} after the first minute", flush=True)
@@ -133,7 +159,7 @@ def main() -> None:
     ap.add_argument("--rss-rows", type=int, default=10000)
     ap.add_argument("--time-scale", type=float, default=20.0)
     ap.add_argument("--concurrency", type=int, default=32)
-    ap.add_argument("--modes", default="upload,url,webhook,vendor_sample,two_workers,rss,rerun")
+    ap.add_argument("--modes", default="upload,url,webhook,vendor_sample,two_workers,two_keys_one_host,rss,rerun")
     ap.add_argument("--rate-limit-burst", type=int, default=None,
                     help="BACKDROP_RATE_LIMIT_BURST for every batch (default: unset, the whole window at once)")
     args = ap.parse_args()
@@ -199,22 +225,30 @@ def main() -> None:
                 procs = [start_batch(write_csv(pics / f"two{i}.csv", part), tmp / f"out-two{i}", env,
                                      "--concurrency", str(args.concurrency))
                          for i, part in enumerate((names[:half], names[half:args.rows]))]
-                parts = [finish_batch(p) for p in procs]
-                merged = {
-                    "succeeded": sum(p["succeeded"] for p in parts),
-                    "processing_seconds": max(p["processing_seconds"] for p in parts),
-                    "requests_by_route": {r: sum(p["requests_by_route"].get(r, 0) for p in parts)
-                                          for r in parts[0]["requests_by_route"]},
-                    "http_429": sum(p["http_429"] for p in parts),
-                    "latency_p50_seconds": max(p["latency_p50_seconds"] or 0 for p in parts),
-                    "latency_p95_seconds": max(p["latency_p95_seconds"] or 0 for p in parts),
-                    "cpu_seconds": sum(p["cpu_seconds"] for p in parts),
-                    "peak_rss_mb": max(p["peak_rss_mb"] for p in parts),
-                }
-                pictures = sum(p["requests_by_route"].get(r, 0) for p in parts for r in ("file", "create", "poll"))
-                merged["api_requests_per_picture"] = round(pictures / merged["succeeded"], 3)
+                merged = _merge([finish_batch(p) for p in procs])
                 results["two_workers"] = _figures("two_workers", merged, s, args.rows, LIMIT_PER_HOUR["upload"])
                 _report_refusals(results, "two_workers", base, key, s)
+            if "two_keys_one_host" in modes:
+                # two clients of an agency: their own key, account and home; one host, one address budget
+                keys = ["sandbox-bench-client-a", "sandbox-bench-client-b"]
+                half = args.rows // 2
+                procs = []
+                for i, (key, part) in enumerate(zip(keys, (names[:half], names[half:args.rows]), strict=True)):
+                    configure(base, key, duration_mode="lognormal")
+                    env = env_for(key, f"home-client{i}", BACKDROP_ACCOUNT=key,
+                                  BACKDROP_LIMITER_URL=f"sqlite:///{tmp / 'host-limiter.db'}")
+                    procs.append(start_batch(write_csv(pics / f"client{i}.csv", part), tmp / f"out-client{i}", env,
+                                             "--concurrency", str(args.concurrency)))
+                parts = [finish_batch(p) for p in procs]
+                fig = _figures("two_keys_one_host", _merge(parts), s, args.rows, LIMIT_PER_HOUR["upload"])
+                refused = sum(1 for k in keys for e in admin(base, k, "journal") if e["status"] == 429)
+                fig.update(mode="two_keys_one_host", sandbox_429=refused,
+                           complete=all(p["exit_code"] == 0 for p in parts) and fig["succeeded"] == args.rows,
+                           **_poll_wait(base, keys[0], s, keys[1]))
+                results["two_keys_one_host"] = fig
+                _report_refusals(results, "two_keys_one_host", base, keys[0], s, keys[1])
+                print(f"two_keys_one_host: {refused} 429s at the sandbox, complete {fig['complete']}, poll wait "
+                      f"p50/p95 {fig['poll_wait_p50_seconds']}/{fig['poll_wait_p95_seconds']} s", flush=True)
             if "rerun" in modes and "upload" in modes:
                 t0 = time.monotonic()
                 res = run_batch(pics / "upload.csv", tmp / "out-upload-again",

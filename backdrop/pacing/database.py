@@ -10,6 +10,12 @@ polls and nobody holds a lock while waiting. When the request's answer comes bac
 slot to that time (one more short transaction), as `SlidingWindowLimiter` does and for the same reason:
 the server counts arrivals, and under load a request leaves after its slot.
 
+The vendor counts per key *and* per client address. A limiter given an `egress_key_id` (`ip:<digest of server and
+egress id>`, shared by every key leaving through that address) takes one slot that fits both budgets and inserts
+it under both keys in the same transaction. It takes the egress budget's lock first, then the key's, in the
+database and in the process alike, so two processes never hold one each while waiting for the other, and no
+process sees one budget's slot without the other's.
+
 Slots are wall-clock times (`time.time()`) because they are compared across hosts. Clock skew
 between hosts shifts their requests by the skew: keep hosts on NTP (the windows carry
 `JITTER_MARGIN_SECONDS` of slack, about what NTP keeps clocks within). Old slots are kept
@@ -28,22 +34,38 @@ key and limits in the process (`backdrop.pacing.limiter_for` chooses it when `li
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
-from sqlalchemy import BindParameter, Integer, Row, bindparam, case, delete, insert, literal_column, select, update
+from sqlalchemy import (
+    BindParameter,
+    Integer,
+    Row,
+    Select,
+    bindparam,
+    case,
+    delete,
+    insert,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from backdrop.errors import ConfigError
-from backdrop.identity import limiter_key_id
-from backdrop.pacing.memory import IN_FLIGHT_MAX_SECONDS, _windows, checked_windows, wait_horizon
+from backdrop.identity import egress_limiter_key_id, limiter_key_id
+from backdrop.pacing.memory import IN_FLIGHT_MAX_SECONDS, _windows, checked_windows, vendor_windows, wait_horizon
 from backdrop.pacing.slots import engine_for, failure, key_lock, redacted, serialise, slots, transient
 from backdrop.settings import BackdropSettings
 
-__all__ = ["DatabaseLimiter", "SKEW_GRACE_SECONDS", "database_limiter"]
+__all__ = ["DatabaseLimiter", "SKEW_GRACE_SECONDS", "Ticket", "database_limiter"]
+
+#: A granted slot's row id, or (egress row id, key row id) when the limiter keeps an egress budget.
+Ticket = int | tuple[int, int]
 
 #: Slots are deleted only once this much older than the longest window (see the module docstring).
 SKEW_GRACE_SECONDS = 60.0
@@ -53,7 +75,8 @@ _RETRY_PAUSES = (0.05, 0.25)
 
 class DatabaseLimiter:
     """At most `n` acquisitions in any rolling `seconds` window, for every `(n, seconds)` given,
-    counted over every process and host using the same database `url` and `key_id`.
+    counted over every process and host using the same database `url` and `key_id`; with an `egress_key_id`,
+    each slot also keeps `egress_windows` (default `windows`) counted over every limiter on that egress key.
 
     `last_slot` is the wall-clock time of the slot this instance granted last (for tests and
     logs). A cancelled waiter keeps its slot, as with `SlidingWindowLimiter`. Raises `ConfigError`
@@ -68,33 +91,32 @@ class DatabaseLimiter:
         *,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        egress_key_id: str | None = None,
+        egress_windows: Sequence[tuple[int, float]] | None = None,
     ) -> None:
         checked = checked_windows(windows)
-        if not key_id:
+        if not key_id or egress_key_id == "":
             raise ValueError("key_id must not be empty")
+        if egress_key_id == key_id:
+            raise ValueError("the egress budget needs a key of its own")
         self.url = url
         self.key_id = key_id
         self.windows = checked
+        self.egress_key_id = egress_key_id
         self._clock = clock
         self._sleep = sleep
         self.last_slot: float | None = None
-        self._longest = max(s for _, s in self.windows)
+        # (key, windows) of every budget a slot must fit, in the one lock order: the egress address's first
+        budgets = [(key_id, checked)]
+        if egress_key_id is not None:
+            budgets.insert(0, (egress_key_id, checked_windows(egress_windows or checked)))
+        self._budgets = [(key, wins, _kth_query(wins)) for key, wins in budgets]
+        self._horizon = max(wait_horizon(wins) for _, wins in budgets)
+        self._longest = max(s for _, wins in budgets for _, s in wins)
         key: BindParameter[str] = bindparam("key")
         self._delete = delete(slots).where(
             slots.c.key_id == key, slots.c.slot_at < bindparam("stale")
         )
-        # per window, the count-th latest slot that can still share a window with a slot taken
-        # now; one row in one round trip, each an index range scan of at most `count` entries
-        self._kth = select(*(
-            select(slots.c.slot_at)
-            .where(slots.c.key_id == key, slots.c.slot_at > bindparam(f"since{i}"))
-            .order_by(slots.c.slot_at.desc())
-            # constants, not parameters: PostgreSQL plans a prepared OFFSET $n poorly
-            .offset(literal_column(str(count - 1), Integer))
-            .limit(literal_column("1", Integer))
-            .scalar_subquery()
-            for i, (count, _) in enumerate(self.windows)
-        ))
         self._insert = insert(slots)
         # a request in flight may arrive any moment: it counts from now (until IN_FLIGHT_MAX_SECONDS)
         self._in_flight = update(slots).where(
@@ -102,9 +124,10 @@ class DatabaseLimiter:
             slots.c.booked_at > bindparam("fresh"),
         ).values(slot_at=bindparam("now"))
         at: BindParameter[float] = bindparam("at")
-        self._settle = update(slots).where(slots.c.id == bindparam("slot_id")).values(
+        ids = slots.c.id.in_(bindparam("slot_ids", expanding=True))
+        self._settle = update(slots).where(ids).values(
             in_flight=False, slot_at=case((slots.c.slot_at < at, at), else_=slots.c.slot_at))
-        self._release = update(slots).where(slots.c.id == bindparam("slot_id")).values(in_flight=False)
+        self._release = update(slots).where(ids).values(in_flight=False)
 
     def take_slot(self, horizon: float | None = None) -> float | None:
         """Take the next free slot in the database; returns its wall-clock time (blocking I/O).
@@ -115,10 +138,11 @@ class DatabaseLimiter:
         taken = self.take(horizon, in_flight=False)
         return None if taken is None else taken[0]
 
-    def take(self, horizon: float | None = None, *, in_flight: bool = True) -> tuple[float, int] | None:
-        """`take_slot`, returning (slot time, slot id) for `settle_slot`; the slot is in flight until then."""
+    def take(self, horizon: float | None = None, *, in_flight: bool = True) -> tuple[float, Ticket] | None:
+        """`take_slot`, returning (slot time, ticket) for `settle_slot`; the slot is in flight until then. The
+        ticket is the slot's row id, or (egress row id, key row id) with an egress budget."""
         engine = self._engine_or_raise()
-        with key_lock(self.url, self.key_id):
+        with self._key_locks():
             tries = 0
             while True:
                 try:
@@ -130,39 +154,52 @@ class DatabaseLimiter:
                     time.sleep(_RETRY_PAUSES[tries])
                     tries += 1
 
-    def _take_slot_once(self, engine: Engine, horizon: float | None, in_flight: bool) -> tuple[float, int] | None:
-        params: dict[str, Any] = {"key": self.key_id}
+    def _key_locks(self) -> contextlib.ExitStack:
+        """This process's lock of every budget, egress first (the same order as the database's locks)."""
+        stack = contextlib.ExitStack()
+        for key, _, _ in self._budgets:
+            stack.enter_context(key_lock(self.url, key))
+        return stack
+
+    def _take_slot_once(self, engine: Engine, horizon: float | None, in_flight: bool) -> tuple[float, Ticket] | None:
         with engine.begin() as conn:
-            serialise(conn, self.key_id)
+            # every budget's lock before anything is read, always in one order (egress, then key): two
+            # processes cannot each hold one and wait for the other, and both slots land in one transaction
+            for key, _, _ in self._budgets:
+                serialise(conn, key)
             now = self._clock()
-            params.update(stale=now - self._longest - SKEW_GRACE_SECONDS, now=now,
-                          fresh=now - IN_FLIGHT_MAX_SECONDS)
-            params.update({f"since{i}": now - s for i, (_, s) in enumerate(self.windows)})
-            conn.execute(self._in_flight, params)
-            conn.execute(self._delete, params)
-            found = conn.execute(self._kth, params).one()
             slot = now
-            for (_, seconds), kth in zip(self.windows, found, strict=True):
-                # at most count-1 slots lie after (slot - seconds): the window ending at any
-                # later slot holds at most count, even when other hosts' slots are out of order
-                if kth is not None:
-                    slot = max(slot, kth + seconds)
+            for key, windows, kth_query in self._budgets:
+                params: dict[str, Any] = {"key": key, "stale": now - self._longest - SKEW_GRACE_SECONDS,
+                                          "now": now, "fresh": now - IN_FLIGHT_MAX_SECONDS}
+                params.update({f"since{i}": now - s for i, (_, s) in enumerate(windows)})
+                conn.execute(self._in_flight, params)
+                conn.execute(self._delete, params)
+                found = conn.execute(kth_query, params).one()
+                for (_, seconds), kth in zip(windows, found, strict=True):
+                    # at most count-1 slots lie after (slot - seconds): the window ending at any
+                    # later slot holds at most count, even when other hosts' slots are out of order
+                    if kth is not None:
+                        slot = max(slot, kth + seconds)
             if horizon is not None and slot - now > horizon:
                 return None
-            inserted = conn.execute(self._insert, {"key_id": self.key_id, "slot_at": slot, "booked_at": slot,
-                                                   "in_flight": in_flight})
-            # an INSERT's result always has its primary key; SQLAlchemy types it Optional for other statements
-            slot_id = int(cast("Row[Any]", inserted.inserted_primary_key)[0])
-        return slot, slot_id
+            row_ids = []
+            for key, _, _ in self._budgets:
+                inserted = conn.execute(self._insert, {"key_id": key, "slot_at": slot, "booked_at": slot,
+                                                       "in_flight": in_flight})
+                # an INSERT's result always has its primary key; SQLAlchemy types it Optional for other statements
+                row_ids.append(int(cast("Row[Any]", inserted.inserted_primary_key)[0]))
+        return slot, (row_ids[0] if len(row_ids) == 1 else (row_ids[0], row_ids[1]))
 
-    def settle_slot(self, slot_id: int, *, sent: bool = True) -> None:
+    def settle_slot(self, slot_id: Ticket, *, sent: bool = True) -> None:
         """The slot's request has its answer: it counts from now, if later (blocking I/O). `sent=False`:
         it was never sent, and counts from its own time. A database that fails here costs only the
         precision this adds: the slot counts as in flight until IN_FLIGHT_MAX_SECONDS."""
+        slot_ids = [slot_id] if isinstance(slot_id, int) else list(slot_id)
         try:
             engine = self._engine_or_raise()
-            with key_lock(self.url, self.key_id), engine.begin() as conn:
-                conn.execute(self._settle if sent else self._release, {"slot_id": slot_id, "at": self._clock()})
+            with self._key_locks(), engine.begin() as conn:
+                conn.execute(self._settle if sent else self._release, {"slot_ids": slot_ids, "at": self._clock()})
         except (ConfigError, DBAPIError):
             pass
 
@@ -180,7 +217,7 @@ class DatabaseLimiter:
         raise AssertionError("unreachable")
 
     async def acquire(self, *, can_wait: bool = False) -> object:
-        horizon = wait_horizon(self.windows) if can_wait else None
+        horizon = self._horizon if can_wait else None
         while (taken := await asyncio.to_thread(self.take, horizon)) is None:
             await self._sleep(horizon / 2)  # type: ignore[operator]
         slot, slot_id = taken
@@ -195,13 +232,14 @@ class DatabaseLimiter:
         return slot_id
 
     async def settle(self, ticket: object) -> None:
-        if isinstance(ticket, int):
+        if isinstance(ticket, int | tuple):
             await asyncio.to_thread(self.settle_slot, ticket)
 
     def __repr__(self) -> str:
+        egress = f", egress_key_id={self.egress_key_id!r}" if self.egress_key_id else ""
         return (
             f"DatabaseLimiter({redacted(self.url)!r}, key_id={self.key_id!r}, "
-            f"windows={list(self.windows)!r})"
+            f"windows={list(self.windows)!r}{egress})"
         )
 
 
@@ -210,12 +248,31 @@ _shared_lock = threading.Lock()
 
 
 def database_limiter(settings: BackdropSettings) -> DatabaseLimiter:
-    """The `DatabaseLimiter` on `settings.limiter_url`, one per URL, key and limits in the process."""
+    """The `DatabaseLimiter` on `settings.limiter_url`, one per URL, key and limits in the process, keeping the
+    egress address's budget too (`egress_limiter_key_id`: shared by every key leaving through it)."""
     if not settings.limiter_url:
         raise ValueError("no limiter_url: the in-process limiter paces this process")
-    key = (settings.limiter_url, limiter_key_id(settings), _windows(settings))
+    key = (settings.limiter_url, limiter_key_id(settings), _windows(settings), egress_limiter_key_id(settings),
+           vendor_windows(settings))
     with _shared_lock:
         limiter = _shared.get(key)
         if limiter is None:
-            limiter = _shared[key] = DatabaseLimiter(settings.limiter_url, key[1], key[2])
+            limiter = _shared[key] = DatabaseLimiter(settings.limiter_url, key[1], key[2], egress_key_id=key[3],
+                                                     egress_windows=key[4])
         return limiter
+
+
+def _kth_query(windows: Sequence[tuple[int, float]]) -> Select[Any]:
+    """Per window, the count-th latest slot of `:key` that can still share a window with a slot taken now; one
+    row in one round trip, each an index range scan of at most `count` entries."""
+    key: BindParameter[str] = bindparam("key")
+    return select(*(
+        select(slots.c.slot_at)
+        .where(slots.c.key_id == key, slots.c.slot_at > bindparam(f"since{i}"))
+        .order_by(slots.c.slot_at.desc())
+        # constants, not parameters: PostgreSQL plans a prepared OFFSET $n poorly
+        .offset(literal_column(str(count - 1), Integer))
+        .limit(literal_column("1", Integer))
+        .scalar_subquery()
+        for i, (count, _) in enumerate(windows)
+    ))

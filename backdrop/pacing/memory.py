@@ -10,11 +10,17 @@ The limiter is shared by every call in the process. Prefect may run async tasks 
 each with its own event loop, so the state is guarded by a `threading.Lock` (never an asyncio
 primitive, which belongs to one loop). A caller computes its wait under the lock, reserves its
 slot there, and sleeps outside it on its own loop.
+
+The vendor counts per key *and* per client address: a key's limiter may be given the budget of its egress
+address (`also`), one `SlidingWindowLimiter` shared by every key of the process that leaves through that address.
+A request then takes one slot that fits both budgets, under both locks (the egress budget's first, always, so
+two keys never wait on each other's locks), and the slot counts in both until it is settled.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import math
 import threading
@@ -23,10 +29,11 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, runtime_checkable
 
-from backdrop.identity import process_limiter_key
+from backdrop.identity import process_egress_key, process_limiter_key
 from backdrop.settings import BackdropSettings
 
-__all__ = ["RateLimiter", "SlidingWindowLimiter", "limiter_from_settings", "shared_limiter", "wait_horizon"]
+__all__ = ["RateLimiter", "SlidingWindowLimiter", "limiter_from_settings", "shared_limiter", "vendor_windows",
+           "wait_horizon"]
 
 
 @runtime_checkable
@@ -63,6 +70,8 @@ class SlidingWindowLimiter:
     `SlidingWindowLimiter([(250, 300.0), (5, 1.0)])` paces to the vendor's documented limits.
     Slots are handed out in order; a cancelled waiter keeps its slot (errs on the slow side). A settled
     slot counts from its settling time, so the `count`-th latest slot is found among the recent ones.
+    `also`: budgets every request of this limiter must fit as well (the egress address's, shared by other
+    keys' limiters); they are plain limiters, locked before this one, and the clock is this limiter's.
     """
 
     def __init__(
@@ -71,8 +80,13 @@ class SlidingWindowLimiter:
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] | None = None,
+        also: Sequence[SlidingWindowLimiter] = (),
     ) -> None:
         self.windows = checked_windows(windows)
+        self.also: tuple[SlidingWindowLimiter, ...] = tuple(also)
+        if any(other.also for other in self.also):
+            raise ValueError("a shared budget must be a plain limiter (one lock order: shared, then own)")
+        self._budgets = (*self.also, self)  # the lock order
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -91,28 +105,42 @@ class SlidingWindowLimiter:
         self._close(got[1])
         return got[0]
 
+    def _locked(self) -> contextlib.ExitStack:
+        """Every budget's lock, shared budgets first."""
+        stack = contextlib.ExitStack()
+        for budget in self._budgets:
+            stack.enter_context(budget._lock)
+        return stack
+
+    def _next_free(self, now: float) -> float:
+        """The earliest slot from `now` that keeps this budget's windows (its lock held)."""
+        for cell in list(self._open):  # at most the requests in flight: a handful
+            if not cell.still_open(now):
+                self._open.discard(cell)
+        slot = now
+        times: list[float] | None = None
+        for count, seconds in self.windows:
+            if len(self._slots) >= count:  # only a full window needs its count-th latest slot
+                times = times if times is not None else [cell.at for cell in self._slots]
+                slot = max(slot, heapq.nlargest(count, times)[-1] + seconds)
+        return slot
+
     def _reserve(self, horizon: float | None) -> tuple[float, _Slot] | None:
-        with self._lock:
+        with self._locked():
             now = self._clock()
-            for cell in list(self._open):  # at most the requests in flight: a handful
-                if not cell.still_open(now):
-                    self._open.discard(cell)
-            slot = now
-            times: list[float] | None = None
-            for count, seconds in self.windows:
-                if len(self._slots) >= count:  # only a full window needs its count-th latest slot
-                    times = times if times is not None else [cell.at for cell in self._slots]
-                    slot = max(slot, heapq.nlargest(count, times)[-1] + seconds)
+            # a later slot keeps a budget's windows too, so the latest of the earliest fits every budget
+            slot = max(budget._next_free(now) for budget in self._budgets)
             if horizon is not None and slot - now > horizon:
                 return None
             cell = _Slot(slot)
-            self._slots.append(cell)
-            self._open.add(cell)
+            for budget in self._budgets:
+                budget._slots.append(cell)
+                budget._open.add(cell)
             return slot - now, cell
 
     async def acquire(self, *, can_wait: bool = False) -> object:
         sleep = self._sleep or asyncio.sleep
-        horizon = wait_horizon(self.windows) if can_wait else None
+        horizon = max(wait_horizon(b.windows) for b in self._budgets) if can_wait else None
         while (got := self._reserve(horizon)) is None:
             await sleep(horizon / 2)  # type: ignore[operator]
         wait, cell = got
@@ -125,18 +153,25 @@ class SlidingWindowLimiter:
         return cell
 
     async def settle(self, ticket: object) -> None:
+        self.settle_now(ticket)
+
+    def settle_now(self, ticket: object) -> None:
+        """`settle`, from synchronous code."""
         if isinstance(ticket, _Slot):
-            with self._lock:
+            with self._locked():
                 ticket.settle(self._clock())
-                self._open.discard(ticket)
+                for budget in self._budgets:
+                    budget._open.discard(ticket)
 
     def _close(self, cell: _Slot) -> None:
-        with self._lock:
+        with self._locked():
             cell.open = False
-            self._open.discard(cell)
+            for budget in self._budgets:
+                budget._open.discard(cell)
 
     def __repr__(self) -> str:
-        return f"SlidingWindowLimiter({list(self.windows)!r})"
+        shared = f", also={list(self.also)!r}" if self.also else ""
+        return f"SlidingWindowLimiter({list(self.windows)!r}{shared})"
 
 
 #: Slots kept beyond the longest window's count, for slots settled out of grant order.
@@ -185,6 +220,17 @@ def _margin(seconds: float) -> float:
 
 
 def _windows(settings: BackdropSettings) -> tuple[tuple[int, float], ...]:
+    """The key's windows: the vendor's (`vendor_windows`), and the burst the settings ask for."""
+    windows = vendor_windows(settings)
+    if settings.rate_limit_burst is not None and settings.rate_limit_burst < settings.rate_limit_requests:
+        # `burst` requests per the time the window's average rate takes to allow them
+        n = settings.rate_limit_burst
+        windows += ((n, n * settings.rate_limit_window_seconds / settings.rate_limit_requests),)
+    return windows
+
+
+def vendor_windows(settings: BackdropSettings) -> tuple[tuple[int, float], ...]:
+    """The vendor's windows with their margins; an egress budget keeps these (a burst is one key's choice)."""
     per_second = settings.rate_limit_per_second
     short = settings.rate_limit_short_window_seconds
     # r per second over a short window w becomes floor(r*w) requests per floor(r*w)/r seconds
@@ -196,10 +242,6 @@ def _windows(settings: BackdropSettings) -> tuple[tuple[int, float], ...]:
          settings.rate_limit_window_seconds + _margin(settings.rate_limit_window_seconds)),
         (burst, burst_seconds + max(SHORT_WINDOW_SLACK * burst_seconds, SHORT_WINDOW_MIN_SLACK_SECONDS)),
     )
-    if settings.rate_limit_burst is not None and settings.rate_limit_burst < settings.rate_limit_requests:
-        # `burst` requests per the time the window's average rate takes to allow them
-        n = settings.rate_limit_burst
-        windows += ((n, n * settings.rate_limit_window_seconds / settings.rate_limit_requests),)
     return windows
 
 
@@ -214,10 +256,16 @@ _shared_lock = threading.Lock()
 
 
 def shared_limiter(settings: BackdropSettings) -> SlidingWindowLimiter:
-    """The process-wide limiter for this API URL, key and limits (the vendor counts per key)."""
-    key = (*process_limiter_key(settings), _windows(settings))  # host aliases: one limit
+    """The process-wide limiter for this API URL, key and limits (the vendor counts per key), which also keeps
+    the process-wide budget of the egress address (`BACKDROP_EGRESS_ID`) on that server, shared by every key."""
+    shared, windows = vendor_windows(settings), _windows(settings)
+    egress_key = ("egress", *process_egress_key(settings), shared)
+    key = (*process_limiter_key(settings), windows, egress_key)  # host aliases: one limit
     with _shared_lock:
+        egress = _shared.get(egress_key)
+        if egress is None:
+            egress = _shared[egress_key] = SlidingWindowLimiter(shared)
         limiter = _shared.get(key)
         if limiter is None:
-            limiter = _shared[key] = SlidingWindowLimiter(key[2])
+            limiter = _shared[key] = SlidingWindowLimiter(windows, also=(egress,))
         return limiter

@@ -212,6 +212,18 @@ def test_every_identity_keeps_its_value(fields: dict[str, object], env: str, key
     assert process_limiter_key(settings) == process
 
 
+@pytest.mark.parametrize(("fields", "limiter"), [
+    ({"api_key": "sk-one", "egress_id": "nat-gw-1"}, "ip:6d2e65af493b1ac559e5f670ec4f867c"),
+    ({"api_key": "sk-two", "api_url": "http://127.0.0.1:8765/", "egress_id": "build-host"},
+     "ip:1ea2f375879091a461ac8063984a09a4"),
+    ({"api_key": "sk-three", "api_url": "http://localhost:8765", "egress_id": "build-host"},
+     "ip:1ea2f375879091a461ac8063984a09a4"),  # another key, another spelling of the server: one address budget
+])
+def test_the_egress_budget_keeps_its_value(fields: dict[str, object], limiter: str) -> None:
+    """The database limiter's key of an address's budget (issue 14): computed when it was introduced."""
+    assert identity.egress_limiter_key_id(BackdropSettings(**fields)) == limiter  # type: ignore[arg-type]
+
+
 def test_the_content_key_keeps_its_value() -> None:
     assert identity.CACHE_VERSION == "v1"
     assert identity.content_key(image_sha256=SHA, prompt=" sunny  beach ", template_id=None, task_type="prompt",

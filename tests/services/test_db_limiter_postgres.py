@@ -15,6 +15,7 @@ from backdrop.pacing.database import DatabaseLimiter
 from backdrop.pacing.memory import SlidingWindowLimiter
 from tests.client.helpers import FakeClock, worst_window
 from tests.client.test_db_limiter import check_processes, check_threads, stored_slots
+from tests.client.test_egress_limiter import check_keys_on_one_egress
 
 pytestmark = pytest.mark.postgres
 
@@ -46,6 +47,10 @@ def test_threads_of_one_process_share_the_limit(pg_url: str) -> None:
 
 def test_processes_sharing_one_database_never_exceed_the_windows(pg_url: str) -> None:
     check_processes(pg_url, f"processes-{uuid.uuid4().hex[:8]}")
+
+
+def test_processes_with_their_own_keys_share_the_address_budget(pg_url: str) -> None:
+    check_keys_on_one_egress(pg_url)  # both advisory locks in one order: no deadlock, no overdrawn window
 
 
 def test_the_table_has_its_index_and_commits_asynchronously(pg_url: str) -> None:

@@ -144,16 +144,41 @@ def start_batch(csv: Path, out: Path, env: dict[str, str], *args: str) -> subpro
                             stderr=subprocess.PIPE, text=True)
 
 
-def finish_batch(proc: subprocess.Popen[str]) -> dict[str, Any]:
-    """Wait for a batch; returns its summary plus the child's CPU seconds and peak RSS."""
+class BatchFailed(RuntimeError):
+    """A batch that gave no summary: its stderr's tail, and whatever figures it left (`partial`)."""
+
+    def __init__(self, message: str, stderr_tail: str, partial: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.stderr_tail = stderr_tail
+        self.partial = partial
+
+
+def _last_json(text: str) -> dict[str, Any]:
+    lines = text.strip().splitlines()
+    try:
+        value = json.loads(lines[-1]) if lines else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def finish_batch(proc: subprocess.Popen[str], out: Path | None = None) -> dict[str, Any]:
+    """Wait for a batch; returns its summary plus the child's CPU seconds and peak RSS. A batch that printed no
+    summary raises BatchFailed with its stderr's tail and its partial figures (usage, the summary.json it wrote)."""
     stdout, stderr = proc.communicate()
-    usage = json.loads(stderr.strip().splitlines()[-1])
-    summary = json.loads(stdout.strip().splitlines()[-1]) if stdout.strip() else {}
+    usage = _last_json(stderr)  # the runner's last stderr line: CPU and RSS (absent if the child died)
+    summary = _last_json(stdout)
     if not summary:
-        raise RuntimeError(f"batch failed (exit {proc.returncode}): {stderr[-2000:]}")
+        partial = dict(usage)
+        written = out / "summary.json" if out is not None else None
+        if written is not None and written.is_file():
+            with contextlib.suppress(ValueError):
+                partial.update(json.loads(written.read_text()))
+        tail = "\n".join(stderr.strip().splitlines()[-15:])[-2000:]
+        raise BatchFailed(f"batch failed (exit {proc.returncode})", tail, partial)
     return {**summary, **usage, "exit_code": proc.returncode}
 
 
 def run_batch(csv: Path, out: Path, env: dict[str, str], *args: str) -> dict[str, Any]:
     """Run `backdrop run` in a child process and wait for it."""
-    return finish_batch(start_batch(csv, out, env, *args))
+    return finish_batch(start_batch(csv, out, env, *args), out)

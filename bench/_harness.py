@@ -129,6 +129,9 @@ def scaled_env(api_url: str, key: str, time_scale: float, **extra: str) -> dict[
         BACKDROP_POLL_MAX_INTERVAL_SECONDS=str(30 / time_scale),
         BACKDROP_POLL_DEADLINE_SECONDS=str(900 / time_scale),
         BACKDROP_BACKOFF_BASE_SECONDS=str(1 / time_scale), BACKDROP_BACKOFF_MAX_SECONDS=str(30 / time_scale),
+        # a create whose answer was lost (a busy machine) is settled in scaled time, not 15 real minutes later
+        BACKDROP_RECONCILE_AFTER_SECONDS=str(900 / time_scale),
+        BACKDROP_SETTLE_WAIT_SECONDS=str(1200 / time_scale),
         PREFECT_LOGGING_LEVEL="WARNING",
         # the bench's CSVs and outputs live in the temporary folder
         BACKDROP_INPUT_ROOTS=tempfile.gettempdir(), BACKDROP_OUTPUT_ROOTS=tempfile.gettempdir(),

@@ -122,6 +122,8 @@ def scaled_env(api_url: str, key: str, time_scale: float, **extra: str) -> dict[
     env = {k: v for k, v in os.environ.items() if not k.startswith("BACKDROP_")}
     env.update(
         BACKDROP_API_URL=api_url, BACKDROP_API_KEY=key,
+        # each sandbox key is an account of its own: one mode's cached creates are not another key's tasks
+        BACKDROP_ACCOUNT=key,
         BACKDROP_RATE_LIMIT_WINDOW_SECONDS=str(300 / time_scale),
         BACKDROP_RATE_LIMIT_PER_SECOND=str(5 * time_scale),
         BACKDROP_RATE_LIMIT_SHORT_WINDOW_SECONDS=str(1 / time_scale),

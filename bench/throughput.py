@@ -86,9 +86,10 @@ def _figures(mode: str, res: dict[str, Any], time_scale: float, rows: int, limit
         "first_poll_vendor_seconds": round((res.get("first_poll_seconds") or 0) * time_scale, 2),
         "done_at_first_poll": res.get("done_at_first_poll"), "upload_batching": res.get("upload_batching"),
     }
-    if res.get("failures_by_code") or res.get("skipped"):
-        print(f"{mode}: failures {res.get('failures_by_code')}, skipped {res.get('skipped')}, "
-              f"pending {res.get('pending_reconcile')}", flush=True)
+    if res.get("failures_by_code") or res.get("skipped") or done < rows:
+        print(f"{mode}: failures {res.get('failures_by_code')}, skipped {res.get('skipped')}, pending "
+              f"{res.get('pending_reconcile')}, not attempted {res.get('not_attempted')} {res.get('interrupted')}",
+              flush=True)
     print(f"{mode:14s} {fig['pictures_per_hour']:7.1f} pictures/h = {fig['ratio_to_limit']:.2f} of the limit; "
           f"{fig['requests_per_picture']} requests/picture {by_route}; 429s {fig['http_429']}; "
           f"p50/p95 {fig['p50_seconds']}/{fig['p95_seconds']} s; {fig['cpu_ms_per_row']} CPU ms/row; "

@@ -61,6 +61,15 @@ class BackdropSettings(BaseSettings):
         "resolved slug, with feature=auto).",
     )
 
+    upload_batch: int = Field(
+        10, ge=1, le=100,
+        description="Upload slots asked for in one File API call (files[]), gathered across concurrent rows; "
+        "1 = one file per request. A vendor that refuses a batch turns it off for the rest of the run.",
+    )
+    upload_batch_linger_seconds: float = Field(
+        0.3, ge=0, description="How long a slot request waits for others to share its call, at most.",
+    )
+
     # Pacing: the vendor's documented limits per key (contract section 9).
     rate_limit_requests: int = Field(250, ge=1, description="Requests allowed per rolling window.")
     rate_limit_window_seconds: float = Field(300.0, gt=0, description="Length of the rolling window.")

@@ -96,6 +96,8 @@ def scaled_env(api_url: str, key: str, time_scale: float, **extra: str) -> dict[
     env = {k: v for k, v in os.environ.items() if not k.startswith("BACKDROP_")}
     env.update(
         BACKDROP_API_URL=api_url, BACKDROP_API_KEY=key,
+        # each sandbox key is an account of its own: one mode's cached creates are not another key's tasks
+        BACKDROP_ACCOUNT=key,
         BACKDROP_RATE_LIMIT_WINDOW_SECONDS=str(300 / time_scale),
         BACKDROP_RATE_LIMIT_PER_SECOND=str(5 * time_scale),
         BACKDROP_RATE_LIMIT_SHORT_WINDOW_SECONDS=str(1 / time_scale),
@@ -103,6 +105,9 @@ def scaled_env(api_url: str, key: str, time_scale: float, **extra: str) -> dict[
         BACKDROP_POLL_MAX_INTERVAL_SECONDS=str(30 / time_scale),
         BACKDROP_POLL_DEADLINE_SECONDS=str(900 / time_scale),
         BACKDROP_BACKOFF_BASE_SECONDS=str(1 / time_scale), BACKDROP_BACKOFF_MAX_SECONDS=str(30 / time_scale),
+        # a create whose answer was lost (a busy machine) is settled in scaled time, not 15 real minutes later
+        BACKDROP_RECONCILE_AFTER_SECONDS=str(900 / time_scale),
+        BACKDROP_SETTLE_WAIT_SECONDS=str(1200 / time_scale),
         PREFECT_LOGGING_LEVEL="WARNING",
         # the bench's CSVs and outputs live in the temporary folder
         BACKDROP_INPUT_ROOTS=tempfile.gettempdir(), BACKDROP_OUTPUT_ROOTS=tempfile.gettempdir(),
@@ -118,19 +123,41 @@ def start_batch(csv: Path, out: Path, env: dict[str, str], *args: str) -> subpro
                             stderr=subprocess.PIPE, text=True)
 
 
-def finish_batch(proc: subprocess.Popen[str]) -> dict[str, Any]:
-    """Wait for a batch; returns its summary plus the child's CPU seconds and peak RSS."""
-    stdout, stderr = proc.communicate()
+class BatchFailed(RuntimeError):
+    """A batch that gave no summary: its stderr's tail, and whatever figures it left (`partial`)."""
+
+    def __init__(self, message: str, stderr_tail: str, partial: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.stderr_tail = stderr_tail
+        self.partial = partial
+
+
+def _last_json(text: str) -> dict[str, Any]:
+    lines = text.strip().splitlines()
     try:
-        usage = json.loads(stderr.strip().splitlines()[-1])
-    except (IndexError, ValueError):  # the runner died before printing its usage: say why
-        raise RuntimeError(f"batch died (exit {proc.returncode}): {stderr[-2000:]}") from None
-    summary = json.loads(stdout.strip().splitlines()[-1]) if stdout.strip() else {}
+        value = json.loads(lines[-1]) if lines else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def finish_batch(proc: subprocess.Popen[str], out: Path | None = None) -> dict[str, Any]:
+    """Wait for a batch; returns its summary plus the child's CPU seconds and peak RSS. A batch that printed no
+    summary raises BatchFailed with its stderr's tail and its partial figures (usage, the summary.json it wrote)."""
+    stdout, stderr = proc.communicate()
+    usage = _last_json(stderr)  # the runner's last stderr line: CPU and RSS (absent if the child died)
+    summary = _last_json(stdout)
     if not summary:
-        raise RuntimeError(f"batch failed (exit {proc.returncode}): {stderr[-2000:]}")
+        partial = dict(usage)
+        written = out / "summary.json" if out is not None else None
+        if written is not None and written.is_file():
+            with contextlib.suppress(ValueError):
+                partial.update(json.loads(written.read_text()))
+        tail = "\n".join(stderr.strip().splitlines()[-15:])[-2000:]
+        raise BatchFailed(f"batch failed (exit {proc.returncode})", tail, partial)
     return {**summary, **usage, "exit_code": proc.returncode}
 
 
 def run_batch(csv: Path, out: Path, env: dict[str, str], *args: str) -> dict[str, Any]:
     """Run `backdrop run` in a child process and wait for it."""
-    return finish_batch(start_batch(csv, out, env, *args))
+    return finish_batch(start_batch(csv, out, env, *args), out)

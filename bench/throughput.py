@@ -7,10 +7,15 @@ create, one poll) and 2 with a public URL, so the limit is 1,000 pictures an hou
 URLs. The sandbox runs `time_scale` times faster than the vendor (durations, rate-limit windows), and Backdrop's
 pacing and polling settings are scaled the same way, so figures are reported in vendor time.
 
-Modes: upload, url, webhook, vendor_sample (fixed 2 s polls, as the vendor's sample code), two_workers (two
-processes, one shared limiter in a database), two_keys_one_host (two batches with two keys and two accounts at once
-on one host: the vendor's per-address limit, 250 per 300 s, is shared, through the database limiter); then the peak
-RSS of a 10,000-row run and a re-run of a finished batch. The last line is one JSON object with every figure.
+Modes: upload (one file per slot request), batched_upload (slots for up to N pictures per File API call,
+`--upload-batch`: the ceiling moves to 250 / 300 s / (2 + 1/N) requests, about 1,430 pictures an hour at N = 10),
+url, webhook, vendor_sample (fixed 2 s polls, as the vendor's sample code), two_workers (two processes, one shared
+limiter in a database), two_keys_one_host (two batches with two keys and two accounts at once on one host: the
+vendor's per-address limit, 250 per 300 s, is shared, through the database limiter); then the peak RSS of a
+10,000-row run and a re-run of a finished batch. Every mode reports how long finished tasks waited for the poll
+that found them done (p50/p95). A mode whose batch fails prints its
+error (the batch's stderr tail) and its partial figures, and the other modes still run. The last line is always
+one JSON object with every figure (a failed mode's object carries "error").
 """
 
 from __future__ import annotations
@@ -24,10 +29,12 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from _harness import (
+    BatchFailed,
     admin,
     configure,
     draw_pictures,
@@ -42,6 +49,27 @@ from _harness import (
 )
 
 LIMIT_PER_HOUR = {"upload": 1000.0, "url": 1500.0}
+PARTIAL = ("succeeded", "failed", "pending_reconcile", "processing_seconds", "requests_by_route", "http_429",
+           "cpu_seconds", "peak_rss_mb", "upload_batching", "interrupted")
+
+
+def batched_limit(n: int) -> float:
+    """Pictures an hour at 250 requests per 300 s with a share of a slot call, a create and a poll each."""
+    return 3600 * 250 / 300 / (2 + 1 / n)
+
+
+def _guard(results: dict[str, Any], mode: str, run: Callable[[], None]) -> None:
+    """Run one mode; if it fails, say why and what it left, and let the other modes run."""
+    try:
+        run()
+    except BatchFailed as exc:
+        partial = {k: exc.partial[k] for k in PARTIAL if k in exc.partial}
+        results[mode] = {**results.get(mode, {}), "error": f"{exc}: {exc.stderr_tail[-500:]}", "partial": partial}
+        print(f"{mode}: FAILED, {exc}; the batch's stderr ends:\n{exc.stderr_tail}\n{mode}: partial figures "
+              f"{json.dumps(partial)}", flush=True)
+    except Exception as exc:  # noqa: BLE001 - the bench reports every mode it can, whatever broke one
+        results[mode] = {**results.get(mode, {}), "error": f"{type(exc).__name__}: {str(exc)[:500]}"}
+        print(f"{mode}: FAILED, {type(exc).__name__}: {exc}", flush=True)
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(os.urandom(24)).decode()
 
 
@@ -58,11 +86,12 @@ def _figures(mode: str, res: dict[str, Any], time_scale: float, rows: int, limit
         "p95_seconds": round((res["latency_p95_seconds"] or 0) * time_scale, 2),
         "cpu_ms_per_row": round(1000 * res["cpu_seconds"] / rows, 2), "peak_rss_mb": round(res["peak_rss_mb"], 1),
         "first_poll_vendor_seconds": round((res.get("first_poll_seconds") or 0) * time_scale, 2),
-        "done_at_first_poll": res.get("done_at_first_poll"),
+        "done_at_first_poll": res.get("done_at_first_poll"), "upload_batching": res.get("upload_batching"),
     }
-    if res.get("failures_by_code") or res.get("skipped"):
-        print(f"{mode}: failures {res.get('failures_by_code')}, skipped {res.get('skipped')}, "
-              f"pending {res.get('pending_reconcile')}", flush=True)
+    if res.get("failures_by_code") or res.get("skipped") or done < rows:
+        print(f"{mode}: failures {res.get('failures_by_code')}, skipped {res.get('skipped')}, pending "
+              f"{res.get('pending_reconcile')}, not attempted {res.get('not_attempted')} {res.get('interrupted')}",
+              flush=True)
     print(f"{mode:14s} {fig['pictures_per_hour']:7.1f} pictures/h = {fig['ratio_to_limit']:.2f} of the limit; "
           f"{fig['requests_per_picture']} requests/picture {by_route}; 429s {fig['http_429']}; "
           f"p50/p95 {fig['p50_seconds']}/{fig['p95_seconds']} s; {fig['cpu_ms_per_row']} CPU ms/row; "
@@ -159,13 +188,27 @@ def main() -> None:
     ap.add_argument("--rss-rows", type=int, default=10000)
     ap.add_argument("--time-scale", type=float, default=20.0)
     ap.add_argument("--concurrency", type=int, default=32)
-    ap.add_argument("--modes", default="upload,url,webhook,vendor_sample,two_workers,two_keys_one_host,rss,rerun")
+    ap.add_argument("--modes",
+                    default="upload,batched_upload,url,webhook,vendor_sample,two_workers,two_keys_one_host,rss,rerun")
+    ap.add_argument("--upload-batch", type=int, default=10, help="N of the batched_upload mode")
+    ap.add_argument("--upload-linger", type=float, default=0.3,
+                    help="BACKDROP_UPLOAD_BATCH_LINGER_SECONDS of the batched_upload mode, in vendor seconds")
     ap.add_argument("--rate-limit-burst", type=int, default=None,
                     help="BACKDROP_RATE_LIMIT_BURST for every batch (default: unset, the whole window at once)")
     args = ap.parse_args()
     modes = args.modes.split(",")
-    s = args.time_scale
     results: dict[str, Any] = {}
+    try:
+        _run(args, modes, results)
+    except BaseException as exc:  # the sandbox or Prefect server did not start, Ctrl-C, ...: still report
+        results["error"] = f"{type(exc).__name__}: {str(exc)[:500]}"
+        raise
+    finally:
+        print(json.dumps(results), flush=True)
+
+
+def _run(args: argparse.Namespace, modes: list[str], results: dict[str, Any]) -> None:
+    s = args.time_scale
     with tempfile.TemporaryDirectory(prefix="backdrop-bench-") as tmp_name:
         tmp = Path(tmp_name)
         pics = tmp / "pictures"
@@ -189,57 +232,67 @@ def main() -> None:
                 return run_batch(csv, tmp / f"out-{mode}", env_for(key, f"home-{mode}", **extra),
                                  "--concurrency", str(args.concurrency), *flags)
 
-            if "upload" in modes:
-                res = batch("upload", args.rows, names, "--input-mode", "upload")
-                results["upload"] = _figures("upload", res, s, args.rows, LIMIT_PER_HOUR["upload"])
-                _report_refusals(results, "upload", base, "sandbox-bench-upload", s)
-                results["upload"].update(_poll_wait(base, "sandbox-bench-upload", s))
-                print(f"upload: finished tasks waited for their poll p50 "
-                      f"{results['upload']['poll_wait_p50_seconds']} s, p95 "
-                      f"{results['upload']['poll_wait_p95_seconds']} s (vendor time)", flush=True)
-            if "url" in modes:
-                urls = [f"http://127.0.0.1:{port}/{name}" for name in names]
-                res = batch("url", args.rows, urls, "--input-mode", "url",
-                            BACKDROP_FETCH_ALLOW_NETWORKS="127.0.0.1/32")  # preflight fetches them from loopback
-                results["url"] = _figures("url", res, s, args.rows, LIMIT_PER_HOUR["url"])
-                _report_refusals(results, "url", base, "sandbox-bench-url", s)
-            if "vendor_sample" in modes:
-                res = batch("vendor_sample", args.vendor_rows, names, "--input-mode", "upload",
-                            BACKDROP_POLL_STRATEGY="fixed")
-                results["vendor_sample"] = _figures("vendor_sample", res, s, args.vendor_rows,
-                                                    LIMIT_PER_HOUR["upload"])
-                _report_refusals(results, "vendor_sample", base, "sandbox-bench-vendor_sample", s)
-            if "webhook" in modes:
-                hook_port = free_port()
-                res = batch("webhook", args.rows, names, "--input-mode", "upload",
-                            _sandbox={"webhook_urls": [f"http://127.0.0.1:{hook_port}/webhooks/perfectcorp"]},
-                            BACKDROP_WEBHOOK_LISTEN=f"127.0.0.1:{hook_port}",
-                            BACKDROP_WEBHOOK_SECRET=WEBHOOK_SECRET)
-                results["webhook"] = _figures("webhook", res, s, args.rows, LIMIT_PER_HOUR["upload"])
-                _report_refusals(results, "webhook", base, "sandbox-bench-webhook", s)
-            if "two_workers" in modes:
+            def single(mode: str, rows: int, csv_rows: list[str], limit: float, *flags: str, **extra: Any) -> None:
+                key = f"sandbox-bench-{mode}"
+                res = batch(mode, rows, csv_rows, *flags, **extra)
+                results[mode] = _figures(mode, res, s, rows, limit)
+                _report_refusals(results, mode, base, key, s)
+                results[mode].update(_poll_wait(base, key, s))
+                print(f"{mode}: finished tasks waited for their poll p50 {results[mode]['poll_wait_p50_seconds']} "
+                      f"s, p95 {results[mode]['poll_wait_p95_seconds']} s (vendor time)", flush=True)
+
+            unbatched = {"BACKDROP_UPLOAD_BATCH": "1"}  # the earlier modes: one file per slot request
+            n = args.upload_batch
+            urls = [f"http://127.0.0.1:{port}/{name}" for name in names]
+            hook_port = free_port()
+            runs: dict[str, Callable[[], None]] = {
+                "upload": lambda: single("upload", args.rows, names, LIMIT_PER_HOUR["upload"],
+                                         "--input-mode", "upload", **unbatched),
+                "batched_upload": lambda: single(
+                    "batched_upload", args.rows, names, batched_limit(n), "--input-mode", "upload",
+                    BACKDROP_UPLOAD_BATCH=str(n), BACKDROP_UPLOAD_BATCH_LINGER_SECONDS=str(args.upload_linger / s)),
+                "url": lambda: single("url", args.rows, urls, LIMIT_PER_HOUR["url"], "--input-mode", "url",
+                                      BACKDROP_FETCH_ALLOW_NETWORKS="127.0.0.1/32"),  # preflight fetches loopback
+                "vendor_sample": lambda: single("vendor_sample", args.vendor_rows, names, LIMIT_PER_HOUR["upload"],
+                                                "--input-mode", "upload", BACKDROP_POLL_STRATEGY="fixed",
+                                                **unbatched),
+                "webhook": lambda: single(
+                    "webhook", args.rows, names, LIMIT_PER_HOUR["upload"], "--input-mode", "upload",
+                    _sandbox={"webhook_urls": [f"http://127.0.0.1:{hook_port}/webhooks/perfectcorp"]},
+                    BACKDROP_WEBHOOK_LISTEN=f"127.0.0.1:{hook_port}", BACKDROP_WEBHOOK_SECRET=WEBHOOK_SECRET,
+                    **unbatched),
+            }
+            for mode in (m for m in modes if m in runs):  # in the order asked for
+                _guard(results, mode, runs[mode])
+
+            def two_workers() -> None:
                 key = "sandbox-bench-two"
                 configure(base, key, duration_mode="lognormal")
                 half = args.rows // 2
-                env = env_for(key, "home-two", BACKDROP_LIMITER_URL=f"sqlite:///{tmp / 'limiter.db'}")
-                procs = [start_batch(write_csv(pics / f"two{i}.csv", part), tmp / f"out-two{i}", env,
+                env = env_for(key, "home-two", BACKDROP_LIMITER_URL=f"sqlite:///{tmp / 'limiter.db'}", **unbatched)
+                outs = [tmp / f"out-two{i}" for i in range(2)]
+                procs = [start_batch(write_csv(pics / f"two{i}.csv", part), outs[i], env,
                                      "--concurrency", str(args.concurrency))
                          for i, part in enumerate((names[:half], names[half:args.rows]))]
-                merged = _merge([finish_batch(p) for p in procs])
+                parts = [finish_batch(p, out) for p, out in zip(procs, outs, strict=True)]
+                merged = _merge(parts)
                 results["two_workers"] = _figures("two_workers", merged, s, args.rows, LIMIT_PER_HOUR["upload"])
                 _report_refusals(results, "two_workers", base, key, s)
-            if "two_keys_one_host" in modes:
+                results["two_workers"].update(_poll_wait(base, key, s))
+
+            def two_keys_one_host() -> None:
                 # two clients of an agency: their own key, account and home; one host, one address budget
                 keys = ["sandbox-bench-client-a", "sandbox-bench-client-b"]
                 half = args.rows // 2
-                procs = []
+                procs, outs = [], []
                 for i, (key, part) in enumerate(zip(keys, (names[:half], names[half:args.rows]), strict=True)):
                     configure(base, key, duration_mode="lognormal")
-                    env = env_for(key, f"home-client{i}", BACKDROP_ACCOUNT=key,
+                    env = env_for(key, f"home-client{i}", BACKDROP_ACCOUNT=key, **unbatched,
                                   BACKDROP_LIMITER_URL=f"sqlite:///{tmp / 'host-limiter.db'}")
-                    procs.append(start_batch(write_csv(pics / f"client{i}.csv", part), tmp / f"out-client{i}", env,
+                    outs.append(tmp / f"out-client{i}")
+                    procs.append(start_batch(write_csv(pics / f"client{i}.csv", part), outs[i], env,
                                              "--concurrency", str(args.concurrency)))
-                parts = [finish_batch(p) for p in procs]
+                parts = [finish_batch(p, out) for p, out in zip(procs, outs, strict=True)]
                 fig = _figures("two_keys_one_host", _merge(parts), s, args.rows, LIMIT_PER_HOUR["upload"])
                 refused = sum(1 for k in keys for e in admin(base, k, "journal") if e["status"] == 429)
                 fig.update(mode="two_keys_one_host", sandbox_429=refused,
@@ -249,7 +302,8 @@ def main() -> None:
                 _report_refusals(results, "two_keys_one_host", base, keys[0], s, keys[1])
                 print(f"two_keys_one_host: {refused} 429s at the sandbox, complete {fig['complete']}, poll wait "
                       f"p50/p95 {fig['poll_wait_p50_seconds']}/{fig['poll_wait_p95_seconds']} s", flush=True)
-            if "rerun" in modes and "upload" in modes:
+
+            def rerun() -> None:
                 t0 = time.monotonic()
                 res = run_batch(pics / "upload.csv", tmp / "out-upload-again",
                                 env_for("sandbox-bench-upload", "home-upload"), "--concurrency",
@@ -258,7 +312,8 @@ def main() -> None:
                 results["rerun_creates"] = res["requests_by_route"].get("create", 0)
                 print(f"re-run of the finished {args.rows}-row batch: {results['rerun_seconds']} s wall, "
                       f"{results['rerun_creates']} creates, {res['reused']} rows reused", flush=True)
-            if "rss" in modes:
+
+            def rss() -> None:
                 key = "sandbox-bench-rss"
                 configure(base, key, duration_mode="immediate", rate_limit_enabled=False,
                           starting_balance=4 * args.rss_rows + 1000)  # 10,000 units would stop it at 2,500
@@ -271,8 +326,16 @@ def main() -> None:
                 print(f"{args.rss_rows} rows without rate limits: peak RSS {results['rss_mb_10k']} MB, "
                       f"{res['succeeded']} succeeded in {time.monotonic() - t0:.0f} s wall, "
                       f"{1000 * res['cpu_seconds'] / args.rss_rows:.1f} CPU ms/row", flush=True)
+
+            if "two_workers" in modes:
+                _guard(results, "two_workers", two_workers)
+            if "two_keys_one_host" in modes:
+                _guard(results, "two_keys_one_host", two_keys_one_host)
+            if "rerun" in modes and "upload" in modes and "error" not in results.get("upload", {}):
+                _guard(results, "rerun", rerun)
+            if "rss" in modes:
+                _guard(results, "rss", rss)
         static.shutdown()
-    print(json.dumps(results))
 
 
 if __name__ == "__main__":

@@ -200,6 +200,7 @@ async def change_backgrounds(
         summary.update(metrics.run_metrics(
             df, [r for _, r in results], traffic, processing_seconds=processing_seconds,
             planner=res.used_planner, webhooks=hooks.counters() if hooks is not None else None))
+        summary["upload_batching"] = res.upload_batching(settings)  # "on (N=10)", or why it went off
         if dry_run:
             summary.update(metrics.dry_run_estimate([r for _, r in results], units_per_task=settings.units_per_task,
                                                     unit_price=settings.unit_price))

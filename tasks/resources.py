@@ -1,5 +1,6 @@
 """The run's resources: settings (the Secret block read once), API clients, the poll planner, the webhook
-receiver and their traffic counters, created by a flow at its start and closed in its `finally`.
+receiver, the upload-slot batcher and their traffic counters, created by a flow at its start and closed in its
+`finally`.
 
 Tasks reach them through a `ContextVar` the flow sets, never as task parameters (those stay small and
 serialisable, and the cache keys do not change). Prefect runs an async task in its caller's context and submits
@@ -22,6 +23,7 @@ from contextvars import ContextVar
 from backdrop.client import BackdropClient
 from backdrop.identity import key_id
 from backdrop.pacing import limiter_for
+from backdrop.pipeline.batching import UploadBatcher
 from backdrop.pipeline.polling import PollPlanner
 from backdrop.pipeline.webhooks import WebhookReceiver
 from backdrop.report.metrics import Traffic
@@ -41,6 +43,7 @@ class RunResources:
         self._secrets: dict[str, str] = {}
         self._clients: dict[tuple[int, int, str], BackdropClient] = {}
         self._planner: PollPlanner | None = None
+        self._batchers: dict[tuple[int, int, str], UploadBatcher] = {}
         #: the run's webhook receiver (started by the flow), or None to poll only
         self.receiver: WebhookReceiver | None = None
 
@@ -59,6 +62,29 @@ class RunResources:
             if client is None:
                 client = self._clients[key] = BackdropClient(settings, limiter=limiter_for(settings))
             return client
+
+    def uploads(self, settings: BackdropSettings) -> UploadBatcher:
+        """The run's upload-slot batcher for these settings on the running loop: slot requests of concurrent
+        rows share File API calls (`backdrop.pipeline.batching`)."""
+        loop = asyncio.get_running_loop()
+        key = (threading.get_ident(), id(loop), f"{key_id(settings)}{settings.model_dump_json()}")
+        client = self.client(settings)
+        with self._lock:
+            batcher = self._batchers.get(key)
+            if batcher is None:
+                batcher = self._batchers[key] = UploadBatcher(
+                    client.request_uploads, max_batch=settings.upload_batch,
+                    linger=settings.upload_batch_linger_seconds)
+            return batcher
+
+    def upload_batching(self, settings: BackdropSettings) -> str:
+        """For the summary: whether this run's uploads shared File API calls, or why not."""
+        with self._lock:
+            batchers = list(self._batchers.values())
+        refused = next((b for b in batchers if b.refused), None)
+        if refused is not None:
+            return refused.state
+        return f"on (N={settings.upload_batch})" if settings.upload_batch > 1 else "off (N=1)"
 
     def planner(self, settings: BackdropSettings) -> PollPlanner:
         """The run's poll planner: what one task learns about durations times the next one's poll."""
@@ -87,6 +113,9 @@ class RunResources:
         loop_id = id(asyncio.get_running_loop())
         with self._lock:
             clients = [self._clients.pop(k) for k in [k for k in self._clients if k[1] == loop_id]]
+            batchers = [self._batchers.pop(k) for k in [k for k in self._batchers if k[1] == loop_id]]
+        for batcher in batchers:
+            await batcher.aclose()
         for client in clients:
             await client.aclose()
 

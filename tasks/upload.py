@@ -23,5 +23,5 @@ async def upload_input(
 ) -> str:
     """Upload the picture staged at `path`; returns the vendor's file id."""
     async with task_resources() as res:
-        client = res.client(res.settings(feature))
-        return await steps.upload_input(client, Path(path), content_type)
+        settings = res.settings(feature)
+        return await steps.upload_input(res.client(settings), Path(path), content_type, res.uploads(settings))

@@ -3,13 +3,14 @@ bytes to the presigned storage URL it returns (unpaced, no Authorization header)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from backdrop.client import _parse
 from backdrop.client._calls import ApiCalls
 from backdrop.client._errors import error_from_response
 from backdrop.client._http import Policy, exact_request, file_chunks
-from backdrop.client.models import UploadSlot
+from backdrop.client.models import FileSpec, UploadSlot
 from backdrop.errors import InvalidParameters
 
 __all__ = ["FileCalls"]
@@ -22,14 +23,25 @@ class FileCalls(ApiCalls):
         self, *, file_name: str, content_type: str, file_size: int
     ) -> UploadSlot:
         """Register a file and get its presigned upload request (free)."""
+        spec: FileSpec = {"content_type": content_type, "file_name": file_name, "file_size": file_size}
+        data, request_id = await self._file_call([spec])
+        return _parse.upload_slot(data, request_id)
+
+    async def request_uploads(self, files: Sequence[FileSpec]) -> list[UploadSlot]:
+        """Register several files in one call (free): one slot per file answered, in the vendor's order.
+
+        The caller checks that it got as many slots as it asked for (`backdrop.pipeline.batching`)."""
+        data, request_id = await self._file_call(list(files))
+        return _parse.upload_slots(data, request_id)
+
+    async def _file_call(self, files: list[FileSpec]) -> tuple[object, str | None]:
         s = self.settings
         path = f"/s2s/v2.0/file/{self._slug()}" if s.upload_route == "feature" else "/s2s/v2.0/file"
-        item = {"content_type": content_type, "file_name": file_name, "file_size": file_size}
-        body = {"files": [item]}
-        data, request_id = await self._call(
-            "file", "POST", path, "data", json=body, feature_route=s.upload_route == "feature"
+        items = [{"content_type": f["content_type"], "file_name": f["file_name"], "file_size": f["file_size"]}
+                 for f in files]
+        return await self._call(
+            "file", "POST", path, "data", json={"files": items}, feature_route=s.upload_route == "feature"
         )
-        return _parse.upload_slot(data, request_id)
 
     async def put_file(self, slot: UploadSlot, path: Path) -> None:
         """PUT the file, streamed from disk, with exactly `slot.headers` and no Authorization."""

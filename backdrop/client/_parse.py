@@ -76,18 +76,31 @@ def normalise_headers(raw: Any) -> dict[str, str]:
 
 
 def upload_slot(data: Any, request_id: str | None) -> UploadSlot:
+    slots = upload_slots(data, request_id)
+    if not slots:
+        raise _bad("the File API answered no upload slot")
+    return slots[0]
+
+
+def upload_slots(data: Any, request_id: str | None) -> list[UploadSlot]:
+    """Every slot of a File API answer (`data.files[]`), in order; an unreadable one fails the whole answer."""
     try:
-        entry = data["files"][0]
-        req = entry["requests"][0]
-        return UploadSlot(
-            file_id=str(entry["file_id"]),
-            url=str(req["url"]),
-            method=str(req.get("method") or "PUT").upper(),
-            headers=normalise_headers(req.get("headers")),
-            request_id=request_id,
-        )
+        return [_slot(entry, request_id) for entry in data["files"]]
     except (KeyError, IndexError, TypeError) as exc:
         raise _bad(f"upload slot lacks {exc}") from None
+
+
+def _slot(entry: Any, request_id: str | None) -> UploadSlot:
+    req = entry["requests"][0]
+    name = entry.get("file_name")
+    return UploadSlot(
+        file_id=str(entry["file_id"]),
+        url=str(req["url"]),
+        method=str(req.get("method") or "PUT").upper(),
+        headers=normalise_headers(req.get("headers")),
+        request_id=request_id,
+        file_name=None if name is None else str(name),
+    )
 
 
 def _result_url(results: Any) -> str | None:

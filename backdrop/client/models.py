@@ -34,6 +34,16 @@ class UploadSlot(_Frozen):
     headers: dict[str, str]
     #: the `x-request-id` of the answer that registered the file, for support
     request_id: str | None = None
+    #: the file name the vendor echoes for this slot, if it does (matches a slot to its file in a batch)
+    file_name: str | None = None
+
+
+class FileSpec(TypedDict):
+    """One file of a File API request (`files[]`): what the vendor needs to sign its upload."""
+
+    content_type: str
+    file_name: str
+    file_size: int
 
 
 class CreatedTask(_Frozen):

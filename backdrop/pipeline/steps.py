@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 
 from backdrop.client import BackdropClient, DownloadedFile, TaskStatus
 from backdrop.errors import AmbiguousCreate, ClaimLost, Forbidden, PollDeadlineExceeded, is_definite_refusal
+from backdrop.pipeline.batching import UploadBatcher
 from backdrop.pipeline.plan import WorkItem
 from backdrop.pipeline.polling import PollPlanner
 from backdrop.pipeline.webhooks import WebhookReceiver
@@ -35,10 +36,17 @@ __all__ = [
     "wait_for_task",
 ]
 
-async def upload_input(client: BackdropClient, path: Path, content_type: str) -> str:
-    """Request an upload slot and PUT the staged bytes; returns the file id. Free; safe to repeat."""
+async def upload_input(client: BackdropClient, path: Path, content_type: str,
+                       slots: UploadBatcher | None = None) -> str:
+    """Request an upload slot (through the run's `slots` batcher, if any) and PUT the staged bytes; returns the
+    file id. Free; safe to repeat."""
     ext = ".png" if content_type == "image/png" else ".jpg"
-    return await client.upload_file(path, content_type=content_type, file_name=f"{path.stem}{ext}")
+    name = f"{path.stem}{ext}"
+    if slots is None:
+        return await client.upload_file(path, content_type=content_type, file_name=name)
+    slot = await slots.slot({"content_type": content_type, "file_name": name, "file_size": path.stat().st_size})
+    await client.put_file(slot, path)
+    return slot.file_id
 
 
 async def create_task(

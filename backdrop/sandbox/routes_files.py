@@ -65,6 +65,12 @@ async def _file_slots(request: Request) -> Response:
     items = [_check_item(item) for item in files]
     reg, st = registry(request), key_state(request)
     cfg = st.config
+    if len(items) > 1 and cfg.file_batch == "refuse":  # a vendor that takes one file per request
+        raise Reject(responses.invalid(
+            "files: array is too long: must have at most 1 elements but instance has "
+            f"{len(items)} elements"))
+    if len(items) > 1 and cfg.file_batch == "fewer_slots":
+        items = items[:1]
     out = []
     for item in items:
         token = ids.token()

@@ -37,8 +37,9 @@ def test_every_row_succeeds_is_paid_once_and_lands_on_disk(pipeline_env: Any, tm
     assert (tmp_path / "out" / "report.parquet").exists()
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert (summary["succeeded"], summary["units_charged"]) == (3, 12)
-    # the fewest requests a picture can take with an upload: file slot, create, one poll
-    assert (summary["api_requests_per_picture"], summary["http_429"]) == (3.0, 0)
+    # the fewest requests a picture can take with an upload: a share of one batched file-slot call, create, one poll
+    assert summary["requests_by_route"]["file"] == 1 and summary["upload_batching"] == "on (N=10)"
+    assert (summary["api_requests_per_picture"], summary["http_429"]) == (round(7 / 3, 3), 0)
     # one poll each, so the most a finished task waited for it is the wait from its create to that poll
     bound = (summary["poll_wait_bound_p50_seconds"], summary["poll_wait_bound_p95_seconds"])
     assert 0 < bound[0] <= bound[1] <= max(df["seconds"])

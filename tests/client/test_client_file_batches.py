@@ -1,0 +1,62 @@
+"""`request_uploads`: several files in one File API call against the real sandbox, one slot per file in order,
+each PUT on its own; a refused batch surfaces as the vendor's 400, a short answer as fewer slots (the pipeline's
+batcher decides what that means)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from backdrop.client.models import FileSpec
+from backdrop.errors import InvalidParameters
+from tests.client.test_against_sandbox import client_for
+
+pytestmark = pytest.mark.anyio
+
+
+def _pictures(folder: Path, n: int) -> list[Path]:
+    out = []
+    for i in range(n):
+        buf = io.BytesIO()
+        Image.new("RGB", (40 + i, 30), (20 * i, 90, 160)).save(buf, "JPEG")
+        path = folder / f"p{i}.jpg"
+        path.write_bytes(buf.getvalue())
+        out.append(path)
+    return out
+
+
+def _specs(paths: list[Path]) -> list[FileSpec]:
+    return [{"content_type": "image/jpeg", "file_name": p.name, "file_size": p.stat().st_size} for p in paths]
+
+
+@pytest.mark.parametrize("feature", ["bg-replace", "bg-replace-v2"])
+async def test_one_call_gives_a_slot_per_file_and_each_put_lands(sandbox: Any, tmp_path: Path,
+                                                                 feature: str) -> None:
+    sandbox.configure(rate_limit_enabled=False)
+    paths = _pictures(tmp_path, 3)
+    async with client_for(sandbox, feature=feature) as client:
+        slots = await client.request_uploads(_specs(paths))
+        assert [s.file_name for s in slots] == ["p0.jpg", "p1.jpg", "p2.jpg"]
+        for slot, path in zip(slots, paths, strict=True):
+            await client.put_file(slot, path)
+        assert client.stats.snapshot()["requests"]["file"] == 1
+    files = [e for e in sandbox.journal() if e.get("route") == "file"]
+    assert len(files) == 1
+    uploaded = [e for e in sandbox.journal() if e.get("route") == "storage_upload" and e["status"] == 200]
+    assert len(uploaded) == 3
+
+
+async def test_a_refused_batch_is_the_vendors_400_and_a_short_answer_has_fewer_slots(sandbox: Any,
+                                                                                     tmp_path: Path) -> None:
+    sandbox.configure(rate_limit_enabled=False, file_batch="refuse")
+    specs = _specs(_pictures(tmp_path, 2))
+    async with client_for(sandbox) as client:
+        with pytest.raises(InvalidParameters) as refused:
+            await client.request_uploads(specs)
+        assert refused.value.status == 400
+        sandbox.configure(file_batch="fewer_slots")
+        assert len(await client.request_uploads(specs)) == 1

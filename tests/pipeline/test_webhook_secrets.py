@@ -122,7 +122,8 @@ async def test_end_to_end_over_http_with_the_published_secret(tmp_path: Path) ->
             buf = io.BytesIO()
             Image.new("RGB", (64, 48), (20, 120, 200)).save(buf, "JPEG")
             src.write_bytes(buf.getvalue())
-            async with BackdropClient(BackdropSettings(api_url=server.base_url, api_key=key)) as client:
+            settings = BackdropSettings(api_url=server.base_url, api_key=key, feature="bg-replace")
+            async with BackdropClient(settings) as client:
                 file_id = await client.upload_file(src, content_type="image/jpeg")
                 task_id = (await client.create_task(src_file_id=file_id, prompt="on marble")).task_id
             assert await receiver.wait(task_id, 10) == "success"

@@ -8,6 +8,7 @@ in `tests/support/` (import helpers from there, never from a conftest).
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 
@@ -43,6 +44,17 @@ def clean_environ(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     mp.setenv("BACKDROP_OUTPUT_ROOTS", base)
     yield
     mp.undo()
+
+
+@pytest.fixture(autouse=True)
+def own_egress(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
+    """Each test leaves through an address of its own (BACKDROP_EGRESS_ID), as each has a sandbox key of its own.
+
+    The per-address budget (250 requests per 300 s for every key on one address) is process-wide by design, so
+    without this the session's tests would share one budget and, a few hundred requests in, wait minutes for it.
+    A test about sharing an address gives its clients one id explicitly (or inherits this test's in subprocesses).
+    """
+    monkeypatch.setenv("BACKDROP_EGRESS_ID", "test-" + hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:16])
 
 
 @pytest.fixture(scope="session")

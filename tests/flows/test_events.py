@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId, LogFilterLevel
 from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventResourceFilter
 
 from flows.events import FAILURES_EVENT, OVER_BUDGET_EVENT
@@ -36,23 +37,31 @@ def _event(name: str, resource_id: str) -> Any:
     return found[0]
 
 
-def test_a_batch_with_failed_rows_warns_per_row_and_emits_an_event(
-    pipeline_env: Any, tmp_path: Path, capfd: pytest.CaptureFixture[str]
-) -> None:
+async def _warnings(flow_run_id: Any) -> list[str]:
+    """The run's WARNING logs as Prefect's API holds them (what the UI's log tab shows)."""
+    flt = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]), level=LogFilterLevel(ge_=30, le_=30))
+    async with get_client() as client:
+        return [log.message for log in await client.read_logs(log_filter=flt)]
+
+
+def test_a_batch_with_failed_rows_warns_per_row_and_emits_an_event(pipeline_env: Any, tmp_path: Path) -> None:
     draw_product(tmp_path / "a.jpg", (200, 30, 30))
     rows = [{"id": "good", "image_url": "a.jpg", "prompt": "beach"},
             {"id": "gone", "image_url": "missing.jpg", "prompt": "beach"},
             {"id": "refused", "image_url": "a.jpg", "prompt": "x [[sandbox:error=error_inference]]"}]
     state, df = run_flow(csv=str(write_csv(tmp_path, rows)), out=str(tmp_path / "out"))
     assert state.name == "Completed with failures"
-    console = capfd.readouterr()
-    warned = [line.split(" - ", 1)[1] for line in (console.out + console.err).splitlines()
-              if "| WARNING |" in line and " - row " in line]  # Prefect's run logger, as a user sees it
+    run_id = str(state.state_details.flow_run_id)
+
+    def rows_warned() -> list[str] | None:  # the API gets logs in batches: wait for both rows' lines
+        found = [m for m in asyncio.run(_warnings(run_id)) if m.startswith("row ")]
+        return found if len(found) >= 2 else None
+
+    warned = wait_until(rows_warned, timeout=30, message="no WARNING per failed row in the run's logs")
     assert sorted(warned) == sorted([
         f"row gone failed: input_not_found: {df.set_index('row_id').loc['gone', 'error_message']}",
         f"row refused failed: error_inference: {df.set_index('row_id').loc['refused', 'error_message']}"])
 
-    run_id = str(state.state_details.flow_run_id)
     event = _event(FAILURES_EVENT, f"backdrop.batch.{run_id}")
     assert event.payload == {"rows": 3, "failed": 2, "pending": 0, "not_attempted": 0, "units_charged": 4,
                              "csv": str(tmp_path / "batch.csv")}

@@ -36,11 +36,13 @@ class PrefectSteps:
         # a file id is cached per key: uploads are free, and a rotated key need not see the old key's files
         p = item.prepared
         return await upload_input(p.sha256, p.path, p.content_type, self.settings.feature,
-                                  f"{self.environment}-{self.key_id}", self.settings.upload_route)
+                                  f"{self.environment}-{self.key_id}", self.settings.upload_route,
+                                  label=item.primary.row_id)
 
     async def create(self, item: WorkItem, attempt: int, file_id: str | None, file_url: str | None) -> str:
         return await create_background_task(item.key, attempt, self.settings.feature, self.ledger_url, file_id,
-                                            file_url, item.prompt, item.template_id, item.task_type)
+                                            file_url, item.prompt, item.template_id, item.task_type,
+                                            label=item.primary.row_id)
 
     async def wait(self, task_id: str, first_delay: float | None, feature: str) -> PollResult:
         return await wait_for_result(task_id, feature, self.run_id, first_delay)  # the slug it was created under

@@ -8,7 +8,7 @@ from prefect import task
 
 from backdrop.pipeline import steps
 from backdrop.store.ledger import Ledger
-from tasks.policies import CACHE_TTL, CREATE_POLICY
+from tasks.policies import CACHE_TTL, CREATE_POLICY, row_run_name
 from tasks.resources import task_resources
 
 
@@ -17,7 +17,7 @@ from tasks.resources import task_resources
     cache_policy=CREATE_POLICY,
     cache_expiration=CACHE_TTL,
     retries=0,  # a retried create is a second charge: see AmbiguousCreate
-    task_run_name="create-{key:.12}-a{attempt}",
+    task_run_name=row_run_name("create", "key", suffix="attempt"),
 )
 async def create_background_task(
     key: str,
@@ -29,8 +29,10 @@ async def create_background_task(
     prompt: str | None,
     template_id: str | None,
     task_type: Literal["prompt", "template"],
+    label: str = "",
 ) -> str:
-    """Create the background-change task for one picture; returns the vendor's task id."""
+    """Create the background-change task for one picture; returns the vendor's task id. `label` (the row id)
+    names the task run only: the cache key is the content key and the attempt (tasks/policies.py)."""
     async with task_resources() as res:
         settings = res.settings(feature)
         return await steps.create_task(

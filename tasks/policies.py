@@ -8,17 +8,20 @@ concurrent calls for the same picture run the body once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from prefect.cache_policies import NO_CACHE, CacheKeyFnPolicy
 from prefect.locking.memory import MemoryLockManager
+from prefect.runtime import task_run
 from prefect.transactions import IsolationLevel
 
 from backdrop.errors import BackdropError
 from backdrop.identity import CACHE_VERSION
 
-__all__ = ["CREATE_POLICY", "UPLOAD_POLICY", "CACHE_TTL", "SAFE_TO_RETRY", "ACCOUNT_READ", "retry_if_transient"]
+__all__ = ["CREATE_POLICY", "UPLOAD_POLICY", "CACHE_TTL", "SAFE_TO_RETRY", "ACCOUNT_READ", "retry_if_transient",
+           "row_run_name"]
 
 #: shorter than the vendor's task and file retention (24 h by the bundle, 30 days by the docs page)
 CACHE_TTL = timedelta(hours=20)
@@ -53,3 +56,17 @@ SAFE_TO_RETRY: dict[str, Any] = dict(retries=2, retry_delay_seconds=[2, 10], ret
 #: an account-wide read (credits, credit history, reconciliation): never cached, retried on transient errors
 ACCOUNT_READ: dict[str, Any] = dict(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30],
                                     retry_condition_fn=retry_if_transient)
+
+
+def row_run_name(step: str, fallback: str, suffix: str = "") -> Callable[[], str]:
+    """A task run's name in the UI: the step and the row it works for (its `label` parameter, printable, at most
+    40 characters), else the first 12 characters of its `fallback` parameter; `suffix` names another parameter
+    to append (the create's attempt)."""
+
+    def name() -> str:
+        params = task_run.parameters
+        label = "".join(c if c.isprintable() else "?" for c in str(params.get("label") or ""))[:40]
+        shown = label or str(params.get(fallback, ""))[:12]
+        return f"{step}-{shown}" + (f"-a{params.get(suffix)}" if suffix else "")
+
+    return name

@@ -43,3 +43,22 @@ def test_a_cost_run_is_named_by_its_period(pipeline_env: Any, tmp_path: Path) ->
     state = asyncio.run(cost_report(since=date(2026, 11, 1), out=str(tmp_path / "cost"), return_state=True))
     name = asyncio.run(_name(state.state_details.flow_run_id))
     assert re.fullmatch(r"local/cost 2026-11-01 to today \d{4}-\d\d-\d\d \d\d:\d\dZ", name), name
+
+
+async def _task_run_names(flow_run_id: Any) -> list[str]:
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    async with get_client() as client:
+        runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return [r.name for r in runs]
+
+
+def test_upload_and_create_task_runs_are_named_by_their_row(pipeline_env: Any, tmp_path: Path) -> None:
+    draw_product(tmp_path / "a.jpg", (200, 30, 30))
+    draw_product(tmp_path / "b.jpg", (30, 200, 30))
+    rows = [{"id": "mug-blue", "image_url": "a.jpg", "prompt": "beach"},
+            {"id": "lamp\twhite " + "x" * 60, "image_url": "b.jpg", "prompt": "beach"}]
+    state, _ = run_flow(csv=str(write_csv(tmp_path, rows)), out=str(tmp_path / "out"))
+    names = set(asyncio.run(_task_run_names(state.state_details.flow_run_id)))
+    long_label = ("lamp?white " + "x" * 60)[:40]  # printable, at most 40 characters
+    assert {"upload-mug-blue", "create-mug-blue-a1", f"upload-{long_label}", f"create-{long_label}-a1"} <= names

@@ -109,7 +109,9 @@ def test_two_workers_share_the_key_s_limit_and_never_pay_twice(
 
     journal = sandbox.journal()
     api_requests = [e for e in journal if e.get("route") in ("file", "create", "poll")]
-    assert len(api_requests) >= 3 * WINDOW_REQUESTS  # several windows' worth: the limit bound throughout
+    # several windows' worth, so the limit bound throughout: a picture is a create, a poll or more, and a share of
+    # a batched upload-slot call (BACKDROP_UPLOAD_BATCH), so 24 pictures make more than two windows
+    assert len(api_requests) >= 2 * WINDOW_REQUESTS
     assert [e for e in journal if e["status"] == 429] == []
 
     reports = [pd.read_csv(tmp_path / f"out{i}" / "report.csv") for i in (0, 1)]

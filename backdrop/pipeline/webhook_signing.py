@@ -42,7 +42,7 @@ class WebhookEvent:
 def decode_secret(secret: str) -> bytes:
     """The HMAC key of a `whsec_<base64>` secret (prefix optional, `=` padding optional); ConfigError if unusable.
 
-    The vendor's only published example secret (`whsec_NDQzMzYxNzkzMzE0NjYyNDM6OTIxOTcwNDIxODQ`) is unpadded,
+    The vendor's only published example secret (quoted in tests/pipeline/test_webhook_secrets.py) is unpadded,
     so the missing `=` are restored before a strict decode; anything else that is not base64 is refused.
     """
     text = secret.removeprefix("whsec_")

@@ -84,6 +84,8 @@ class RunResources:
         refused = next((b for b in batchers if b.refused), None)
         if refused is not None:
             return refused.state
+        if not any(b.calls for b in batchers):
+            return "not used: no picture was uploaded"  # public URLs only, or every upload came from the cache
         return f"on (N={settings.upload_batch})" if settings.upload_batch > 1 else "off (N=1)"
 
     def planner(self, settings: BackdropSettings) -> PollPlanner:

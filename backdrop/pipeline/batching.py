@@ -3,8 +3,10 @@ of concurrent rows and sends one `files[]` request when `max_batch` wait or the 
 
 One call is in flight at a time: while it waits for the rate limiter, the next batch fills. Each caller gets
 exactly its own slot (or its own error) and PUTs and creates as soon as it has it; nobody waits for a whole
-batch's PUTs. If the vendor refuses a batched request (a 400) or answers a different number of slots (or slots
-for other file names), batching is off for the rest of the run (`state` says why) and the pictures it carried
+batch's PUTs. The order of a batched answer is not published, its file names are: slots go to their callers by
+file name (staged names are content hashes, so a name is a picture), never by position. If the vendor refuses a
+batched request (a 400) or answers a different number of slots, a slot without a file name, or slots for other
+file names, batching is off for the rest of the run (`state` says why) and the pictures it carried
 are asked for again one file per request: the fallback fails no picture. Any other error fails exactly the
 pictures of that call (their Prefect task retries them). Free calls only: no money is at stake here.
 """
@@ -21,7 +23,7 @@ from backdrop.client import UploadSlot
 from backdrop.client.models import FileSpec
 from backdrop.errors import BackdropError
 
-__all__ = ["SendFiles", "UploadBatcher", "refusal_reason"]
+__all__ = ["SendFiles", "UploadBatcher", "by_file_name", "refusal_reason"]
 
 #: one File API call: the files asked for -> the slots answered, in order
 SendFiles = Callable[[Sequence[FileSpec]], Awaitable[list[UploadSlot]]]
@@ -37,9 +39,21 @@ def refusal_reason(asked: Sequence[FileSpec], answer: list[UploadSlot] | BaseExc
         return None
     if len(answer) != len(asked):
         return f"the vendor answered {len(answer)} upload slots for {len(asked)} files"
-    if any(s.file_name is not None and s.file_name != f["file_name"] for s, f in zip(answer, asked, strict=True)):
+    if len(asked) > 1 and any(s.file_name is None for s in answer):
+        return "the vendor answered upload slots without file names (the order of its answer is not published)"
+    named = [s.file_name if s.file_name is not None else f["file_name"] for s, f in zip(answer, asked, strict=True)]
+    if sorted(named) != sorted(f["file_name"] for f in asked):
         return "the vendor answered upload slots for other file names than asked"
     return None
+
+
+def by_file_name(asked: Sequence[FileSpec], answer: Sequence[UploadSlot]) -> list[UploadSlot]:
+    """The answer's slots in the order asked, matched by file name (an answer `refusal_reason` accepted); equal
+    names (the same picture asked twice) take their slots in the answer's order."""
+    pool: dict[str, list[UploadSlot]] = {}
+    for slot, spec in zip(answer, asked, strict=True):  # an unnamed slot: only ever one file asked
+        pool.setdefault(slot.file_name if slot.file_name is not None else spec["file_name"], []).append(slot)
+    return [pool[f["file_name"]].pop(0) for f in asked]
 
 
 @dataclass
@@ -156,7 +170,7 @@ class UploadBatcher:
                 if not w.future.done():
                     w.future.set_exception(answer)
             return
-        for w, slot in zip(batch, answer, strict=True):
+        for w, slot in zip(batch, by_file_name(specs, answer), strict=True):
             if not w.future.done():
                 w.future.set_result(slot)
 

@@ -93,6 +93,8 @@ async def _file_slots(request: Request) -> Response:
             "requests": [{"method": "PUT", "url": f"{base_url(request)}{path}?{query}",
                           "headers": headers}],
         })
+    if cfg.file_batch == "reversed":
+        out.reverse()
     return responses.ok({"files": out})
 
 

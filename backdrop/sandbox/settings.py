@@ -63,9 +63,10 @@ class SandboxSettings(BaseSettings):
     upload_url_ttl_s: float = Field(3600.0, gt=0)
     task_ttl_s: float = Field(86400.0, gt=0)
     upload_headers_shape: Literal["object", "list"] = "object"
-    file_batch: Literal["accept", "refuse", "fewer_slots"] = Field(
+    file_batch: Literal["accept", "reversed", "refuse", "fewer_slots"] = Field(
         "accept", description="A File API request for more than one file: 'accept' answers one slot per file "
-        "(the published schema), 'refuse' answers 400, 'fewer_slots' answers only the first file's slot.",
+        "in the order asked (the published schema), 'reversed' the same slots in the reverse order (the order is "
+        "not published), 'refuse' answers 400, 'fewer_slots' answers only the first file's slot.",
     )
 
     # Vendor variants: the contract is silent on these; see README "Vendor-variant profiles".

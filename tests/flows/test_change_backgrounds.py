@@ -165,6 +165,8 @@ def test_url_mode_skips_the_upload_and_templates_work(pipeline_env: Any, tmp_pat
     assert list(df["status"]) == ["succeeded", "succeeded"]
     paths = [j["path"] for j in pipeline_env.journal()]
     assert not [p for p in paths if "/file" in p]  # no upload slot asked for
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["upload_batching"] == "not used: no picture was uploaded"
     tasks = {t["template_id"]: t for t in pipeline_env.tasks()}
     assert set(tasks) == {None, "studio_white"}
     task_paths = [p for p in paths if "/task/" in p]

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from tests.flows.helpers import run_flow, write_csv
 from tests.support.images import draw_product
@@ -67,3 +68,25 @@ def test_a_vendor_that_refuses_batches_gets_one_file_per_request_and_no_row_fail
     assert summary["upload_batching"].startswith("off: the vendor ")
     assert why in summary["upload_batching"]
     assert df["units_charged"].sum() == 4 * ROWS
+
+
+def test_slots_answered_in_another_order_still_reach_their_own_pictures(pipeline_env: Any, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The order of a batched answer is not published: a slot taken by position would PUT one row's picture under
+    another's file id, and the vendor would be paid to change the wrong picture's background."""
+    pipeline_env.configure(file_batch="reversed")
+    monkeypatch.setenv("BACKDROP_UPLOAD_BATCH", "6")
+    monkeypatch.setenv("BACKDROP_UPLOAD_BATCH_LINGER_SECONDS", "0.5")
+    state, df = run_flow(csv=str(_batch(tmp_path)), out=str(tmp_path / "out"), concurrency=ROWS)
+
+    assert state.name == "Completed"
+    assert list(df["status"]) == ["succeeded"] * ROWS
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["upload_batching"] == "on (N=6)"
+    assert summary["requests_by_route"]["file"] < ROWS  # some calls carried several pictures
+    for row in df.itertuples():
+        # the product in the middle of the result is the row's own colour (the rows differ by 20 in red)
+        with Image.open(str(row.output_path)) as im:
+            r, g, b = im.convert("RGB").getpixel((im.width // 2, im.height // 2))
+        i = int(str(row.row_id)[1:])
+        assert abs(r - 20 * i) < 10 and abs(b - (200 - 10 * i)) < 10, (row.row_id, (r, g, b))

@@ -75,7 +75,11 @@ class Vendor:
         if answer == "503":
             raise ServerError("unavailable", status=503)
         slots = [UploadSlot(file_id=f"id{next(self.ids)}-{n}", url="https://s.example/put", method="PUT",
-                            headers={}, file_name=n) for n in names]
+                            headers={}, file_name=None if answer == "unnamed" else n) for n in names]
+        if answer == "reversed":
+            return slots[::-1]
+        if answer == "shuffled":
+            return slots[1:] + slots[:1]
         return slots[:1] if answer == "short" else slots
 
 
@@ -140,7 +144,20 @@ async def test_the_next_batch_fills_while_a_call_is_in_flight() -> None:
     assert len(await asyncio.gather(*first, *later)) == 14
 
 
-@pytest.mark.parametrize("answer", ["400", "short"])
+@pytest.mark.parametrize("answer", ["reversed", "shuffled"])
+async def test_slots_go_to_their_pictures_by_file_name_whatever_the_answer_s_order(answer: str) -> None:
+    vendor, clock = Vendor(answer), Clock()
+    b = batcher(vendor, clock, n=4)
+    tasks = start(b, range(4))
+    await settle()
+    slots = await asyncio.gather(*tasks)
+    # the file id carries the name the fake vendor answered it for: a wrong slot would PUT one picture under
+    # another's file id, and its task would pay for the wrong picture
+    assert [s.file_id.split("-", 1)[1] for s in slots] == [f"p{i}.jpg" for i in range(4)]
+    assert len(vendor.calls) == 1 and b.state == "on (N=4)"
+
+
+@pytest.mark.parametrize("answer", ["400", "short", "unnamed"])
 async def test_a_refused_batch_falls_back_one_file_per_request_and_fails_nobody(answer: str) -> None:
     vendor, clock = Vendor(answer), Clock()
     b = batcher(vendor, clock, n=4)
@@ -152,6 +169,7 @@ async def test_a_refused_batch_falls_back_one_file_per_request_and_fails_nobody(
     assert all(len(c) == 1 for c in vendor.calls[1:]) and len(vendor.calls) == 7
     assert b.state.startswith("off: the vendor ")
     assert ("400" in b.state) == (answer == "400")
+    assert ("without file names" in b.state) == (answer == "unnamed")
     late = await b.slot(spec(9))  # the rest of the run: one file per request, no linger
     assert late.file_name == "p9.jpg" and vendor.calls[-1] == ["p9.jpg"]
 
@@ -194,7 +212,7 @@ async def test_n_of_one_never_batches() -> None:
     assert vendor.calls == [["p0.jpg"]] and b.state == "off (N=1)"
 
 
-ANSWERS = st.sampled_from(["ok", "ok", "ok", "400", "short", "503"])
+ANSWERS = st.sampled_from(["ok", "ok", "ok", "reversed", "shuffled", "400", "short", "unnamed", "503"])
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -221,7 +239,7 @@ def test_every_request_gets_exactly_one_slot_or_one_error(groups: list[int], ans
         # each picture its own slot: the one asked for its own file, never another's, never shared
         for i, o in enumerate(outcomes):
             if isinstance(o, UploadSlot):
-                assert o.file_name == f"p{i}.jpg"
+                assert o.file_id.split("-", 1)[1] == f"p{i}.jpg"
         assert len({s.file_id for s in slots}) == len(slots)
         asked = [name for call in vendor.calls for name in call]
         assert set(asked) >= {f"p{i}.jpg" for i in range(first)}

@@ -110,7 +110,8 @@ class BackdropSettings(BaseSettings):
     )
     poll_interval_seconds: float = Field(2.0, gt=0, description="Interval after the first poll.")
     poll_max_interval_seconds: float = Field(
-        30.0, gt=0, description="Back-off cap; keep it well inside the vendor's polling window."
+        15.0, gt=0, description="Back-off cap between polls of a running task. The poll gap bounds every wait too "
+        "(three quarters of poll_max_gap_seconds: 15 s by default), so a larger cap has no effect.",
     )
     poll_max_gap_seconds: float = Field(
         20.0, gt=0, description="The longest a running task is left without a poll (webhooks or not). The vendor times "

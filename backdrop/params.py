@@ -19,7 +19,6 @@ from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin, get_t
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.fields import FieldInfo
 
-from backdrop.settings import FeatureSlug
 from backdrop.settings import InputMode as InputModeName
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -30,24 +29,36 @@ Csv = Annotated[str, Field(description=(
     "prompt; optional id and template_id; other columns pass through to the report."))]
 BatchOut = Annotated[str, Field(description=(
     "Output folder for the pictures, report.csv, report.parquet and summary.json."))]
-#: an old caller (a deployment or script from before the form lost its None toggles) may still send null
+#: an old caller (a deployment or script from before the form lost its None toggles) may still send null. A
+#: validator goes AFTER the Field: before it, pydantic writes the bounds into the JSON schema under their Python
+#: names (`ge`, `max_length`), which neither the form nor the server's validation reads.
 NoneIsEmpty = BeforeValidator(lambda value: "" if value is None else value)
 
-Prompt = Annotated[str, NoneIsEmpty, Field(max_length=2000, description=(
-    "One prompt for every row, replacing the CSV's prompts; empty keeps the CSV's (at most 2000 characters)."))]
-TemplateId = Annotated[str, NoneIsEmpty, Field(max_length=200, description=(
-    "One template id for every row (feature bg-replace), replacing prompts; empty keeps the CSV's."))]
+Prompt = Annotated[str, Field(max_length=2000, description=(
+    "One prompt for every row, replacing the CSV's prompts; empty keeps the CSV's (at most 2000 characters)."
+)), NoneIsEmpty]
+TemplateId = Annotated[str, Field(max_length=200, description=(
+    "One template id for every row (feature bg-replace), replacing prompts; empty keeps the CSV's (at most 200 "
+    "characters).")), NoneIsEmpty]
 InputMode = Annotated[InputModeName, Field(description=(
     "upload sends the bytes; url passes http(s) URLs straight to the API; auto passes URLs the vendor can "
     "reach and uploads the rest."))]
 Concurrency = Annotated[int, Field(ge=1, le=64, description=(
     "Pictures in flight at once, 1 to 64 (the rate limiter paces requests whatever this is)."))]
-MaxUnits = Annotated[int | None, Field(ge=0, description=(
-    "Unit budget for this run, 0 or more; no task is created that could push the run over it."))]
+#: max_units' "no cap": a number, so that the form shows a plain number field and says "less than the minimum of -1"
+#: in words instead of a None toggle and "not valid under any of the given schemas". Negative budgets were refused
+#: before, so no earlier caller meant anything else by it; 0 stays a real budget (nothing that costs is created).
+NO_CAP = -1
+MaxUnits = Annotated[int, Field(ge=NO_CAP, description=(
+    "Unit budget for this run (4 units a picture): no task is created that could take the run past it. -1 means "
+    "no cap; 0 creates nothing that costs.")), BeforeValidator(lambda value: NO_CAP if value is None else value)]
 DryRun = Annotated[bool, Field(description="Check every row and estimate units and cost, creating nothing.")]
-Feature = Annotated[FeatureSlug | None, Field(description=(
-    "Feature slug, forced; empty means the BACKDROP_FEATURE setting (default auto: the slug the account's "
-    "feature-cost list names)."))]
+#: the feature choices of the form: "default" is the BACKDROP_FEATURE setting (an operator's, for the deployment)
+FeatureName = Literal["default", "auto", "bg-replace", "bg-replace-v2"]
+Feature = Annotated[FeatureName, Field(description=(
+    "Feature slug: default follows the BACKDROP_FEATURE setting (auto unless an operator set it); auto picks the "
+    "slug the account's feature-cost list names; bg-replace or bg-replace-v2 forces one.")),
+    BeforeValidator(lambda value: "default" if value is None else value)]
 FitInputs = Annotated[bool, Field(description=(
     "Downscale pictures over 4096 px and convert webp/gif/bmp/tiff instead of failing them."))]
 
@@ -73,9 +84,9 @@ class BatchParameters(BaseModel):
     template_id: TemplateId = ""
     input_mode: InputMode = "upload"
     concurrency: Concurrency = 8
-    max_units: MaxUnits = None
+    max_units: MaxUnits = NO_CAP
     dry_run: DryRun = False
-    feature: Feature = None
+    feature: Feature = "default"
     fit_inputs: FitInputs = False
 
 
@@ -87,6 +98,16 @@ class CostParameters(BaseModel):
     since: Since = None
     until: Until = None
     out: CostOut = "cost-output"
+
+
+def budget_cap(max_units: int | None) -> int | None:
+    """The run's unit cap from the parameter: None (no cap) for -1 (or null from an old caller)."""
+    return None if max_units is None or max_units < 0 else max_units
+
+
+def feature_override(feature: str | None) -> str | None:
+    """The feature the run forces, or None to follow the BACKDROP_FEATURE setting (which checks the value)."""
+    return None if feature in (None, "", "default") else feature
 
 
 def description(model: type[BaseModel], name: str) -> str:

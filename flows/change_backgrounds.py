@@ -32,6 +32,7 @@ from backdrop.fences import redact_url
 from backdrop.gallery import GalleryFiles, write_gallery
 from backdrop.identity import environment_id, key_id
 from backdrop.params import (
+    NO_CAP,
     BatchOut,
     BatchParameters,
     Concurrency,
@@ -43,7 +44,9 @@ from backdrop.params import (
     MaxUnits,
     Prompt,
     TemplateId,
+    budget_cap,
     documented,
+    feature_override,
 )
 from backdrop.pipeline import plan
 from backdrop.pipeline.budget import Budget
@@ -107,16 +110,16 @@ async def change_backgrounds(
     template_id: TemplateId = "",
     input_mode: InputMode = "upload",
     concurrency: Concurrency = 8,
-    max_units: MaxUnits = None,
+    max_units: MaxUnits = NO_CAP,
     dry_run: DryRun = False,
-    feature: Feature = None,
+    feature: Feature = "default",
     fit_inputs: FitInputs = False,
 ) -> Any:
     """Change the background of every picture in a CSV and report what it cost."""
     async with run_resources() as res:
         # params
         logger = get_run_logger()
-        settings = res.settings(feature)  # fails fast, and clearly, without a key
+        settings = res.settings(feature_override(feature))  # fails fast, and clearly, without a key
         env, key = environment_id(settings), key_id(settings)
         out_dir = confine_output(out, settings)  # a parameter: refused outside the output roots, before anything
         ledger_url = settings.effective_ledger_url()
@@ -157,7 +160,7 @@ async def change_backgrounds(
         runner = RowLifecycle(
             steps=PrefectSteps(settings=settings, environment=env, ledger_url=ledger_url, run_id=run_id, key_id=key),
             ledger=ledger, environment=env, key_id=key, run_id=run_id, deployment=runtime_deployment.name,
-            input_mode=input_mode, dry_run=dry_run, budget=Budget(max_units, settings.units_per_task),
+            input_mode=input_mode, dry_run=dry_run, budget=Budget(budget_cap(max_units), settings.units_per_task),
             names=names, units_per_task=settings.units_per_task, create_window=create_window, stop=choice.stop(),
             feature=choice.slug)
         pictures = PictureRun(runner=runner, items=items, concurrency=concurrency, ledger=ledger, run_id=run_id,

@@ -91,8 +91,6 @@ def test_the_parameters_module_knows_neither_prefect_nor_cyclopts() -> None:
 
 #: parameters that stay optional (a `None` toggle in the form), each because no value of its type means "unset"
 OPTIONAL_ON_PURPOSE = {
-    "max_units": "0 is a real budget (create nothing that costs): only empty may mean no budget",
-    "feature": "empty means the BACKDROP_FEATURE setting, which an operator sets for the whole deployment",
     "since": "empty means the budget period's first day, which depends on BACKDROP_BUDGET_PERIOD",
     "until": "empty means tomorrow, a date that moves",
 }
@@ -118,3 +116,63 @@ def test_the_run_form_has_no_needless_none_toggles_and_states_its_ranges(flow_fn
         bounds += [o.get(k) for o in prop.get("anyOf", []) for k in ("minimum", "maximum") if k in o]
         for bound in bounds:
             assert str(bound) in prop["description"], (name, bound, prop["description"])
+        lengths = [prop[k] for k in ("maxLength", "minLength") if k in prop]
+        for length in lengths:
+            assert str(length) in prop["description"], (name, length, prop["description"])
+
+
+#: the JSON-schema keywords a parameter may carry: what Prefect's form renders and its server validates
+SCHEMA_KEYWORDS = {"default", "description", "position", "title", "type", "enum", "format", "anyOf", "minimum",
+                   "maximum", "maxLength", "minLength"}
+
+
+def _schema(flow_fn: str) -> dict[str, Any]:
+    from prefect.utilities.callables import parameter_schema
+
+    import flows.change_backgrounds
+    import flows.cost_report
+
+    fn = {"change_backgrounds": flows.change_backgrounds.change_backgrounds,
+          "cost_report": flows.cost_report.cost_report}[flow_fn]
+    return parameter_schema(fn).model_dump_for_openapi()
+
+
+@pytest.mark.parametrize("flow_fn", ["change_backgrounds", "cost_report"])
+def test_every_bound_reaches_the_schema_as_json_schema(flow_fn: str) -> None:
+    """A bound pydantic cannot put into JSON schema lands there under its Python name (`ge`, `max_length`: a
+    validator placed before the Field does that): the form shows no range and the server checks none."""
+    for name, prop in _schema(flow_fn)["properties"].items():
+        keys = set(prop) | {k for option in prop.get("anyOf", []) for k in option}
+        assert keys <= SCHEMA_KEYWORDS, (name, sorted(keys - SCHEMA_KEYWORDS))
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"max_units": -5}, "Validation failed for field 'max_units'. Failure reason: -5 is less than the minimum of -1"),
+    ({"concurrency": 65}, "Failure reason: 65 is greater than the maximum of 64"),
+    ({"feature": "bg-remove"}, "'bg-remove' is not one of ['default', 'auto', 'bg-replace', 'bg-replace-v2']"),
+    ({"prompt": "x" * 2001}, "Validation failed for field 'prompt'. Failure reason: 'xxxxx"),
+])
+def test_the_server_refuses_a_bad_value_in_words(values: dict[str, Any], message: str) -> None:
+    """What the run form's toast says when the server refuses a run (Prefect validates the parameters against this
+    schema): the bound in words, never "not valid under any of the given schemas"."""
+    from prefect.utilities.schema_tools.validation import ValidationError, validate
+
+    with pytest.raises(ValidationError) as refused:
+        validate({"csv": "a.csv", **values}, _schema("change_backgrounds"), raise_on_error=True)
+    assert message in str(refused.value)
+    assert "any of the given schemas" not in str(refused.value)
+
+
+def test_null_from_an_older_caller_keeps_its_old_meaning() -> None:
+    """Scripts and deployments made before the form lost its None toggles send null: still no cap, still the
+    setting's feature, still the CSV's prompts."""
+    import flows.change_backgrounds
+
+    fn = flows.change_backgrounds.change_backgrounds
+    values = fn.validate_parameters({"csv": "a.csv", "max_units": None, "feature": None, "prompt": None})
+    assert (values["max_units"], values["feature"], values["prompt"]) == (-1, "default", "")
+    from backdrop.params import budget_cap, feature_override
+
+    assert (budget_cap(values["max_units"]), budget_cap(0), budget_cap(4000)) == (None, 0, 4000)
+    assert (feature_override("default"), feature_override("auto"), feature_override("bg-replace")) == (
+        None, "auto", "bg-replace")

@@ -19,8 +19,8 @@ from rich.markup import escape
 from backdrop.cli import startup as prefect_startup
 from backdrop.cli._tables import console, summary_table
 from backdrop.cli.sandbox import sandbox_env, sandbox_process
-from backdrop.params import BatchParameters, documented
-from backdrop.settings import FeatureSlug, InputMode
+from backdrop.params import NO_CAP, BatchParameters, FeatureName, documented
+from backdrop.settings import InputMode
 
 if TYPE_CHECKING:
     from prefect import State
@@ -98,9 +98,9 @@ def run(
     template_id: str = "",
     input_mode: InputMode = "upload",
     concurrency: int = 8,
-    max_units: int | None = None,
+    max_units: int = NO_CAP,
     dry_run: bool = False,
-    feature: FeatureSlug | None = None,
+    feature: FeatureName = "default",
     fit_inputs: bool = False,
     json_output: bool = False,
     verbose: bool = False,

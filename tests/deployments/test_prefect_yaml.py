@@ -71,7 +71,8 @@ def test_the_nightly_schedule_is_a_cron_in_a_named_timezone() -> None:
 def test_a_bad_parameter_is_refused_before_any_run(flows: Flows) -> None:
     flow = flows[_by_name("manual")["entrypoint"]]
     for bad in ({"csv": "a.csv", "concurrency": 0}, {"csv": "a.csv", "concurrency": 65},
-                {"csv": "a.csv", "input_mode": "ftp"}, {"csv": "a.csv", "max_units": -1},
+                {"csv": "a.csv", "input_mode": "ftp"}, {"csv": "a.csv", "max_units": -2},
+                {"csv": "a.csv", "feature": "bg-remove"},
                 {"out": "no-csv"}):
         with pytest.raises(ParameterTypeError):
             flow.validate_parameters(bad)

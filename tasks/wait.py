@@ -8,7 +8,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from backdrop.pipeline import steps
-from tasks.policies import SAFE_TO_RETRY
+from tasks.policies import SAFE_TO_RETRY, row_run_name
 from tasks.resources import task_resources
 
 
@@ -16,15 +16,15 @@ from tasks.resources import task_resources
     name="wait",
     cache_policy=NO_CACHE,
     **SAFE_TO_RETRY,
-    task_run_name="wait-{task_id:.12}",
+    task_run_name=row_run_name("wait", "task_id"),
 )
 async def wait_for_result(
-    task_id: str, feature: str, run_key: str, first_delay: float | None = None
+    task_id: str, feature: str, run_key: str, first_delay: float | None = None, label: str = ""
 ) -> steps.PollResult:
     """Poll `task_id` until success or error; raises PollDeadlineExceeded at the poll deadline.
 
     `run_key` (the flow run's id) names the run whose poll planner times the polls: the planner itself comes
-    with the run's resources (`tasks/resources.py`).
+    with the run's resources (`tasks/resources.py`). `label` (the row id) names the task run only.
     """
     async with task_resources() as res:
         settings = res.settings(feature)

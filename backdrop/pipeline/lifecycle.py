@@ -197,7 +197,7 @@ class RowLifecycle:
         ledger, attempt, task_id = self.ledger, entry.attempt, entry.task_id or ""
         trace["stage"] = "poll"
         try:
-            polled = await self.steps.wait(task_id, first_delay, created_under(entry))
+            polled = await self.steps.wait(task_id, first_delay, created_under(entry), item.primary.row_id)
         except Exception as exc:  # noqa: BLE001 - whatever failed, the task exists and may be charged
             code = getattr(exc, "report_code", type(exc).__name__)
             ledger.mark(item.key, attempt, status="pending_reconcile", error_code=code)
@@ -219,7 +219,7 @@ class RowLifecycle:
         units = self.units_per_task if charged_here else 0
         trace["stage"] = "download"
         try:
-            got = await self.steps.download(task_id, st.result_url, dest, created_under(entry))
+            got = await self.steps.download(task_id, st.result_url, dest, created_under(entry), item.primary.row_id)
         except Exception as exc:  # noqa: BLE001 - paid: the row carries the charge whatever broke
             code = getattr(exc, "report_code", type(exc).__name__)
             return ItemResult(status="failed", stage="download", error_code=code,
@@ -252,10 +252,11 @@ class RowLifecycle:
                               note="already done in an earlier run; nothing paid")
         trace["stage"] = "download"
         try:
-            st = (await self.steps.wait(entry.task_id or "", 0.0, created_under(entry))).status
+            st = (await self.steps.wait(entry.task_id or "", 0.0, created_under(entry), item.primary.row_id)).status
             if st.status != "success":
                 raise BackdropError(f"the task now says {st.status}")
-            got = await self.steps.download(entry.task_id or "", st.result_url, dest, created_under(entry))
+            got = await self.steps.download(entry.task_id or "", st.result_url, dest, created_under(entry),
+                                            item.primary.row_id)
         except Exception as exc:  # noqa: BLE001 - the vendor forgot it, or the file cannot be written
             return ItemResult(
                 status="failed", stage="download", error_code="output_lost", task_id=entry.task_id,

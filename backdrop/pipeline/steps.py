@@ -221,8 +221,10 @@ class Steps(Protocol):
 
     async def create(self, item: WorkItem, attempt: int, file_id: str | None, file_url: str | None) -> str: ...
 
-    async def wait(self, task_id: str, first_delay: float | None, feature: str) -> PollResult:
-        """Poll `task_id` under `feature`, the slug its create was sent under (`pipeline.feature.created_under`)."""
+    async def wait(self, task_id: str, first_delay: float | None, feature: str, label: str = "") -> PollResult:
+        """Poll `task_id` under `feature`, the slug its create was sent under (`pipeline.feature.created_under`).
+        `label` (the row id) names the step in the UI only."""
         ...
 
-    async def download(self, task_id: str, result_url: str | None, dest: Path, feature: str) -> DownloadedFile: ...
+    async def download(self, task_id: str, result_url: str | None, dest: Path, feature: str,
+                       label: str = "") -> DownloadedFile: ...

@@ -53,7 +53,7 @@ async def _task_run_names(flow_run_id: Any) -> list[str]:
     return [r.name for r in runs]
 
 
-def test_upload_and_create_task_runs_are_named_by_their_row(pipeline_env: Any, tmp_path: Path) -> None:
+def test_every_step_s_task_run_is_named_by_its_row(pipeline_env: Any, tmp_path: Path) -> None:
     draw_product(tmp_path / "a.jpg", (200, 30, 30))
     draw_product(tmp_path / "b.jpg", (30, 200, 30))
     rows = [{"id": "mug-blue", "image_url": "a.jpg", "prompt": "beach"},
@@ -61,4 +61,5 @@ def test_upload_and_create_task_runs_are_named_by_their_row(pipeline_env: Any, t
     state, _ = run_flow(csv=str(write_csv(tmp_path, rows)), out=str(tmp_path / "out"))
     names = set(asyncio.run(_task_run_names(state.state_details.flow_run_id)))
     long_label = ("lamp?white " + "x" * 60)[:40]  # printable, at most 40 characters
-    assert {"upload-mug-blue", "create-mug-blue-a1", f"upload-{long_label}", f"create-{long_label}-a1"} <= names
+    steps = {"upload-{}", "create-{}-a1", "wait-{}", "download-{}"}
+    assert {s.format(label) for s in steps for label in ("mug-blue", long_label)} <= names, names

@@ -194,7 +194,7 @@ class FakeSteps:
                                        src_file_url=file_url, prompt=item.prompt, template_id=None,
                                        task_type="prompt")
 
-    async def wait(self, task_id: str, first_delay: float | None, feature: str) -> steps.PollResult:
+    async def wait(self, task_id: str, first_delay: float | None, feature: str, label: str = "") -> steps.PollResult:
         self._tick()
         if feature != "bg-replace":  # every run creates under bg-replace: a task answers only under its slug
             raise InvalidTaskId("Invalid task ID", status=400)
@@ -211,7 +211,8 @@ class FakeSteps:
             status=TaskStatus(task_id=task_id, status=status, result_url=f"https://r/{task_id}",
                               error="error_inference" if status == "error" else None), polls=1)
 
-    async def download(self, task_id: str, result_url: str | None, dest: Path, feature: str) -> DownloadedFile:
+    async def download(self, task_id: str, result_url: str | None, dest: Path, feature: str,
+                       label: str = "") -> DownloadedFile:
         self._tick()
         if self.run.plan.take(self.run.plan.download) == "oserror":
             raise OSError(28, "No space left on device")

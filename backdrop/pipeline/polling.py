@@ -4,7 +4,10 @@ The vendor's sample polls every 2 s: about 5 wasted requests on a 10 s task. Bac
 poll so that a chosen share of tasks (`poll_quantile`, 0.9) is already done by then, learning that point during
 the run: each first poll that finds the task done nudges the delay down a little, each that finds it running
 nudges it up, until the share done at first poll settles at the quantile (a stochastic-approximation
-controller). A task still running is then polled on a backing-off schedule.
+controller). A task still running then is usually close to its end (it already ran longer than most): its second
+poll comes after half the first wait, then the waits grow by half each time. At the sandbox's durations (lognormal,
+median 10 s, sigma 0.4) and a 15 s first wait, that costs 0.02 polls a picture more than waiting the full 15 s
+again, and cuts the 95th percentile of the time a finished task waits for its poll from 13.5 s to 10 s.
 
 Polling late costs latency, not throughput: with enough pictures in flight the rate limit, not the wait, sets
 the pace. Polling too late loses the task: the vendor times out a task not polled within its polling window (length
@@ -23,8 +26,9 @@ from backdrop.settings import BackdropSettings
 
 __all__ = ["PollPlanner"]
 
-#: learning rate of the controller (log-space step per observation)
-_ETA = 0.15
+#: learning rate of the controller (log-space step per observation): small enough that a first poll held at the
+#: gap's limit (tasks slower than it allows) stays near it instead of bouncing down after a few quick tasks
+_ETA = 0.05
 #: share of the allowed silence a planned wait may use; the rest is for the rate limiter's queue and the network
 WAIT_SHARE = 0.75
 
@@ -57,8 +61,14 @@ class PollPlanner:
             first = self._first
         return min(first, self.longest_wait())
 
+    def after_first(self, first: float) -> float:
+        """The wait before the second poll of a task its first poll (after waiting `first`) found running."""
+        if self.strategy == "fixed":
+            return min(self.interval, self.longest_wait())
+        return min(max(self.interval, 0.5 * first), self.cap, self.longest_wait())
+
     def next_delay(self, previous: float) -> float:
-        """The wait before the next poll of a task that was still running."""
+        """The wait before a later poll of a task that was still running."""
         if self.strategy == "fixed":
             return min(self.interval, self.longest_wait())
         with self._lock:

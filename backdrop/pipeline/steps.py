@@ -168,7 +168,7 @@ async def wait_for_task(
         if status.status != "running":
             return PollResult(status=status, polls=polls, gap_seconds=round(now() - last_seen, 3))
         last_seen = now()
-        delay = planner.next_delay(delay)
+        delay = planner.after_first(delay) if polls == 1 else planner.next_delay(delay)
 
 
 async def download_result(

@@ -100,26 +100,39 @@ def _figures(mode: str, res: dict[str, Any], time_scale: float, rows: int, limit
     return fig
 
 
-def _poll_waits(base: str, key: str, time_scale: float) -> list[float]:
-    """How long finished tasks waited for the poll that found them done (vendor seconds), from the sandbox."""
+def _poll_waits(base: str, key: str, time_scale: float) -> tuple[list[float], list[float]]:
+    """From the sandbox, in vendor seconds: how long finished tasks waited for the poll that found them done; and
+    each task's longest silence while it ran (from its create, or a poll, to the next poll, up to the poll that
+    found it done), which the vendor's unpublished polling window bounds (Backdrop's own bound: 20 s)."""
     tasks = [t for t in admin(base, key, "tasks") if t["status"] == "success" and t["finished"]]
     polls: dict[str, list[float]] = {}
     for entry in admin(base, key, "journal"):
         if entry["method"] == "GET" and entry.get("route") == "poll" and entry["status"] == 200:
             polls.setdefault(entry["path"].rsplit("/", 1)[-1], []).append(float(entry["time"]))
-    return [
-        (min(t for t in polls[task["task_id"]] if t >= task["finished"]) - task["finished"]) * time_scale
-        for task in tasks if any(t >= task["finished"] for t in polls.get(task["task_id"], []))
-    ]
+    waits, silences = [], []
+    for task in tasks:
+        times = sorted(polls.get(task["task_id"], []))
+        found = next((t for t in times if t >= task["finished"]), None)
+        if found is None:
+            continue
+        waits.append((found - task["finished"]) * time_scale)
+        marks = [float(task["created"]), *(t for t in times if t <= found)]
+        silences.append(max(b - a for a, b in zip(marks, marks[1:], strict=False)) * time_scale)
+    return waits, silences
 
 
 def _poll_wait(base: str, key: str, time_scale: float, *more_keys: str) -> dict[str, float | None]:
-    """p50 and p95 of `_poll_waits` over these keys' tasks."""
-    waits = sorted(w for k in (key, *more_keys) for w in _poll_waits(base, k, time_scale))
+    """p50 and p95 of `_poll_waits` over these keys' tasks, and the longest silences (p99, max)."""
+    both = [_poll_waits(base, k, time_scale) for k in (key, *more_keys)]
+    waits = sorted(w for got in both for w in got[0])
+    silences = sorted(w for got in both for w in got[1])
     if not waits:
-        return {"poll_wait_p50_seconds": None, "poll_wait_p95_seconds": None}
+        return {"poll_wait_p50_seconds": None, "poll_wait_p95_seconds": None, "silence_p99_seconds": None,
+                "silence_max_seconds": None}
     return {"poll_wait_p50_seconds": round(waits[len(waits) // 2], 2),
-            "poll_wait_p95_seconds": round(waits[int(0.95 * (len(waits) - 1))], 2)}
+            "poll_wait_p95_seconds": round(waits[int(0.95 * (len(waits) - 1))], 2),
+            "silence_p99_seconds": round(silences[int(0.99 * (len(silences) - 1))], 2),
+            "silence_max_seconds": round(silences[-1], 2)}
 
 
 def _refusals(base: str, key: str, time_scale: float, *more_keys: str) -> dict[str, int]:
@@ -239,7 +252,9 @@ def _run(args: argparse.Namespace, modes: list[str], results: dict[str, Any]) ->
                 _report_refusals(results, mode, base, key, s)
                 results[mode].update(_poll_wait(base, key, s))
                 print(f"{mode}: finished tasks waited for their poll p50 {results[mode]['poll_wait_p50_seconds']} "
-                      f"s, p95 {results[mode]['poll_wait_p95_seconds']} s (vendor time)", flush=True)
+                      f"s, p95 {results[mode]['poll_wait_p95_seconds']} s; longest silence of a running task p99 "
+                      f"{results[mode]['silence_p99_seconds']} s, max {results[mode]['silence_max_seconds']} s "
+                      "(vendor time)", flush=True)
 
             unbatched = {"BACKDROP_UPLOAD_BATCH": "1"}  # the earlier modes: one file per slot request
             n = args.upload_batch

@@ -88,18 +88,20 @@ def _wait_healthy(bg: Background, api_url: str, deadline_s: float) -> bool:
 
 @contextmanager
 def prefect_server(home: Path, logs: Path, deadline_s: float = 120.0,
-                   database_url: str | None = None) -> Iterator[PrefectServer]:
+                   database_url: str | None = None, ui: bool = False) -> Iterator[PrefectServer]:
     """`prefect server start` on 127.0.0.1:<free port>, stopped on exit whatever happened.
 
-    `database_url` (postgresql+asyncpg://...) puts the server on PostgreSQL instead of SQLite in `home`.
+    `database_url` (postgresql+asyncpg://...) puts the server on PostgreSQL instead of SQLite in `home`;
+    `ui` serves the web UI too (at the server's root; the tests need only the API).
     """
     extra = {"PREFECT_API_DATABASE_CONNECTION_URL": database_url} if database_url else {}
-    env = subprocess_env(home, **extra)
     for attempt in range(3):  # the free port may be taken between our probe and the server's bind
         port = free_port()
-        args = ["server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-ui"]
-        bg = start_background("prefect server", args, env, logs / f"server-{attempt}.log")
         api_url = f"http://127.0.0.1:{port}/api"
+        # the UI asks its server where the API is; `--port` alone leaves that answer at the default port
+        env = subprocess_env(home, **extra, **({"PREFECT_UI_API_URL": api_url} if ui else {}))
+        args = ["server", "start", "--host", "127.0.0.1", "--port", str(port), *([] if ui else ["--no-ui"])]
+        bg = start_background("prefect server", args, env, logs / f"server-{attempt}.log")
         try:
             healthy = _wait_healthy(bg, api_url, deadline_s)
         except BaseException:

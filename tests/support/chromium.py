@@ -2,7 +2,8 @@
 
 Used by the browser test and by `scripts/make_readme_images.py`; the pipeline never needs it.
 Chromium is told to resolve no host name and to skip every background service, so rendering a
-local page sends nothing anywhere.
+local page sends nothing anywhere. `FLAGS` are shared with `tests/support/devtools.py` (which
+lets loopback addresses resolve, for a page served by a local server such as the Prefect UI).
 """
 
 from __future__ import annotations

@@ -5,9 +5,10 @@
     cost-daily/cost 2026-11-01 to today 2026-11-30 06:30Z
 
 Prefect calls these when the run starts and, without them, would keep the name the run was created with. A name
-Prefect or its UI generated is two lowercase words joined by a hyphen ("crimson-wolf"): that one is replaced.
-Anything else (a name typed in the Custom run form, or passed to the API) is the user's and is kept, so two
-lowercase hyphenated words are the one spelling of a typed name that Backdrop renames.
+Prefect or its UI generated is two words joined by a hyphen, both lowercase ("crimson-wolf", Prefect and its V1
+UI) or both capitalised ("Gorgeous-Puggle", what the V2 UI's Custom run form fills in): that one is replaced.
+Anything else (a name typed in the Custom run form, or passed to the API) is the user's and is kept, so those two
+spellings of two hyphenated words are the only typed names that Backdrop renames.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from prefect.runtime import deployment
 
 __all__ = ["batch_run_name", "cost_run_name", "is_generated"]
 
-_GENERATED = re.compile(r"[a-z]+-[a-z]+")
+_LOWER = r"[^\W\d_A-Z]+"  # lowercase letters, accented ones too (the V2 UI's animals include "Vicuña")
+_GENERATED = re.compile(rf"[a-z]+-[a-z]+|[A-Z]{_LOWER}-[A-Z]{_LOWER}")
 
 
 def is_generated(name: str | None) -> bool:

@@ -6,18 +6,23 @@ from a copy of `os.environ` without Prefect, Backdrop or proxy variables, plus w
 
 from __future__ import annotations
 
+import base64
+import io
 import os
+import re
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from PIL import Image
 
 from tests.support import processes
 from tests.support.processes import Background, free_port, stop, tail
@@ -83,18 +88,20 @@ def _wait_healthy(bg: Background, api_url: str, deadline_s: float) -> bool:
 
 @contextmanager
 def prefect_server(home: Path, logs: Path, deadline_s: float = 120.0,
-                   database_url: str | None = None) -> Iterator[PrefectServer]:
+                   database_url: str | None = None, ui: bool = False) -> Iterator[PrefectServer]:
     """`prefect server start` on 127.0.0.1:<free port>, stopped on exit whatever happened.
 
-    `database_url` (postgresql+asyncpg://...) puts the server on PostgreSQL instead of SQLite in `home`.
+    `database_url` (postgresql+asyncpg://...) puts the server on PostgreSQL instead of SQLite in `home`;
+    `ui` serves the web UI too (at the server's root; the tests need only the API).
     """
     extra = {"PREFECT_API_DATABASE_CONNECTION_URL": database_url} if database_url else {}
-    env = subprocess_env(home, **extra)
     for attempt in range(3):  # the free port may be taken between our probe and the server's bind
         port = free_port()
-        args = ["server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-ui"]
-        bg = start_background("prefect server", args, env, logs / f"server-{attempt}.log")
         api_url = f"http://127.0.0.1:{port}/api"
+        # the UI asks its server where the API is; `--port` alone leaves that answer at the default port
+        env = subprocess_env(home, **extra, **({"PREFECT_UI_API_URL": api_url} if ui else {}))
+        args = ["server", "start", "--host", "127.0.0.1", "--port", str(port), *([] if ui else ["--no-ui"])]
+        bg = start_background("prefect server", args, env, logs / f"server-{attempt}.log")
         try:
             healthy = _wait_healthy(bg, api_url, deadline_s)
         except BaseException:
@@ -170,6 +177,45 @@ def wait_final(api: httpx.Client, run_id: str, deadline_s: float,
         time.sleep(0.5)
     raise AssertionError(f"flow run {run_id} not final after {deadline_s:.0f} s ({seen})\n"
                          f"{diagnose()}")
+
+
+def read_events(api: httpx.Client, name: str, resource_id: str) -> list[dict[str, Any]]:
+    """Events named `name` about `resource_id` from the last hour, as the server's event API (and an automation)
+    sees them."""
+    now = datetime.now(UTC)
+    occurred = {"since": (now - timedelta(hours=1)).isoformat(), "until": (now + timedelta(minutes=5)).isoformat()}
+    body = {"filter": {"event": {"name": [name]}, "resource": {"id": [resource_id]}, "occurred": occurred},
+            "limit": 50}
+    events: list[dict[str, Any]] = api.post("/events/filter", json=body).raise_for_status().json()["events"]
+    return events
+
+
+_EMBEDDED = re.compile(r"!\[([^\]]*)\]\(data:image/(\w+);base64,([A-Za-z0-9+/=]+)\)")
+
+
+@dataclass
+class Embedded:
+    """A picture embedded in markdown as a `data:` URI, decoded."""
+
+    alt: str
+    mime: str
+    fmt: str  # what Pillow read in the bytes
+    size: tuple[int, int]
+    nbytes: int
+    centre: tuple[int, ...]  # the RGB of the middle pixel
+
+
+def embedded_pictures(markdown: str) -> list[Embedded]:
+    """Every `![alt](data:image/...;base64,...)` in `markdown`, decoded with Pillow (fails if one is not a picture)."""
+    found = []
+    for alt, mime, data in _EMBEDDED.findall(markdown):
+        raw = base64.b64decode(data, validate=True)
+        with Image.open(io.BytesIO(raw)) as im:
+            rgb = im.convert("RGB")
+            centre = rgb.getpixel((rgb.width // 2, rgb.height // 2))
+            assert isinstance(centre, tuple)
+            found.append(Embedded(alt, f"image/{mime}", str(im.format), rgb.size, len(raw), centre))
+    return found
 
 
 def run_logs(api: httpx.Client, run_id: str) -> str:

@@ -2,7 +2,8 @@
 
 The run starts the way the UI starts it (POST create_flow_run on the deployment) and is judged by
 what a user sees: the final state, report.csv, the pictures, the sandbox's credit ledger, the
-artifacts, and the absence of the API key from everything Prefect stored.
+artifacts (with the pictures embedded in the summary), the event an automation would act on, and
+the absence of the API key from everything Prefect stored.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from tests.deployments.helpers import (
     ROOT,
     PrefectServer,
     deployed_server,
+    embedded_pictures,
     prefect_worker,
+    read_events,
     run_logs,
     wait_final,
 )
@@ -45,6 +48,8 @@ POOL = "backdrop-process"
 SCHEDULER_BROKEN = tuple(int(p) for p in sqlalchemy.__version__.split(".")[:2]) >= (2, 1)
 BULK_DML_ERROR = "Can't evaluate bulk DML statement"
 PARIS = ZoneInfo("Europe/Paris")
+FAILURES_EVENT = "backdrop.batch.completed-with-failures"  # the name automations.yaml and users' triggers match
+GREEN = (30, 200, 30)
 
 
 @pytest.fixture(scope="module")
@@ -56,13 +61,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
 
 
 def _batch(folder: Path) -> Path:
-    """Three rows: two real product pictures and a text file named like a picture."""
+    """Four rows: two real product pictures, a text file named like a picture, and a real picture the
+    vendor's engine refuses (a sandbox marker in its prompt)."""
     folder.mkdir()
     draw_product(folder / "red.jpg", (200, 30, 30))
     draw_product(folder / "blue.jpg", (30, 30, 200))
+    draw_product(folder / "green.jpg", GREEN)
     (folder / "broken.jpg").write_text("this is not a picture")
     rows = [{"id": n, "image_url": f"{n}.jpg", "prompt": "white studio backdrop", "sku": f"SKU-{n}"}
-            for n in ("red", "blue", "broken")]
+            for n in ("red", "blue", "broken", "green")]
+    rows[-1]["prompt"] += " [[sandbox:error=error_inference]]"
     path = folder / "photos.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
     return path
@@ -141,7 +149,7 @@ def test_the_manual_deployment_runs_on_a_process_worker_against_the_sandbox(
         run = wait_final(api, run_id, 180.0, diagnose)
         assert (run["state_type"], run["state_name"]) == ("COMPLETED", "Completed with failures"), \
             diagnose()
-        assert run["state"]["message"] == "1 of 3 rows did not succeed"
+        assert run["state"]["message"] == "2 of 4 rows did not succeed"
         assert run["name"] == "Spring photos"  # the name the user typed is kept
         assert run["deployment_id"] == manual_id
         # the caller's values over the deployment's defaults
@@ -150,6 +158,9 @@ def test_the_manual_deployment_runs_on_a_process_worker_against_the_sandbox(
         found = api.post("/artifacts/filter", json=by_run)
         artifacts: list[dict[str, Any]] = found.raise_for_status().json()
         logs = _logs_until(api, run_id, "done: ")
+        # the event a user's automation triggers on, read back from the server's event store
+        events = wait_until(lambda: read_events(api, FAILURES_EVENT, f"backdrop.batch.{run_id}"), 30.0,
+                            interval=0.5, message=f"no {FAILURES_EVENT} event for run {run_id}")
         refused = wait_final(api, environ.json()["id"], 120.0, diagnose)
         refused_logs = run_logs(api, refused["id"])
         worker_output = worker.log.read_text(errors="replace")
@@ -157,7 +168,8 @@ def test_the_manual_deployment_runs_on_a_process_worker_against_the_sandbox(
     _check_report_and_pictures(out, tmp_path / "batch")
     assert before - sandbox.ledger()["balance"] == 8  # two successes at 4 units; bad row is free
     _check_artifacts(artifacts, str(csv))
-    assert "done: 2 succeeded, 1 failed, 0 skipped, 0 pending; 8 units" in logs
+    _check_event(events or [], run_id, manual_id, str(csv))
+    assert "done: 2 succeeded, 2 failed, 0 skipped, 0 pending; 8 units" in logs
     assert refused["state_type"] == "FAILED", refused
     # no name typed: the flow's run-name function ran in the worker (deployment, CSV, start time)
     assert re.fullmatch(r"manual/environ \d{4}-\d\d-\d\d \d\d:\d\dZ", refused["name"]), refused["name"]
@@ -172,12 +184,15 @@ def test_the_manual_deployment_runs_on_a_process_worker_against_the_sandbox(
 def _check_report_and_pictures(out: Path, inputs: Path) -> None:
     df = pd.read_csv(out / "report.csv", dtype={"http_status": "Int64"})
     rec = df.set_index("row_id")
-    assert list(df["row_id"]) == ["red", "blue", "broken"]
-    assert rec["status"].to_dict() == {"red": "succeeded", "blue": "succeeded", "broken": "failed"}
+    assert list(df["row_id"]) == ["red", "blue", "broken", "green"]
+    assert rec["status"].to_dict() == {"red": "succeeded", "blue": "succeeded", "broken": "failed",
+                                       "green": "failed"}
     assert rec.loc["broken", ["failed_stage", "error_code"]].tolist() == [
         "preflight", "error_decode_image"]
-    assert rec["units_charged"].to_dict() == {"red": 4, "blue": 4, "broken": 0}
-    assert rec["sku"].to_dict() == {"red": "SKU-red", "blue": "SKU-blue", "broken": "SKU-broken"}
+    assert rec.at["green", "error_code"] == "error_inference"
+    assert rec["units_charged"].to_dict() == {"red": 4, "blue": 4, "broken": 0, "green": 0}
+    assert rec["sku"].to_dict() == {"red": "SKU-red", "blue": "SKU-blue", "broken": "SKU-broken",
+                                    "green": "SKU-green"}
     for name in ("red", "blue"):
         picture = Path(rec.at[name, "output_path"])
         assert picture.parent == out.resolve()
@@ -189,8 +204,8 @@ def _check_report_and_pictures(out: Path, inputs: Path) -> None:
             assert (im.format, im.size) == ("JPEG", (320, 240))
     summary = json.loads((out / "summary.json").read_text())
     counts = [summary[k] for k in ("rows", "succeeded", "failed", "units_charged")]
-    assert counts == [3, 2, 1, 8]
-    assert pd.read_parquet(out / "report.parquet")["row_id"].tolist() == ["red", "blue", "broken"]
+    assert counts == [4, 2, 2, 8]
+    assert pd.read_parquet(out / "report.parquet")["row_id"].tolist() == ["red", "blue", "broken", "green"]
 
 
 def _check_artifacts(artifacts: list[dict[str, Any]], csv: str) -> None:
@@ -198,16 +213,47 @@ def _check_artifacts(artifacts: list[dict[str, Any]], csv: str) -> None:
     assert {"backdrop-summary", "backdrop-failures", "backdrop-progress"} <= set(by_key), by_key
     summary = by_key["backdrop-summary"]
     assert summary["type"] == "markdown"
-    for line in (f"# Backdrop batch: {csv}", "| 3 | 2 | 1 | 0 | 0 | 0 |",
-                 "**Units charged:** 8 on 2 rows", "| `error_decode_image` | 1 |"):
+    for line in (f"# Backdrop batch: {csv}", "| 4 | 2 | 2 | 0 | 0 | 0 |",
+                 "**Units charged:** 8 on 2 rows", "| `error_decode_image` | 1 |", "| `error_inference` | 1 |"):
         assert line in summary["data"], summary["data"]
+    _check_embedded_pictures(summary["data"])
+    for artifact in artifacts:  # a browser refuses file:// links from the UI's page
+        assert "file://" not in json.dumps(artifact.get("data")), artifact
     failures = by_key["backdrop-failures"]
     assert failures["type"] == "table"
     table = json.loads(failures["data"]) if isinstance(failures["data"], str) else failures["data"]
     assert [(r["row_id"], r["failed_stage"], r["error_code"]) for r in table] == [
-        ("broken", "preflight", "error_decode_image")]
+        ("broken", "preflight", "error_decode_image"), ("green", "task", "error_inference")]
     progress = by_key["backdrop-progress"]
     assert (progress["type"], progress["data"]) == ("progress", 100)
+
+
+def _check_embedded_pictures(markdown: str) -> None:
+    """The summary shows its pictures inline: the contact sheet, and the refused row's thumbnail in its table row
+    beside its code; the broken file (no picture to show) says so in words."""
+    pictures = embedded_pictures(markdown)
+    assert [p.alt for p in pictures] == ["contact sheet: inputs and results", "green"], markdown[:2000]
+    sheet, thumb = pictures
+    assert (sheet.mime, sheet.fmt, thumb.mime, thumb.fmt) == ("image/jpeg", "JPEG", "image/jpeg", "JPEG")
+    assert 400 <= sheet.size[0] <= 960 and 150 <= sheet.size[1] <= 960, sheet  # downscaled, still readable
+    assert sheet.nbytes <= 120_000, sheet
+    assert thumb.size == (96, 72), thumb  # the 320 x 240 input, thumbnailed
+    assert all(abs(a - b) <= 40 for a, b in zip(thumb.centre, GREEN, strict=True)), thumb  # the green product
+    rows = {line.split("|")[2].strip(): line for line in markdown.splitlines()
+            if line.startswith("| ") and line.count("|") == 6}
+    assert rows["green"].startswith("| ![green](data:image/jpeg;base64,"), rows
+    assert "| failed | error_inference |" in rows["green"], rows["green"]
+    assert "![" not in rows["broken"] and "| failed | error_decode_image |" in rows["broken"], rows["broken"]
+
+
+def _check_event(events: list[dict[str, Any]], run_id: str, deployment_id: str, csv: str) -> None:
+    """One event, about this batch, related to its flow run and deployment (what a trigger filters on)."""
+    assert len(events) == 1, events
+    event = events[0]
+    assert event["payload"] == {"rows": 4, "failed": 2, "pending": 0, "not_attempted": 0, "units_charged": 8,
+                                "csv": csv}, event
+    related = {r["prefect.resource.id"] for r in event["related"]}
+    assert {f"prefect.flow-run.{run_id}", f"prefect.deployment.{deployment_id}"} <= related, related
 
 
 @pytest.mark.xfail(SCHEDULER_BROKEN, strict=True, raises=AssertionError,

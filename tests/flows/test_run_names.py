@@ -24,7 +24,9 @@ async def _name(flow_run_id: Any) -> str:
 
 @pytest.mark.parametrize(("name", "generated"), [
     ("crimson-wolf", True), ("", True), (None, True),
-    ("Spring catalogue", False), ("spring-catalogue-fix", False), ("Crimson-wolf", False), ("manual/x", False)])
+    ("Gorgeous-Puggle", True), ("Tasty-Vicuña", True),  # what the V2 UI's run form fills in (Prefect 3.8.8)
+    ("Spring catalogue", False), ("spring-catalogue-fix", False), ("Crimson-wolf", False), ("manual/x", False),
+    ("Spring-Catalogue-2", False), ("SKU-Batch", False)])
 def test_only_a_made_up_name_is_replaced(name: str | None, generated: bool) -> None:
     assert is_generated(name) is generated
 

@@ -2,7 +2,8 @@
 
 Used by the browser test and by `scripts/make_readme_images.py`; the pipeline never needs it.
 Chromium is told to resolve no host name and to skip every background service, so rendering a
-local page sends nothing anywhere.
+local page sends nothing anywhere. `FLAGS` are shared with `tests/support/devtools.py` (which
+lets loopback addresses resolve, for a page served by a local server such as the Prefect UI).
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-__all__ = ["ChromiumError", "chromium_path", "dump_dom", "screenshot"]
+__all__ = ["FLAGS", "ChromiumError", "chromium_path", "dump_dom", "screenshot"]
 
-_FLAGS = [
+FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--disable-extensions", "--disable-default-apps", "--disable-dev-shm-usage",
@@ -43,7 +44,7 @@ def _run(page: Path, extra: list[str], timeout: float, fragment: str = "") -> st
         raise ChromiumError("Chromium is not installed (apt-get install chromium)")
     with tempfile.TemporaryDirectory(prefix="backdrop-chromium-") as profile:
         url = page.resolve().as_uri() + (f"#{fragment}" if fragment else "")
-        cmd = [binary, *_FLAGS, f"--user-data-dir={profile}", *extra, url]
+        cmd = [binary, *FLAGS, f"--user-data-dir={profile}", *extra, url]
         # Its own session, so a hang can be ended with all of Chromium's helper processes.
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 start_new_session=True)

@@ -66,7 +66,7 @@ from backdrop.settings import BackdropSettings
 from backdrop.store.ledger import Ledger
 from backdrop.store.migrate import move_legacy_rows
 from flows.batch_run import PictureRun, Results, best_effort, preflight_sources, settle_lost
-from flows.events import FAILURES_EVENT, emit_run_event
+from flows.events import FAILURES_EVENT, emit_run_event, warn_each_failed_row
 from flows.naming import batch_run_name
 from flows.picture import PrefectSteps
 from tasks.reconcile import vendor_units_for
@@ -277,7 +277,7 @@ async def _publish(df: pd.DataFrame, summary: dict[str, Any], out_dir: Path, log
             failed_rows, key="backdrop-failures", description="Rows that did not succeed"))
     logger.info("done: %(succeeded)d succeeded, %(failed)d failed, %(skipped)d skipped, "
                 "%(pending_reconcile)d pending; %(units_charged)d units", summary)
-    _warn_each_failed_row(df, logger)
+    warn_each_failed_row(df, logger)
     bad = summary["failed"] + summary["pending_reconcile"] + summary["not_attempted"]
     if bad:
         emit_run_event(FAILURES_EVENT, summary["run_id"], {
@@ -287,17 +287,3 @@ async def _publish(df: pd.DataFrame, summary: dict[str, Any], out_dir: Path, log
         return Completed(name="Completed with failures", data=summary,
                          message=f"{bad} of {summary['rows']} rows did not succeed")
     return summary
-
-
-#: one WARNING per row that did not succeed, up to this many (report.csv lists them all)
-MAX_ROW_WARNINGS = 200
-
-
-def _warn_each_failed_row(df: pd.DataFrame, logger: Any) -> None:
-    """One WARNING per row that failed, waits for a person or was not attempted: row id, code, message."""
-    bad = df[~df["status"].isin(("succeeded", "skipped"))]
-    for row in bad.head(MAX_ROW_WARNINGS).itertuples(index=False):
-        logger.warning("row %s %s: %s: %s", row.row_id, row.status, row.error_code, row.error_message)
-    if len(bad) > MAX_ROW_WARNINGS:
-        logger.warning("... and %d more rows that did not succeed: report.csv lists every one",
-                       len(bad) - MAX_ROW_WARNINGS)

@@ -5,10 +5,12 @@
     cost-daily/cost 2026-11-01 to today 2026-11-30 06:30Z
 
 Prefect calls these when the run starts and, without them, would keep the name the run was created with. A name
-Prefect or its UI generated is two words joined by a hyphen, both lowercase ("crimson-wolf", Prefect and its V1
-UI) or both capitalised ("Gorgeous-Puggle", what the V2 UI's Custom run form fills in): that one is replaced.
-Anything else (a name typed in the Custom run form, or passed to the API) is the user's and is kept, so those two
-spellings of two hyphenated words are the only typed names that Backdrop renames.
+Prefect or its UI generated is two words joined by a hyphen: both lowercase ("crimson-wolf", Prefect and its V1
+UI), or one of the V2 UI's 17 adjectives and a capitalised animal of at most 6 letters ("Gorgeous-Puggle", what
+its Custom run form fills in; a test reads both lists from the installed UI): that one is replaced. Anything else
+(a name typed in the Custom run form, or passed to the API: "Spring-Catalogue", "Black-Friday") is the user's and
+is kept, so two lowercase hyphenated words, or a name the V2 form could have made up, are the only typed names
+that Backdrop renames.
 """
 
 from __future__ import annotations
@@ -24,8 +26,12 @@ from prefect.runtime import deployment
 
 __all__ = ["batch_run_name", "cost_run_name", "is_generated"]
 
-_LOWER = r"[^\W\d_A-Z]+"  # lowercase letters, accented ones too (the V2 UI's animals include "Vicuña")
-_GENERATED = re.compile(rf"[a-z]+-[a-z]+|[A-Z]{_LOWER}-[A-Z]{_LOWER}")
+#: the V2 UI's run-form adjectives (Prefect 3.8's bundle); its animals there have at most 6 letters, accented ones
+#: too ("Vicuña")
+_V2_ADJECTIVES = ("Awesome", "Rustic", "Small", "Gorgeous", "Fantastic", "Sleek", "Intelligent", "Unbranded",
+                  "Refined", "Licensed", "Generic", "Practical", "Ergonomic", "Handcrafted", "Tasty", "Handmade",
+                  "Incredible")
+_GENERATED = re.compile(rf"[a-z]+-[a-z]+|(?:{'|'.join(_V2_ADJECTIVES)})-[A-Z][^\W\d_A-Z]{{0,5}}")
 
 
 def is_generated(name: str | None) -> bool:

@@ -9,6 +9,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import prefect
 import pytest
 from prefect.client.orchestration import get_client
 
@@ -26,9 +27,28 @@ async def _name(flow_run_id: Any) -> str:
     ("crimson-wolf", True), ("", True), (None, True),
     ("Gorgeous-Puggle", True), ("Tasty-Vicuña", True),  # what the V2 UI's run form fills in (Prefect 3.8.8)
     ("Spring catalogue", False), ("spring-catalogue-fix", False), ("Crimson-wolf", False), ("manual/x", False),
-    ("Spring-Catalogue-2", False), ("SKU-Batch", False)])
+    ("Spring-Catalogue-2", False), ("SKU-Batch", False),
+    # typed names spelt like the form's: capitalised, two words, but not the form's adjective or not an animal of
+    # at most 6 letters
+    ("Spring-Catalogue", False), ("Black-Friday", False), ("Summer-Sale", False), ("Gorgeous-Catalogue", False)])
 def test_only_a_made_up_name_is_replaced(name: str | None, generated: bool) -> None:
     assert is_generated(name) is generated
+
+
+def test_every_name_the_installed_v2_run_form_can_make_up_is_replaced() -> None:
+    """The V2 UI's Custom run form fills Run Name with `<adjective>-<animal>` from word lists in its bundle; read
+    them from the installed Prefect, so that an upgrade that changes them fails here rather than keeping made-up
+    names (or renaming typed ones) unnoticed."""
+    bundle = [p for p in (Path(prefect.__file__).parent / "server" / "ui-v2" / "assets").glob("*.js")
+              if "Puggle" in p.read_text(encoding="utf-8")]
+    assert len(bundle) == 1, "the V2 UI's run-name word lists moved: check flows/naming.py against them"
+    js = bundle[0].read_text(encoding="utf-8")
+    adjectives = re.findall(r"`(\w+)`", re.search(r"\[[^\]]*`Gorgeous`[^\]]*\]", js).group(0))  # type: ignore[union-attr]
+    animals_js = re.search(r"`([^`]*\.Puggle\.[^`]*)`", js).group(1)  # type: ignore[union-attr]
+    longest = int(re.search(r"maxCharCount:(\d+)", js).group(1))  # type: ignore[union-attr]
+    animals = [a for a in animals_js.split(".") if len(a) <= longest]
+    assert len(adjectives) >= 10 and len(animals) >= 100
+    assert [f"{a}-{b}" for a in adjectives for b in animals if not is_generated(f"{a}-{b}")] == []
 
 
 def test_a_local_batch_is_named_by_its_csv_and_start_time(pipeline_env: Any, tmp_path: Path) -> None:

@@ -101,8 +101,11 @@ class CostParameters(BaseModel):
 
 
 def budget_cap(max_units: int | None) -> int | None:
-    """The run's unit cap from the parameter: None (no cap) for -1 (or null from an old caller)."""
-    return None if max_units is None or max_units < 0 else max_units
+    """The run's unit cap from the parameter: None (no cap) for -1 (or null from an old caller). Another negative
+    (from a caller that skipped validation) is refused, never taken for "no cap"."""
+    if max_units is not None and max_units < NO_CAP:
+        raise ValueError(f"max_units={max_units}: -1 means no cap, a budget is 0 or more")
+    return None if max_units is None or max_units == NO_CAP else max_units
 
 
 def feature_override(feature: str | None) -> str | None:

@@ -176,3 +176,13 @@ def test_null_from_an_older_caller_keeps_its_old_meaning() -> None:
     assert (budget_cap(values["max_units"]), budget_cap(0), budget_cap(4000)) == (None, 0, 4000)
     assert (feature_override("default"), feature_override("auto"), feature_override("bg-replace")) == (
         None, "auto", "bg-replace")
+
+
+@pytest.mark.parametrize("max_units", [-2, -400])
+def test_a_negative_budget_other_than_no_cap_is_refused_even_past_validation(max_units: int) -> None:
+    """-1 is the only "no cap". A caller that skips parameter validation (`change_backgrounds.fn(...)`, a
+    script) and sends another negative meant some budget, never "spend without limit": fail closed."""
+    from backdrop.params import budget_cap
+
+    with pytest.raises(ValueError, match="max_units"):
+        budget_cap(max_units)

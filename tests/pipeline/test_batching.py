@@ -248,3 +248,44 @@ def test_every_request_gets_exactly_one_slot_or_one_error(groups: list[int], ans
         await b.aclose()
 
     asyncio.run(scenario())
+
+
+NAMES = st.sampled_from(["a.jpg", "b.jpg", "c.jpg", "A.jpg", "b.JPG"])
+
+
+@st.composite
+def hostile_answers(draw: st.DrawFn) -> tuple[list[str], list[str | None]]:
+    """Names asked (repeats: the same picture twice in one batch) and the names a vendor answers: a shuffle of
+    them, then maybe a slot dropped, added, unnamed, or renamed (to another asked name, or one differing in case)."""
+    asked = draw(st.lists(NAMES, min_size=1, max_size=6))
+    answered: list[str | None] = list(draw(st.permutations(asked)))
+    for _ in range(draw(st.integers(0, 2))):
+        how = draw(st.sampled_from(["drop", "add", "unnamed", "rename"]))
+        if how == "drop" and answered:
+            answered.pop(draw(st.integers(0, len(answered) - 1)))
+        elif how == "add":
+            answered.insert(draw(st.integers(0, len(answered))), draw(st.one_of(st.none(), NAMES)))
+        elif how in ("unnamed", "rename") and answered:
+            answered[draw(st.integers(0, len(answered) - 1))] = None if how == "unnamed" else draw(NAMES)
+    return asked, answered
+
+
+@settings(max_examples=300, deadline=None)
+@given(hostile_answers())
+def test_an_accepted_answer_gives_each_picture_a_slot_for_its_own_name_once(
+        case: tuple[list[str], list[str | None]]) -> None:
+    """Whatever the vendor answers: either the batch is refused (one file per request follows), or every picture
+    gets a slot answered for its own file name (a name is a content hash: its own bytes), no slot twice, and
+    an unnamed slot only when one file was asked."""
+    from backdrop.pipeline.batching import by_file_name, refusal_reason
+
+    asked, answered = case
+    specs: list[FileSpec] = [{"content_type": "image/jpeg", "file_name": n, "file_size": 1} for n in asked]
+    slots = [UploadSlot(file_id=f"id{i}", url="https://s.example/put", method="PUT", headers={}, file_name=n)
+             for i, n in enumerate(answered)]
+    if refusal_reason(specs, slots) is not None:
+        return
+    got = by_file_name(specs, slots)
+    assert len(got) == len(asked) and len({s.file_id for s in got}) == len(got)
+    for name, slot in zip(asked, got, strict=True):
+        assert slot.file_name == name or (slot.file_name is None and len(asked) == 1)

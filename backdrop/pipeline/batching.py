@@ -120,14 +120,17 @@ class UploadBatcher:
         return taken
 
     async def _drain(self) -> None:
+        batch: list[_Waiting] = []
         try:
             while self._waiting:
                 await self._gather()
                 batch = self._take(self.max_batch)
                 if batch:
                     await self._dispatch(batch)
-        except BaseException as exc:  # cancelled, or a bug: nobody may wait forever
-            for w in self._take(len(self._waiting)):
+        except BaseException as exc:  # cancelled, or a bug: nobody may wait forever, the batch in flight included
+            for w in [*batch, *self._take(len(self._waiting))]:
+                if w.future.done():
+                    continue
                 if isinstance(exc, Exception):
                     w.future.set_exception(exc)
                 else:
@@ -162,8 +165,8 @@ class UploadBatcher:
         why = refusal_reason(specs, answer)
         if why is not None:
             self.refused = why
-            rest = self._take(len(self._waiting))  # the rest of the run goes one file per request
-            await asyncio.gather(*(self._single(w) for w in [*batch, *rest]))
+            batch.extend(self._take(len(self._waiting)))  # the rest of the run goes one file per request
+            await asyncio.gather(*(self._single(w) for w in batch))
             return
         if isinstance(answer, BaseException):
             for w in batch:

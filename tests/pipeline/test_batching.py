@@ -68,6 +68,8 @@ class Vendor:
         if self.gate is not None:
             await self.gate.wait()
         answer = self.answers.pop(0) if self.answers else "ok"
+        if answer == "400-then-hold":  # this call is refused; the next ones wait for the gate
+            self.gate, answer = asyncio.Event(), "400"
         if self.refuse_batches and len(files) > 1:
             answer = "400"
         if answer == "400":
@@ -203,6 +205,21 @@ async def test_a_cancelled_caller_is_left_out_of_the_call() -> None:
     await clock.advance(LINGER)
     assert vendor.calls == [["p0.jpg", "p2.jpg"]]
     await b.aclose()
+
+
+@pytest.mark.parametrize("answer", ["ok", "400-then-hold"])
+async def test_closing_mid_call_answers_the_pictures_of_the_call_in_flight(answer: str) -> None:
+    """The pictures of a call in flight (a batch, or the one-file requests of a fallback) are no longer in the
+    queue: stopping the worker must still answer them, or their upload tasks wait forever."""
+    vendor, clock = Vendor(answer), Clock()
+    if answer == "ok":
+        vendor.gate = asyncio.Event()
+    b = batcher(vendor, clock, n=3)
+    tasks = start(b, range(5))
+    await settle()  # three in flight, two waiting their linger
+    await b.aclose()
+    outcomes = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=5)
+    assert all(isinstance(o, asyncio.CancelledError) for o in outcomes), outcomes
 
 
 async def test_n_of_one_never_batches() -> None:

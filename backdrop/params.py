@@ -2,8 +2,8 @@
 
 `BatchParameters` (the `change-backgrounds` flow) and `CostParameters` (the `cost-report` flow) list the
 parameters in order. Each type is an `Annotated` alias carrying its range and description, used by the model
-and by the flow's signature, so Prefect's form gets the bounds from the annotation. Prefect 3.8 takes a
-parameter's description from the docstring's Args section only (it drops an `Annotated` Field's), and cyclopts
+and by the flow's signature, so Prefect's form gets the bounds from the annotation. Prefect (3.8 and 3.9) takes
+a parameter's description from the docstring's Args section only (it drops an `Annotated` Field's), and cyclopts
 takes its help from the docstring's Parameters section (it ignores a Field's description), so `documented`
 writes both sections from the model and refuses a signature that disagrees with it. README's parameter tables
 are `markdown_table`'s output (a test regenerates them). Prefect-free and cyclopts-free.

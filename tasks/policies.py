@@ -36,8 +36,9 @@ def _create_key(_ctx: Any, params: dict[str, Any]) -> str:
 
 
 UPLOAD_POLICY = CacheKeyFnPolicy(cache_key_fn=_upload_key)
-#: In-process locking only. Across processes and hosts the ledger's claim is the guard: Prefect 3.8.8's async
-#: transactions release a prefect-redis lock with the sync call, which never frees it (async tasks deadlock).
+#: In-process locking only. Across processes and hosts the ledger's claim is the guard: Prefect's async
+#: transactions (3.8.8, still 3.9.1) release a prefect-redis lock with the sync call, which never frees it (async
+#: tasks deadlock).
 CREATE_POLICY = CacheKeyFnPolicy(cache_key_fn=_create_key).configure(
     isolation_level=IsolationLevel.SERIALIZABLE,
     lock_manager=MemoryLockManager(),  # type: ignore[no-untyped-call]  # Prefect leaves its __init__ unannotated

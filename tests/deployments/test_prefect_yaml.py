@@ -6,6 +6,7 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
+import prefect
 import pytest
 import yaml
 from prefect.exceptions import ParameterTypeError
@@ -38,7 +39,7 @@ def _by_name(name: str) -> dict[str, Any]:
 
 def test_the_file_declares_the_manual_and_nightly_deployments() -> None:
     assert NAMES == ["manual", "inbox-nightly", "cost-daily"]
-    assert SPEC["prefect-version"] == "3.8.8"
+    assert SPEC["prefect-version"] == prefect.__version__ == "3.9.1"  # the release pyproject pins
     assert "pull" not in SPEC  # the worker runs from the folder `prefect deploy` ran in
 
 

@@ -29,10 +29,11 @@ def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 def prefect_unclosed_clients(prefect_harness: None) -> Iterator[None]:
     """Prefect's leaked API connections are not ours: ignore them (only them) in the flow tests.
 
-    Prefect 3.8.8's flow engine opens a PrefectClient for a flow run's result store (prefect/results.py) and
-    never closes it; its sockets to the test server are collected unclosed (ResourceWarning, an error under
-    pyproject's filterwarnings). The filter names that server's port, so a socket of ours still fails; it
-    holds for this test's setup, call and teardown, and the teardown collects the leftovers under it.
+    Prefect's flow engine (3.8.8, unchanged in 3.9.1) opens a PrefectClient for a flow run's result store
+    (prefect/results.py) and never closes it; its sockets to the test server are collected unclosed
+    (ResourceWarning, an error under pyproject's filterwarnings). The filter names that server's port, so a
+    socket of ours still fails; it holds for this test's setup, call and teardown, and the teardown collects
+    the leftovers under it.
     """
     port = urlsplit(PREFECT_API_URL.value()).port
     warnings.filterwarnings(

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
 import math
 import threading
 import time
@@ -118,11 +117,13 @@ class SlidingWindowLimiter:
             if not cell.still_open(now):
                 self._open.discard(cell)
         slot = now
-        times: list[float] | None = None
+        ordered: list[float] | None = None
         for count, seconds in self.windows:
             if len(self._slots) >= count:  # only a full window needs its count-th latest slot
-                times = times if times is not None else [cell.at for cell in self._slots]
-                slot = max(slot, heapq.nlargest(count, times)[-1] + seconds)
+                # one sort in C of nearly ordered times (slots come in grant order): ~10x cheaper than
+                # heapq.nlargest's Python loop, and this runs for every waiter, several times a slot
+                ordered = ordered if ordered is not None else sorted([cell.at for cell in self._slots])
+                slot = max(slot, ordered[-count] + seconds)
         return slot
 
     def _reserve(self, horizon: float | None) -> tuple[float, _Slot] | None:

@@ -70,8 +70,12 @@ async def _fetch(url: str, http: httpx.AsyncClient) -> bytes:
 
 
 def is_fetched(source: str) -> bool:
-    """True for a cell that is fetched over HTTP (an http(s) URL), False for anything else (a file, a refusal)."""
-    return urlparse(source).scheme.lower() in ("http", "https")
+    """True for a cell that is fetched over HTTP (an http(s) URL), False for anything else (a file, a refusal, a
+    cell that is no URL at all: `read_source` says why)."""
+    try:
+        return urlparse(source).scheme.lower() in ("http", "https")
+    except ValueError:  # "Invalid IPv6 URL" and the like
+        return False
 
 
 async def read_source(source: str, base_dir: Path | None, http: httpx.AsyncClient | None) -> bytes:

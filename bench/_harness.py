@@ -8,10 +8,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +26,9 @@ from tests.support.images import random_products as draw_pictures
 from tests.support.processes import free_port, terminate
 from tests.support.waiting import wait_until as _wait_until
 
-__all__ = ["admin", "configure", "draw_pictures", "finish_batch", "free_port", "prefect_server", "run_batch",
-           "sandbox", "scaled_env", "start_batch", "wait_until", "write_csv"]
+__all__ = ["PrefectServer", "admin", "configure", "draw_pictures", "finish_batch", "free_port", "prefect_server",
+           "run_batch", "sandbox", "scaled_env", "start_batch", "start_load", "stop_load", "tree_cpu_seconds",
+           "wait_until", "write_csv"]
 
 BIN = Path(sys.executable).parent
 RUNNER = Path(__file__).with_name("_run_batch.py")
@@ -55,9 +59,73 @@ def sandbox(time_scale: float, *, webhook_secret: str | None = None) -> Iterator
             terminate(proc, 15, kill=False)
 
 
+def _die_with_parent() -> None:
+    """In a child, before exec: on Linux, SIGKILL it when the bench dies (PR_SET_PDEATHSIG)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+def start_load(n: int) -> list[subprocess.Popen[bytes]]:
+    """`n` busy processes (`python -c 'while 1: pass'`, a machine doing something else); on Linux each dies with
+    the bench too. Stop them with `stop_load`, in a `finally`."""
+    return [subprocess.Popen([sys.executable, "-c", "while 1: pass"], preexec_fn=_die_with_parent)
+            for _ in range(n)]
+
+
+def stop_load(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2:].split()  # after "pid (comm) ": state, ppid, ...
+
+
+def tree_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds (user + system) of process `pid` and every descendant alive now, plus the children each has
+    reaped, from /proc (Linux); None elsewhere or when `pid` is gone."""
+    if _proc_stat(pid) is None:
+        return None
+    children: dict[int, list[int]] = {}
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (st := _proc_stat(int(entry.name))) is not None:
+            stats[int(entry.name)] = st
+            children.setdefault(int(st[1]), []).append(int(entry.name))
+    ticks, todo, total = os.sysconf("SC_CLK_TCK"), [pid], 0
+    while todo:
+        p = todo.pop()
+        if p in stats:
+            total += sum(int(v) for v in stats[p][11:15])  # utime, stime, cutime, cstime
+        todo.extend(children.get(p, []))
+    return total / ticks
+
+
+@dataclass(frozen=True)
+class PrefectServer:
+    """A running `prefect server start`: its API URL and its process id (for its CPU time)."""
+
+    url: str
+    pid: int
+
+    def cpu_seconds(self) -> float | None:
+        """CPU seconds of the server and its subprocesses so far."""
+        return tree_cpu_seconds(self.pid)
+
+
 @contextlib.contextmanager
-def prefect_server(home: Path) -> Iterator[str]:
-    """A real `prefect server start` (SQLite in `home`); yields PREFECT_API_URL."""
+def prefect_server(home: Path) -> Iterator[PrefectServer]:
+    """A real `prefect server start` (SQLite in `home`)."""
     port = free_port()
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
            "PREFECT_LOGGING_LEVEL": "WARNING"}
@@ -68,7 +136,7 @@ def prefect_server(home: Path) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}/api"
     try:
         wait_until(lambda: httpx.get(f"{url}/health", timeout=2).status_code == 200, 120, "Prefect")
-        yield url
+        yield PrefectServer(url, proc.pid)
     finally:
         terminate(proc, 20)
 
@@ -116,11 +184,24 @@ def scaled_env(api_url: str, key: str, time_scale: float, **extra: str) -> dict[
     return env
 
 
-def start_batch(csv: Path, out: Path, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    """Start `backdrop run` in a child process (see `finish_batch`)."""
-    return subprocess.Popen([sys.executable, str(RUNNER), "run", str(csv), "--out", str(out),
+def start_batch(csv: Path, out: Path, env: dict[str, str], *args: str,
+                profile: Path | None = None) -> subprocess.Popen[str]:
+    """Start `backdrop run` in a child process (see `finish_batch`). With `profile`, py-spy (if installed: it is
+    not in the lock) samples it into that file, in its raw (collapsed stacks) format; `bench/_profile.py` groups
+    them."""
+    proc = subprocess.Popen([sys.executable, str(RUNNER), "run", str(csv), "--out", str(out),
                              "--json-output", *args], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+    spy = shutil.which("py-spy", path=str(BIN)) or shutil.which("py-spy")
+    if profile is not None and spy:
+        # only the thread holding the GIL: the samples approximate Python's CPU time (bench/_profile.py);
+        # --nonblocking never pauses the batch
+        subprocess.Popen([spy, "record", "--pid", str(proc.pid), "--format", "raw", "--rate", "100", "--gil",
+                          "--nonblocking", "--threads", "-o", str(profile)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    elif profile is not None:
+        print("py-spy is not installed: no profile (pip install py-spy into the venv)", flush=True)
+    return proc
 
 
 class BatchFailed(RuntimeError):
@@ -158,6 +239,7 @@ def finish_batch(proc: subprocess.Popen[str], out: Path | None = None) -> dict[s
     return {**summary, **usage, "exit_code": proc.returncode}
 
 
-def run_batch(csv: Path, out: Path, env: dict[str, str], *args: str) -> dict[str, Any]:
+def run_batch(csv: Path, out: Path, env: dict[str, str], *args: str,
+              profile: Path | None = None) -> dict[str, Any]:
     """Run `backdrop run` in a child process and wait for it."""
-    return finish_batch(start_batch(csv, out, env, *args), out)
+    return finish_batch(start_batch(csv, out, env, *args, profile=profile), out)

@@ -43,6 +43,8 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _harness import start_load, stop_load  # noqa: E402 - the busy processes, shared with throughput.py
+
 from backdrop.sandbox import SandboxServer, SandboxSettings  # noqa: E402
 from backdrop.sandbox.profiles import PROFILES, profile_values  # noqa: E402
 from backdrop.settings import BackdropSettings  # noqa: E402
@@ -451,26 +453,6 @@ def _sandbox_settings(args: argparse.Namespace, profile: str) -> SandboxSettings
         rate_limit_per_second=max(5, args.rate_limit // 100),
         **{**FAULTS, **profile_values(profile)},  # type: ignore[arg-type]
         polling_window_s=_polling_window(profile, ts), profile=profile)
-
-
-def start_load(n: int) -> list[subprocess.Popen[bytes]]:
-    """`n` busy processes (`python -c 'while 1: pass'`); on Linux each dies with the bench too."""
-    def die_with_parent() -> None:
-        try:
-            import ctypes
-
-            ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
-    return [subprocess.Popen([sys.executable, "-c", "while 1: pass"], preexec_fn=die_with_parent)
-            for _ in range(n)]
-
-
-def stop_load(procs: list[subprocess.Popen[bytes]]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
 
 
 def resumable(run: Run) -> bool:

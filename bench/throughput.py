@@ -23,18 +23,20 @@ from __future__ import annotations
 import argparse
 import base64
 import bisect
+import contextlib
 import http.server
 import json
 import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from _harness import (
     BatchFailed,
+    PrefectServer,
     admin,
     configure,
     draw_pictures,
@@ -45,8 +47,11 @@ from _harness import (
     sandbox,
     scaled_env,
     start_batch,
+    start_load,
+    stop_load,
     write_csv,
 )
+from _profile import table
 
 LIMIT_PER_HOUR = {"upload": 1000.0, "url": 1500.0}
 PARTIAL = ("succeeded", "failed", "pending_reconcile", "processing_seconds", "requests_by_route", "http_429",
@@ -194,6 +199,35 @@ def _report_refusals(results: dict[str, Any], mode: str, base: str, key: str, ti
           f"for the 1 s window; {refused['after_first_minute']} after the first minute", flush=True)
 
 
+@contextlib.contextmanager
+def _server_cpu(server: PrefectServer, results: dict[str, Any], mode: str, rows: int) -> Iterator[None]:
+    """The Prefect server's CPU ms per row over the block (its subprocesses included), into `results[mode]`, even
+    when the batch fails."""
+    before = server.cpu_seconds()
+    try:
+        yield
+    finally:
+        after = server.cpu_seconds()
+        if before is not None and after is not None:
+            ms = round(1000 * (after - before) / rows, 2)
+            results.setdefault(mode, {})["prefect_server_cpu_ms_per_row"] = ms
+            print(f"{mode}: the Prefect server used {ms} CPU ms/row (load average "
+                  f"{os.getloadavg()[0]:.1f})", flush=True)
+
+
+def _print_profile(path: Path, rows: int, cpu_seconds: float) -> None:
+    """Where the batch's CPU went, by owner (bench/_profile.py), once py-spy has written its file."""
+    deadline = time.monotonic() + 30
+    while not (path.is_file() and path.stat().st_size) and time.monotonic() < deadline:
+        time.sleep(0.5)  # py-spy writes when the batch has exited
+    if not path.is_file():
+        print(f"no profile at {path}", flush=True)
+        return
+    print(f"where the batch's CPU went ({path}):", flush=True)
+    for group, share, ms in table(path, rows, cpu_seconds):
+        print(f"  {group:58s} {100 * share:5.1f}% {ms:7.1f} ms/row", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1000)
@@ -208,15 +242,23 @@ def main() -> None:
                     help="BACKDROP_UPLOAD_BATCH_LINGER_SECONDS of the batched_upload mode, in vendor seconds")
     ap.add_argument("--rate-limit-burst", type=int, default=None,
                     help="BACKDROP_RATE_LIMIT_BURST for every batch (default: unset, the whole window at once)")
+    ap.add_argument("--load", type=int, default=0,
+                    help="busy processes (`python -c 'while 1: pass'`) beside the batches for the whole bench")
+    ap.add_argument("--profile-dir", type=Path, default=None,
+                    help="sample each mode's batch with py-spy (if installed) into DIR/<mode>.txt and print where "
+                         "its CPU went (bench/_profile.py)")
     args = ap.parse_args()
     modes = args.modes.split(",")
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {"load": args.load}
+    load = start_load(args.load)
     try:
         _run(args, modes, results)
     except BaseException as exc:  # the sandbox or Prefect server did not start, Ctrl-C, ...: still report
         results["error"] = f"{type(exc).__name__}: {str(exc)[:500]}"
         raise
     finally:
+        stop_load(load)
+        results["load_average"] = [round(x, 2) for x in os.getloadavg()]
         print(json.dumps(results), flush=True)
 
 
@@ -230,8 +272,8 @@ def _run(args: argparse.Namespace, modes: list[str], results: dict[str, Any]) ->
         names = draw_pictures(pics, n)
         print(f"drew {n} pictures in {time.monotonic() - t0:.0f} s", flush=True)
         static, port = _static_server(pics)
-        with prefect_server(tmp / "prefect") as api_url, sandbox(s, webhook_secret=WEBHOOK_SECRET) as base:
-            common = {"PREFECT_API_URL": api_url, "PREFECT_HOME": str(tmp / "prefect-client")}
+        with prefect_server(tmp / "prefect") as server, sandbox(s, webhook_secret=WEBHOOK_SECRET) as base:
+            common = {"PREFECT_API_URL": server.url, "PREFECT_HOME": str(tmp / "prefect-client")}
 
             burst = {"BACKDROP_RATE_LIMIT_BURST": str(args.rate_limit_burst)} if args.rate_limit_burst else {}
 
@@ -242,13 +284,18 @@ def _run(args: argparse.Namespace, modes: list[str], results: dict[str, Any]) ->
                 key = f"sandbox-bench-{mode}"
                 configure(base, key, duration_mode="lognormal", **extra.pop("_sandbox", {}))  # type: ignore[arg-type]
                 csv = write_csv(pics / f"{mode}.csv", csv_rows[:rows])  # paths are relative to the CSV
-                return run_batch(csv, tmp / f"out-{mode}", env_for(key, f"home-{mode}", **extra),
-                                 "--concurrency", str(args.concurrency), *flags)
+                profile = args.profile_dir / f"{mode}.txt" if args.profile_dir else None
+                res = run_batch(csv, tmp / f"out-{mode}", env_for(key, f"home-{mode}", **extra),
+                                "--concurrency", str(args.concurrency), *flags, profile=profile)
+                if profile is not None:
+                    _print_profile(profile, rows, res["cpu_seconds"])
+                return res
 
             def single(mode: str, rows: int, csv_rows: list[str], limit: float, *flags: str, **extra: Any) -> None:
                 key = f"sandbox-bench-{mode}"
-                res = batch(mode, rows, csv_rows, *flags, **extra)
-                results[mode] = _figures(mode, res, s, rows, limit)
+                with _server_cpu(server, results, mode, rows):
+                    res = batch(mode, rows, csv_rows, *flags, **extra)
+                results[mode] = {**_figures(mode, res, s, rows, limit), **results.get(mode, {})}
                 _report_refusals(results, mode, base, key, s)
                 results[mode].update(_poll_wait(base, key, s))
                 print(f"{mode}: finished tasks waited for their poll p50 {results[mode]['poll_wait_p50_seconds']} "
@@ -289,9 +336,11 @@ def _run(args: argparse.Namespace, modes: list[str], results: dict[str, Any]) ->
                 procs = [start_batch(write_csv(pics / f"two{i}.csv", part), outs[i], env,
                                      "--concurrency", str(args.concurrency))
                          for i, part in enumerate((names[:half], names[half:args.rows]))]
-                parts = [finish_batch(p, out) for p, out in zip(procs, outs, strict=True)]
+                with _server_cpu(server, results, "two_workers", args.rows):
+                    parts = [finish_batch(p, out) for p, out in zip(procs, outs, strict=True)]
                 merged = _merge(parts)
-                results["two_workers"] = _figures("two_workers", merged, s, args.rows, LIMIT_PER_HOUR["upload"])
+                results["two_workers"] = {**_figures("two_workers", merged, s, args.rows, LIMIT_PER_HOUR["upload"]),
+                                          **results.get("two_workers", {})}
                 _report_refusals(results, "two_workers", base, key, s)
                 results["two_workers"].update(_poll_wait(base, key, s))
 
@@ -307,8 +356,10 @@ def _run(args: argparse.Namespace, modes: list[str], results: dict[str, Any]) ->
                     outs.append(tmp / f"out-client{i}")
                     procs.append(start_batch(write_csv(pics / f"client{i}.csv", part), outs[i], env,
                                              "--concurrency", str(args.concurrency)))
-                parts = [finish_batch(p, out) for p, out in zip(procs, outs, strict=True)]
-                fig = _figures("two_keys_one_host", _merge(parts), s, args.rows, LIMIT_PER_HOUR["upload"])
+                with _server_cpu(server, results, "two_keys_one_host", args.rows):
+                    parts = [finish_batch(p, out) for p, out in zip(procs, outs, strict=True)]
+                fig = {**_figures("two_keys_one_host", _merge(parts), s, args.rows, LIMIT_PER_HOUR["upload"]),
+                       **results.get("two_keys_one_host", {})}
                 refused = sum(1 for k in keys for e in admin(base, k, "journal") if e["status"] == 429)
                 fig.update(mode="two_keys_one_host", sandbox_429=refused,
                            complete=all(p["exit_code"] == 0 for p in parts) and fig["succeeded"] == args.rows,

@@ -9,6 +9,8 @@ from prefect.cache_policies import NO_CACHE
 
 from backdrop.errors import InputRejected
 from backdrop.pipeline.preflight import PreparedInput, prepare_input
+from backdrop.pipeline.sources import is_fetched
+from tasks.resources import task_resources
 
 
 @task(name="preflight", cache_policy=NO_CACHE, task_run_name="preflight-{label}")
@@ -16,12 +18,14 @@ async def preflight_input(
     source: str, base_dir: str | None, staging_dir: str, fit_inputs: bool, label: str
 ) -> PreparedInput | InputRejected:
     """Fetch `source` (URL or path in the CSV's folder), check it against the API's limits, stage it."""
-    try:
-        return await prepare_input(
-            source,
-            base_dir=Path(base_dir) if base_dir else None,
-            staging_dir=Path(staging_dir),
-            fit_inputs=fit_inputs,
-        )
-    except InputRejected as rejected:
-        return rejected
+    async with task_resources() as res:
+        try:
+            return await prepare_input(
+                source,
+                base_dir=Path(base_dir) if base_dir else None,
+                staging_dir=Path(staging_dir),
+                fit_inputs=fit_inputs,
+                http=res.fetcher() if is_fetched(source) else None,  # the run's client: one SSL context, not one each
+            )
+        except InputRejected as rejected:
+            return rejected

@@ -20,11 +20,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 
+import httpx
+
 from backdrop.client import BackdropClient
 from backdrop.identity import key_id
 from backdrop.pacing import limiter_for
 from backdrop.pipeline.batching import UploadBatcher
 from backdrop.pipeline.polling import PollPlanner
+from backdrop.pipeline.preflight import fetch_client
 from backdrop.pipeline.webhooks import WebhookReceiver
 from backdrop.report.metrics import Traffic
 from backdrop.settings import BackdropSettings
@@ -41,16 +44,24 @@ class RunResources:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._secrets: dict[str, str] = {}
+        self._settings: dict[tuple[str | None, bool], BackdropSettings] = {}
         self._clients: dict[tuple[int, int, str], BackdropClient] = {}
         self._planner: PollPlanner | None = None
         self._batchers: dict[tuple[int, int, str], UploadBatcher] = {}
+        self._fetchers: dict[tuple[int, int], httpx.AsyncClient] = {}
         #: the run's webhook receiver (started by the flow), or None to poll only
         self.receiver: WebhookReceiver | None = None
 
     def settings(self, feature: str | None = None, *, require_key: bool = True) -> BackdropSettings:
-        """Settings from the environment, the feature override, and the key (env, or the run's Secret block)."""
+        """Settings from the environment, the feature override, and the key (env, or the run's Secret block), read
+        once per run and feature: every task of a row asks (reading the environment costs ~2 ms each time), and
+        the environment does not change under a run. They are frozen, so sharing them is safe."""
         with self._lock:
-            return load_settings(feature, self._secrets, require_key=require_key)
+            got = self._settings.get((feature, require_key))
+            if got is None:
+                got = self._settings[(feature, require_key)] = load_settings(feature, self._secrets,
+                                                                             require_key=require_key)
+            return got
 
     def client(self, settings: BackdropSettings) -> BackdropClient:
         """The client of these settings for the running thread and event loop."""
@@ -76,6 +87,16 @@ class RunResources:
                     client.request_uploads, max_batch=settings.upload_batch,
                     linger=settings.upload_batch_linger_seconds)
             return batcher
+
+    def fetcher(self) -> httpx.AsyncClient:
+        """The run's client for input pictures behind URLs on the running loop (fenced: see
+        `backdrop.pipeline.preflight.fetch_client`): one for every source, not one (and an SSL context) each."""
+        key = (threading.get_ident(), id(asyncio.get_running_loop()))
+        with self._lock:
+            http = self._fetchers.get(key)
+            if http is None:
+                http = self._fetchers[key] = fetch_client()
+            return http
 
     def upload_batching(self, settings: BackdropSettings) -> str:
         """For the summary: whether this run's uploads shared File API calls, or why not."""
@@ -116,6 +137,9 @@ class RunResources:
         with self._lock:
             clients = [self._clients.pop(k) for k in [k for k in self._clients if k[1] == loop_id]]
             batchers = [self._batchers.pop(k) for k in [k for k in self._batchers if k[1] == loop_id]]
+            fetchers = [self._fetchers.pop(k) for k in [k for k in self._fetchers if k[1] == loop_id]]
+        for http in fetchers:
+            await http.aclose()
         for batcher in batchers:
             await batcher.aclose()
         for client in clients:

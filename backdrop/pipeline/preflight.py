@@ -25,9 +25,9 @@ from PIL import Image, UnidentifiedImageError
 
 from backdrop.errors import InputRejected
 from backdrop.fences import fenced_transport, fetch_limits
-from backdrop.pipeline.sources import read_source
+from backdrop.pipeline.sources import is_fetched, read_source
 
-__all__ = ["PreparedInput", "MAX_BYTES", "MAX_SIDE", "prepare_input", "stage_bytes"]
+__all__ = ["PreparedInput", "MAX_BYTES", "MAX_SIDE", "fetch_client", "prepare_input", "stage_bytes"]
 
 MAX_BYTES = 10 * 1024 * 1024  # the vendor's limit: file < 10 MB
 MAX_SIDE = 4096  # longer side <= 4096 px
@@ -200,6 +200,13 @@ def _unexpected(code: str, what: str, source: str, exc: Exception) -> InputRejec
     return InputRejected(code, f"{what} ({kind}): '{preview}'")
 
 
+def fetch_client() -> httpx.AsyncClient:
+    """The client input pictures are fetched with: fenced, every connection and each redirect hop too
+    (backdrop/fences.py), within the fetch limits of the environment. One per run is enough (`prepare_input`)."""
+    return httpx.AsyncClient(follow_redirects=True, timeout=httpx.Timeout(30.0, connect=10.0), trust_env=False,
+                             transport=fenced_transport(fetch_limits().fence))
+
+
 async def prepare_input(
     source: str,
     *,
@@ -208,12 +215,13 @@ async def prepare_input(
     fit_inputs: bool = False,
     http: httpx.AsyncClient | None = None,
 ) -> PreparedInput:
-    """Fetch, check and stage one input picture. Raises InputRejected with a code on any problem."""
-    own = http is None
-    http = http or httpx.AsyncClient(  # fenced: every connection, each redirect hop too (backdrop/fences.py)
-        follow_redirects=True, timeout=httpx.Timeout(30.0, connect=10.0), trust_env=False,
-        transport=fenced_transport(fetch_limits().fence),
-    )
+    """Fetch, check and stage one input picture. Raises InputRejected with a code on any problem.
+
+    `http` is the run's `fetch_client()`; without one, a URL gets a client of its own (a file needs none: a
+    client costs an SSL context, some 20 ms of CPU)."""
+    own = http is None and is_fetched(source)
+    if own:
+        http = fetch_client()
     try:
         data = await read_source(source, base_dir, http)
     except InputRejected:
@@ -221,7 +229,7 @@ async def prepare_input(
     except Exception as exc:  # whatever a cell holds, the row is the failure boundary
         raise _unexpected("input_unreadable", "cannot read this input", source, exc) from exc
     finally:
-        if own:
+        if own and http is not None:
             await http.aclose()
     try:
         data, ctype, w, h, note = await asyncio.to_thread(_check, data, fit_inputs)

@@ -12,7 +12,7 @@ import httpx
 from backdrop.errors import InputRejected
 from backdrop.fences import FetchRefused, fetch_limits
 
-__all__ = ["FETCH_CAP", "read_source"]
+__all__ = ["FETCH_CAP", "is_fetched", "read_source"]
 
 #: how much we are willing to fetch at all (fit_inputs may shrink a bigger picture)
 FETCH_CAP = 64 * 1024 * 1024
@@ -69,12 +69,24 @@ async def _fetch(url: str, http: httpx.AsyncClient) -> bytes:
         raise InputRejected("input_unreachable", f"cannot fetch the image: {type(exc).__name__}") from exc
 
 
-async def read_source(source: str, base_dir: Path | None, http: httpx.AsyncClient) -> bytes:
-    """The raw bytes behind a CSV cell: an http(s) URL, or a path inside the CSV's folder."""
+def is_fetched(source: str) -> bool:
+    """True for a cell that is fetched over HTTP (an http(s) URL), False for anything else (a file, a refusal, a
+    cell that is no URL at all: `read_source` says why)."""
+    try:
+        return urlparse(source).scheme.lower() in ("http", "https")
+    except ValueError:  # "Invalid IPv6 URL" and the like
+        return False
+
+
+async def read_source(source: str, base_dir: Path | None, http: httpx.AsyncClient | None) -> bytes:
+    """The raw bytes behind a CSV cell: an http(s) URL (fetched with `http`, required then), or a path inside the
+    CSV's folder."""
     if not source:
         raise InputRejected("input_missing", "image_url is empty")
     scheme = urlparse(source).scheme.lower()
     if scheme in ("http", "https"):
+        if http is None:
+            raise ValueError("an http(s) source needs a client")
         return await _fetch(source, http)
     if scheme and len(scheme) > 1:  # one letter is a Windows drive, anything else a refused scheme
         raise InputRejected("input_scheme_refused", f"'{scheme}:' inputs are not accepted")

@@ -233,3 +233,36 @@ async def test_a_waiting_create_yields_to_polls_until_the_queue_is_short() -> No
     await limiter.acquire(can_wait=True)
     order.append(f"create at {clock[0]:.0f}")
     assert order == ["create at 5"]  # it booked the slot after the polls, and only once that was near
+
+
+def test_a_stalled_process_sends_late_never_bunched() -> None:
+    """Slots booked ahead are confirmed against what has really left: two requests that leave late (the process
+    stalled past their slot) push the next one back a whole window, instead of leaving three within one."""
+    clock = FakeClock()
+
+    async def stalled(seconds: float) -> None:  # the clock is the test's: a sleep only lets the others run
+        await asyncio.sleep(0)
+
+    limiter = SlidingWindowLimiter([(2, 1.0)], clock=clock, sleep=stalled)
+    sent: dict[str, float] = {}
+
+    async def request(name: str) -> None:
+        await limiter.settle(await limiter.acquire())
+        sent[name] = clock.now
+
+    async def run() -> None:
+        await request("a1")
+        await request("a2")  # two at t=0, answered at once
+        waiting = [asyncio.create_task(request(name)) for name in ("a3", "a4", "a5")]
+        for _ in range(5):
+            await asyncio.sleep(0)  # booked: a3 and a4 at t=1, a5 at t=2
+        assert not sent.keys() - {"a1", "a2"}
+        clock.now = 2.0  # the process wakes only now: a3 and a4 leave at t=2, late
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert "a5" not in sent  # booked for t=2, but two requests really left at t=2: it waits for t=3
+        clock.now = 3.0
+        await asyncio.gather(*waiting)
+
+    asyncio.run(run())
+    assert sent == {"a1": 0.0, "a2": 0.0, "a3": 2.0, "a4": 2.0, "a5": 3.0}

@@ -58,8 +58,9 @@ from sqlalchemy.exc import DBAPIError
 
 from backdrop.errors import ConfigError
 from backdrop.identity import egress_limiter_key_id, limiter_key_id
-from backdrop.pacing.memory import IN_FLIGHT_MAX_SECONDS, _windows, checked_windows, vendor_windows, wait_horizon
+from backdrop.pacing.memory import IN_FLIGHT_MAX_SECONDS
 from backdrop.pacing.slots import engine_for, failure, key_lock, redacted, serialise, slots, transient
+from backdrop.pacing.windows import checked_windows, for_waiting, key_windows, vendor_windows, wait_horizon
 from backdrop.settings import BackdropSettings
 
 __all__ = ["DatabaseLimiter", "SKEW_GRACE_SECONDS", "Ticket", "database_limiter"]
@@ -111,6 +112,8 @@ class DatabaseLimiter:
         if egress_key_id is not None:
             budgets.insert(0, (egress_key_id, checked_windows(egress_windows or checked)))
         self._budgets = [(key, wins, _kth_query(wins)) for key, wins in budgets]
+        # what a request that can wait (an upload, a create) must keep: the poll reserve stays free (memory.py)
+        self._waiting = [(key, for_waiting(wins), _kth_query(for_waiting(wins))) for key, wins in budgets]
         self._horizon = max(wait_horizon(wins) for _, wins in budgets)
         self._longest = max(s for _, wins in budgets for _, s in wins)
         key: BindParameter[str] = bindparam("key")
@@ -169,7 +172,7 @@ class DatabaseLimiter:
                 serialise(conn, key)
             now = self._clock()
             slot = now
-            for key, windows, kth_query in self._budgets:
+            for key, windows, kth_query in self._budgets if horizon is None else self._waiting:
                 params: dict[str, Any] = {"key": key, "stale": now - self._longest - SKEW_GRACE_SECONDS,
                                           "now": now, "fresh": now - IN_FLIGHT_MAX_SECONDS}
                 params.update({f"since{i}": now - s for i, (_, s) in enumerate(windows)})
@@ -252,7 +255,7 @@ def database_limiter(settings: BackdropSettings) -> DatabaseLimiter:
     egress address's budget too (`egress_limiter_key_id`: shared by every key leaving through it)."""
     if not settings.limiter_url:
         raise ValueError("no limiter_url: the in-process limiter paces this process")
-    key = (settings.limiter_url, limiter_key_id(settings), _windows(settings), egress_limiter_key_id(settings),
+    key = (settings.limiter_url, limiter_key_id(settings), key_windows(settings), egress_limiter_key_id(settings),
            vendor_windows(settings))
     with _shared_lock:
         limiter = _shared.get(key)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import threading
 import time
 from collections import deque
@@ -30,10 +29,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 from backdrop.identity import process_egress_key, process_limiter_key
+from backdrop.pacing.windows import checked_windows, for_waiting, key_windows, vendor_windows, wait_horizon
 from backdrop.settings import BackdropSettings
 
-__all__ = ["RateLimiter", "SlidingWindowLimiter", "limiter_from_settings", "shared_limiter", "vendor_windows",
-           "wait_horizon"]
+__all__ = ["IN_FLIGHT_MAX_SECONDS", "RateLimiter", "SlidingWindowLimiter", "limiter_from_settings", "shared_limiter"]
 
 
 @runtime_checkable
@@ -43,25 +42,6 @@ class RateLimiter(Protocol):
 
     async def settle(self, ticket: object) -> None:
         """The request sent in this slot has its answer (or failed): count the slot from now on."""
-
-
-def checked_windows(windows: Sequence[tuple[int, float]]) -> tuple[tuple[int, float], ...]:
-    """The `(count, seconds)` windows as a tuple; ValueError unless there is one and each is sound."""
-    if not windows:
-        raise ValueError("at least one (count, seconds) window is needed")
-    for count, seconds in windows:
-        if count < 1 or seconds <= 0:
-            raise ValueError(f"bad window ({count}, {seconds}): need count >= 1, seconds > 0")
-    return tuple((int(n), float(s)) for n, s in windows)
-
-
-def wait_horizon(windows: Sequence[tuple[int, float]]) -> float:
-    """How far ahead requests that `can_wait` may book: two steady-state slots (2 x 1.2 s at the vendor).
-
-    Polls book at once; uploads and creates join the queue only when it is shorter than this, so a poll
-    never waits behind a long line of creates and no task is left unpolled near the polling window.
-    """
-    return 2 * max(seconds / count for count, seconds in windows)
 
 
 class SlidingWindowLimiter:
@@ -83,6 +63,7 @@ class SlidingWindowLimiter:
         also: Sequence[SlidingWindowLimiter] = (),
     ) -> None:
         self.windows = checked_windows(windows)
+        self.waiting_windows = for_waiting(self.windows)  # for uploads and creates: polls keep a reserve
         self.also: tuple[SlidingWindowLimiter, ...] = tuple(also)
         if any(other.also for other in self.also):
             raise ValueError("a shared budget must be a plain limiter (one lock order: shared, then own)")
@@ -110,15 +91,17 @@ class SlidingWindowLimiter:
             stack.enter_context(budget._lock)
         return stack
 
-    def _next_free(self, now: float, *, sent_only: bool = False, excluding: _Slot | None = None) -> float:
-        """The earliest slot from `now` that keeps this budget's windows (its lock held), counting every slot
-        booked, or with `sent_only` those whose request has left (but `excluding`)."""
-        for cell in list(self._open):  # at most the requests in flight: a handful
+    def _next_free(self, now: float, *, sent_only: bool = False, excluding: _Slot | None = None,
+                   waiting: bool = False) -> float:
+        """The earliest slot from `now` that keeps this budget's windows (its lock held; `waiting`: the windows
+        less the poll reserve), counting every slot booked, with the requests in flight from now; or with
+        `sent_only` those whose request has left (but `excluding`), each from when it left or was answered."""
+        for cell in list(self._open) if not sent_only else ():  # at most the requests in flight: a handful
             if not cell.still_open(now):
                 self._open.discard(cell)
         slot = now
         ordered: list[float] | None = None
-        for count, seconds in self.windows:
+        for count, seconds in self.waiting_windows if waiting else self.windows:
             if len(self._slots) >= count:  # only a full window needs its count-th latest slot
                 # one sort in C of nearly ordered times (slots come in grant order): ~10x cheaper than
                 # heapq.nlargest's Python loop, and this runs for every waiter, several times a slot
@@ -133,7 +116,8 @@ class SlidingWindowLimiter:
         with self._locked():
             now = self._clock()
             # a later slot keeps a budget's windows too, so the latest of the earliest fits every budget
-            slot = max(budget._next_free(now) for budget in self._budgets)
+            # a request that can wait (horizon given) leaves every long window's poll reserve alone
+            slot = max(budget._next_free(now, waiting=horizon is not None) for budget in self._budgets)
             if horizon is not None and slot - now > horizon:
                 return None
             cell = _Slot(slot)
@@ -167,7 +151,9 @@ class SlidingWindowLimiter:
         A slot is booked ahead, counted with slots that were booked too; when the process stalls (a busy
         machine: a loaded event loop, a descheduled process), requests booked apart leave together, late, while
         a later one may leave on time: the server then sees them closer than any window allows. Counting only
-        what has left, at the moment it leaves, keeps the windows whatever the stall.
+        what has left, at the moment it leaves, keeps the windows whatever the stall. A request in flight counts
+        from when it left here, not from now as at booking: else a waiter would be pushed back for as long as any
+        answer is slow, polls included (the booking already counted them from now).
         """
         with self._locked():
             now = self._clock()
@@ -230,54 +216,10 @@ class _Slot:
         self.open = False
 
 
-#: Added to every window: the server counts arrivals, and network jitter can bring two requests
-#: sent exactly one window apart closer together than that.
-JITTER_MARGIN_SECONDS = 0.05
-
-
-#: The short (per-second) window is widened by this share, and by at least SHORT_WINDOW_MIN_SLACK_SECONDS:
-#: slots are booked ahead, and one whose request leaves late (a busy event loop stalls for tens of
-#: milliseconds, whatever the window) must not bring its successor inside the server's window. It costs no
-#: throughput: the long window (250 per 300 s), not the short one, sets the sustained rate.
-SHORT_WINDOW_SLACK = 0.2
-SHORT_WINDOW_MIN_SLACK_SECONDS = 0.1
-
-
-def _margin(seconds: float) -> float:
-    """The long window's margin, for clock skew between hosts (the settling of slots covers lateness)."""
-    return JITTER_MARGIN_SECONDS * min(1.0, seconds)
-
-
-def _windows(settings: BackdropSettings) -> tuple[tuple[int, float], ...]:
-    """The key's windows: the vendor's (`vendor_windows`), and the burst the settings ask for."""
-    windows = vendor_windows(settings)
-    if settings.rate_limit_burst is not None and settings.rate_limit_burst < settings.rate_limit_requests:
-        # `burst` requests per the time the window's average rate takes to allow them
-        n = settings.rate_limit_burst
-        windows += ((n, n * settings.rate_limit_window_seconds / settings.rate_limit_requests),)
-    return windows
-
-
-def vendor_windows(settings: BackdropSettings) -> tuple[tuple[int, float], ...]:
-    """The vendor's windows with their margins; an egress budget keeps these (a burst is one key's choice)."""
-    per_second = settings.rate_limit_per_second
-    short = settings.rate_limit_short_window_seconds
-    # r per second over a short window w becomes floor(r*w) requests per floor(r*w)/r seconds
-    # (2.5/s over 1 s -> 2 per 0.8 s; a sandbox 20x faster counts 5 per 0.05 s, not 100 per 1 s).
-    burst = max(1, math.floor(per_second * short))
-    burst_seconds = burst / per_second
-    windows: tuple[tuple[int, float], ...] = (
-        (settings.rate_limit_requests,
-         settings.rate_limit_window_seconds + _margin(settings.rate_limit_window_seconds)),
-        (burst, burst_seconds + max(SHORT_WINDOW_SLACK * burst_seconds, SHORT_WINDOW_MIN_SLACK_SECONDS)),
-    )
-    return windows
-
-
 def limiter_from_settings(settings: BackdropSettings) -> SlidingWindowLimiter:
     """A new limiter with the settings' window and per-second limits (each window a little longer,
     by `JITTER_MARGIN_SECONDS`)."""
-    return SlidingWindowLimiter(_windows(settings))
+    return SlidingWindowLimiter(key_windows(settings))
 
 
 _shared: dict[tuple[object, ...], SlidingWindowLimiter] = {}
@@ -287,7 +229,7 @@ _shared_lock = threading.Lock()
 def shared_limiter(settings: BackdropSettings) -> SlidingWindowLimiter:
     """The process-wide limiter for this API URL, key and limits (the vendor counts per key), which also keeps
     the process-wide budget of the egress address (`BACKDROP_EGRESS_ID`) on that server, shared by every key."""
-    shared, windows = vendor_windows(settings), _windows(settings)
+    shared, windows = vendor_windows(settings), key_windows(settings)
     egress_key = ("egress", *process_egress_key(settings), shared)
     key = (*process_limiter_key(settings), windows, egress_key)  # host aliases: one limit
     with _shared_lock:

@@ -11,6 +11,7 @@ import pytest
 
 from backdrop.client import BackdropClient
 from backdrop.pacing import memory as limiter_module
+from backdrop.pacing import windows as windows_module
 from backdrop.pacing.memory import SlidingWindowLimiter, limiter_from_settings, shared_limiter
 from tests.client.helpers import FakeClock, make_settings, worst_window
 
@@ -146,8 +147,8 @@ def test_threads_with_their_own_event_loops_share_one_limit() -> None:
 
 
 def test_settings_become_windows_with_a_jitter_margin() -> None:
-    m = limiter_module.JITTER_MARGIN_SECONDS  # for clock skew between hosts
-    k = 1 + limiter_module.SHORT_WINDOW_SLACK
+    m = windows_module.JITTER_MARGIN_SECONDS  # for clock skew between hosts
+    k = 1 + windows_module.SHORT_WINDOW_SLACK
     assert limiter_from_settings(make_settings()).windows == ((250, 300.0 + m), (5, pytest.approx(1.0 * k)))
     fractional = limiter_from_settings(
         make_settings(rate_limit_per_second=2.5, rate_limit_requests=10)
@@ -160,7 +161,7 @@ def test_settings_become_windows_with_a_jitter_margin() -> None:
                                                  rate_limit_short_window_seconds=0.05))
     assert scaled.windows[0] == (250, pytest.approx(15.05)) and scaled.windows[1][0] == 5
     # a stalled event loop is as late at any time scale: at least 0.1 s of slack on the short window
-    assert scaled.windows[1][1] == pytest.approx(0.05 + limiter_module.SHORT_WINDOW_MIN_SLACK_SECONDS)
+    assert scaled.windows[1][1] == pytest.approx(0.05 + windows_module.SHORT_WINDOW_MIN_SLACK_SECONDS)
 
 
 def test_a_burst_setting_spreads_requests_at_the_window_s_average_rate() -> None:
@@ -206,17 +207,40 @@ def test_bad_windows_are_refused(windows: list[tuple[int, float]]) -> None:
 
 
 def test_polls_go_first_creates_book_only_a_short_way_ahead() -> None:
-    """Requests that can wait (uploads, creates) do not queue deep; a poll books behind at most two slots."""
+    """Requests that can wait (uploads, creates) do not queue deep, and leave a third of a long window to polls."""
     clock = [0.0]
-    limiter = SlidingWindowLimiter([(10, 10.0)], clock=lambda: clock[0])  # steady state: 1 per second
-    horizon = limiter_module.wait_horizon(limiter.windows)
+    limiter = SlidingWindowLimiter([(12, 12.0)], clock=lambda: clock[0])  # steady state: 1 per second
+    horizon = windows_module.wait_horizon(limiter.windows)
     assert horizon == 2.0
-    for _ in range(10):
-        assert limiter.reserve(horizon) == 0.0  # the burst allowance is free for everyone
-    assert limiter.reserve(horizon) is None  # the next free slot is 10 s away: a create waits its turn
-    clock[0] = 8.5
-    assert limiter.reserve(horizon) == 1.5  # now it is near enough to book
-    assert limiter.reserve() == 1.5  # a poll always books (after a burst, the window frees 10 at once)
+    for _ in range(8):
+        assert limiter.reserve(horizon) == 0.0  # two thirds of the burst allowance are free for creates
+    assert limiter.reserve(horizon) is None  # the last third is the polls': a create waits its turn
+    for _ in range(4):
+        assert limiter.reserve() == 0.0  # a poll books at once, in the reserve
+    clock[0] = 10.5
+    assert limiter.reserve(horizon) == 1.5  # the window frees at 12 s: near enough to book
+    assert limiter.reserve() == 1.5  # a poll always books (after a burst, the window frees 12 at once)
+
+
+def test_a_batch_s_first_burst_leaves_the_polls_of_its_tasks_a_slot_within_the_gap() -> None:
+    """The vendor's windows (250 per 300 s, 5 per second): creates that try as fast as they may for a minute take
+    two thirds of the 300 s window and no more, and the polls of the tasks they made (one each, a second for some)
+    book at the 5-per-second pace, not when the window slides four minutes later."""
+    clock = [0.0]
+    limiter = SlidingWindowLimiter([(250, 300.0), (5, 1.0)], clock=lambda: clock[0])
+    horizon = windows_module.wait_horizon(limiter.windows)
+    creates = 0
+    while clock[0] < 60.0:
+        wait = limiter.reserve(horizon)
+        if wait is None:
+            clock[0] += horizon / 2
+            continue
+        clock[0] += wait
+        creates += 1
+    assert creates == 250 - 250 // 3
+    waits = [limiter.reserve() for _ in range(250 // 3)]
+    assert max(waits) <= 1.0 * (250 // 3) / 5 + 1e-9  # only the 5-per-second window spaces them
+    assert limiter.reserve(horizon) is None  # the window is full: creates wait for it to slide
 
 
 @pytest.mark.anyio

@@ -21,8 +21,9 @@ from backdrop.identity import limiter_key_id
 from backdrop.pacing import limiter_for
 from backdrop.pacing import slots as slots_db
 from backdrop.pacing.database import SKEW_GRACE_SECONDS, DatabaseLimiter
-from backdrop.pacing.memory import IN_FLIGHT_MAX_SECONDS, SlidingWindowLimiter, _windows, shared_limiter
+from backdrop.pacing.memory import IN_FLIGHT_MAX_SECONDS, SlidingWindowLimiter, shared_limiter
 from backdrop.pacing.slots import slots
+from backdrop.pacing.windows import key_windows as _windows
 from tests.client.helpers import KEY, FakeClock, make_settings, worst_window
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -18,7 +18,9 @@ from hypothesis import strategies as st
 from backdrop.identity import egress_id, egress_limiter_key_id, limiter_key_id
 from backdrop.pacing import limiter_for
 from backdrop.pacing.database import DatabaseLimiter
-from backdrop.pacing.memory import SlidingWindowLimiter, _windows, shared_limiter, vendor_windows
+from backdrop.pacing.memory import SlidingWindowLimiter, shared_limiter
+from backdrop.pacing.windows import key_windows as _windows
+from backdrop.pacing.windows import vendor_windows
 from tests.client.helpers import FakeClock, make_settings, worst_window
 from tests.client.test_db_limiter import run_together, stored_slots
 

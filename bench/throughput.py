@@ -204,9 +204,13 @@ def _server_cpu(server: PrefectServer, results: dict[str, Any], mode: str, rows:
 
 def _print_profile(path: Path, rows: int, cpu_seconds: float) -> None:
     """Where the batch's CPU went, by owner (bench/_profile.py), once py-spy has written its file."""
-    deadline = time.monotonic() + 30
-    while not (path.is_file() and path.stat().st_size) and time.monotonic() < deadline:
-        time.sleep(0.5)  # py-spy writes when the batch has exited
+    deadline, size = time.monotonic() + 60, -1
+    while time.monotonic() < deadline:  # py-spy writes once the batch has exited: wait until the file stops growing
+        now = path.stat().st_size if path.is_file() else 0
+        if now and now == size:
+            break
+        size = now
+        time.sleep(1.0)
     if not path.is_file():
         print(f"no profile at {path}", flush=True)
         return

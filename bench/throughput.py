@@ -1,6 +1,7 @@
 """Throughput at the vendor's limit, measured on the sandbox with the real limits scaled in time.
 
-    .venv/bin/python bench/throughput.py [--rows 1000] [--time-scale 20] [--modes upload,url,...]
+    .venv/bin/python bench/throughput.py [--rows 1000] [--time-scale 20] [--modes upload,url,...] [--load N]
+                                         [--profile-dir DIR]
 
 One key allows 250 requests per rolling 300 s. A picture takes at least 3 requests with an upload (file slot,
 create, one poll) and 2 with a public URL, so the limit is 1,000 pictures an hour with uploads and 1,500 with
@@ -13,9 +14,10 @@ url, webhook, vendor_sample (fixed 2 s polls, as the vendor's sample code), two_
 limiter in a database), two_keys_one_host (two batches with two keys and two accounts at once on one host: the
 vendor's per-address limit, 250 per 300 s, is shared, through the database limiter); then the peak RSS of a
 10,000-row run and a re-run of a finished batch. Every mode reports how long finished tasks waited for the poll
-that found them done (p50/p95). A mode whose batch fails prints its
-error (the batch's stderr tail) and its partial figures, and the other modes still run. The last line is always
-one JSON object with every figure (a failed mode's object carries "error").
+that found them done (p50/p95), and every mode the Prefect server's CPU per row beside the batch's. `--load N`
+runs N busy processes beside everything; `--profile-dir` samples each batch with py-spy. A mode whose batch fails
+prints its error (the batch's stderr tail) and its partial figures, and the other modes still run. The last line is
+always one JSON object with every figure (a failed mode's object carries "error").
 """
 
 from __future__ import annotations
@@ -217,9 +219,13 @@ def _server_cpu(server: PrefectServer, results: dict[str, Any], mode: str, rows:
 
 def _print_profile(path: Path, rows: int, cpu_seconds: float) -> None:
     """Where the batch's CPU went, by owner (bench/_profile.py), once py-spy has written its file."""
-    deadline = time.monotonic() + 30
-    while not (path.is_file() and path.stat().st_size) and time.monotonic() < deadline:
-        time.sleep(0.5)  # py-spy writes when the batch has exited
+    deadline, size = time.monotonic() + 60, -1
+    while time.monotonic() < deadline:  # py-spy writes once the batch has exited: wait until the file stops growing
+        now = path.stat().st_size if path.is_file() else 0
+        if now and now == size:
+            break
+        size = now
+        time.sleep(1.0)
     if not path.is_file():
         print(f"no profile at {path}", flush=True)
         return

@@ -93,15 +93,21 @@ class SlidingWindowLimiter:
 
     def _next_free(self, now: float, *, sent_only: bool = False, excluding: _Slot | None = None,
                    waiting: bool = False) -> float:
-        """The earliest slot from `now` that keeps this budget's windows (its lock held; `waiting`: the windows
-        less the poll reserve), counting every slot booked, with the requests in flight from now; or with
-        `sent_only` those whose request has left (but `excluding`), each from when it left or was answered."""
+        """The earliest slot from `now` that keeps this budget's windows (its lock held), counting every slot
+        booked, with the requests in flight from now; or with `sent_only` those whose request has left (but
+        `excluding`), each from when it left or was answered. `waiting` (an upload or a create): also the windows
+        less the poll reserve, counted over the slots of such requests only."""
         for cell in list(self._open) if not sent_only else ():  # at most the requests in flight: a handful
             if not cell.still_open(now):
                 self._open.discard(cell)
         slot = now
         ordered: list[float] | None = None
-        for count, seconds in self.waiting_windows if waiting else self.windows:
+        if waiting:
+            waits = sorted(c.at for c in self._slots if c.waits)
+            for count, seconds in self.waiting_windows:
+                if len(waits) >= count:
+                    slot = max(slot, waits[-count] + seconds)
+        for count, seconds in self.windows:
             if len(self._slots) >= count:  # only a full window needs its count-th latest slot
                 # one sort in C of nearly ordered times (slots come in grant order): ~10x cheaper than
                 # heapq.nlargest's Python loop, and this runs for every waiter, several times a slot
@@ -120,7 +126,7 @@ class SlidingWindowLimiter:
             slot = max(budget._next_free(now, waiting=horizon is not None) for budget in self._budgets)
             if horizon is not None and slot - now > horizon:
                 return None
-            cell = _Slot(slot)
+            cell = _Slot(slot, waits=horizon is not None)
             for budget in self._budgets:
                 budget._slots.append(cell)
                 budget._open.add(cell)
@@ -195,11 +201,13 @@ class _Slot:
     """One granted slot. `at` is when the server may have counted it: its time, moved to `now` while the
     request is in flight (it may arrive any moment), then to the moment its answer came back."""
 
-    __slots__ = ("at", "booked", "open", "sent")
+    __slots__ = ("at", "booked", "open", "sent", "waits")
 
-    def __init__(self, at: float) -> None:
+    def __init__(self, at: float, *, waits: bool = False) -> None:
         self.at = self.booked = at
         self.open = True
+        #: booked by a request that can wait (an upload, a create): counted in the poll reserve's windows too
+        self.waits = waits
         #: False while an `acquire` waits for its slot: such a slot does not hold back the requests that
         #: confirm theirs before it (`SlidingWindowLimiter._confirm`)
         self.sent = True

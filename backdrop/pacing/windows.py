@@ -44,9 +44,10 @@ _RESERVED_FROM = 10
 
 
 def for_waiting(windows: Sequence[tuple[int, float]]) -> tuple[tuple[int, float], ...]:
-    """The windows a request that can wait must keep: each long window less its `POLL_RESERVE`."""
-    return tuple((count - math.floor(count * POLL_RESERVE) if count >= _RESERVED_FROM else count, seconds)
-                 for count, seconds in windows)
+    """The windows that the requests which can wait, counted among themselves, must keep besides the others: each
+    long window less its `POLL_RESERVE` (the total stays the whole window's, so polls also get what they leave)."""
+    return tuple((count - math.floor(count * POLL_RESERVE), seconds)
+                 for count, seconds in windows if count >= _RESERVED_FROM)
 
 
 #: Added to every window: the server counts arrivals, and network jitter can bring two requests

@@ -243,6 +243,32 @@ def test_a_batch_s_first_burst_leaves_the_polls_of_its_tasks_a_slot_within_the_g
     assert limiter.reserve(horizon) is None  # the window is full: creates wait for it to slide
 
 
+@pytest.mark.parametrize("polls_per_create", [0.5, 0.56, 1.1, 3.0])
+def test_the_reserve_costs_no_throughput_at_full_rate(polls_per_create: float) -> None:
+    """The reserve caps uploads and creates among themselves, not the total: with creates always waiting and polls
+    due in proportion, the window is used whole. A picture makes at least one poll for at most two requests that
+    can wait (its file slot and its create): 0.5 polls per such request at the least (uploads, webhooks), 0.56
+    (uploads, polling), 1.1 (public URLs), 3 (the vendor's sample, polling every 2 s)."""
+    clock = [0.0]
+    limiter = SlidingWindowLimiter([(12, 12.0)], clock=lambda: clock[0])
+    horizon = windows_module.wait_horizon(limiter.windows)
+    polls_due, times = 0.0, []
+    while clock[0] < 600.0:
+        if polls_due >= 1.0:
+            wait = limiter.reserve()  # a poll books at once
+            polls_due -= 1.0
+        else:
+            wait = limiter.reserve(horizon)
+            if wait is None:
+                clock[0] += horizon / 2
+                continue
+            polls_due += polls_per_create
+        clock[0] += wait or 0.0
+        times.append(clock[0])
+    steady = [t for t in times if 60.0 <= t < 600.0]
+    assert len(steady) >= 0.97 * 540  # one a second, the window's rate, whatever the mix
+
+
 @pytest.mark.anyio
 async def test_a_waiting_create_yields_to_polls_until_the_queue_is_short() -> None:
     clock = [0.0]

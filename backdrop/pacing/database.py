@@ -60,13 +60,13 @@ from backdrop.errors import ConfigError
 from backdrop.identity import egress_limiter_key_id, limiter_key_id
 from backdrop.pacing.memory import IN_FLIGHT_MAX_SECONDS
 from backdrop.pacing.slots import engine_for, failure, key_lock, redacted, serialise, slots, transient
-from backdrop.pacing.windows import checked_windows, for_waiting, key_windows, vendor_windows, wait_horizon
+from backdrop.pacing.windows import checked_windows, key_windows, vendor_windows, wait_horizon
 from backdrop.settings import BackdropSettings
 
 __all__ = ["DatabaseLimiter", "SKEW_GRACE_SECONDS", "Ticket", "database_limiter"]
 
 #: A granted slot's row id, or (egress row id, key row id) when the limiter keeps an egress budget.
-Ticket = int | tuple[int, ...]
+Ticket = int | tuple[int, int]
 
 #: Slots are deleted only once this much older than the longest window (see the module docstring).
 SKEW_GRACE_SECONDS = 60.0
@@ -112,10 +112,6 @@ class DatabaseLimiter:
         if egress_key_id is not None:
             budgets.insert(0, (egress_key_id, checked_windows(egress_windows or checked)))
         self._budgets = [(key, wins, _kth_query(wins)) for key, wins in budgets]
-        # an upload's or a create's slot is also a row under `<key>:waits`, whose windows are the long ones less the
-        # poll reserve (windows.py); those rows are only written under the key's own lock
-        self._waiting = [(f"{key}:waits", for_waiting(wins), _kth_query(for_waiting(wins)))
-                         for key, wins in budgets if for_waiting(wins)]
         self._horizon = max(wait_horizon(wins) for _, wins in budgets)
         self._longest = max(s for _, wins in budgets for _, s in wins)
         key: BindParameter[str] = bindparam("key")
@@ -174,8 +170,7 @@ class DatabaseLimiter:
                 serialise(conn, key)
             now = self._clock()
             slot = now
-            budgets = self._budgets if horizon is None else [*self._budgets, *self._waiting]
-            for key, windows, kth_query in budgets:
+            for key, windows, kth_query in self._budgets:
                 params: dict[str, Any] = {"key": key, "stale": now - self._longest - SKEW_GRACE_SECONDS,
                                           "now": now, "fresh": now - IN_FLIGHT_MAX_SECONDS}
                 params.update({f"since{i}": now - s for i, (_, s) in enumerate(windows)})
@@ -190,12 +185,12 @@ class DatabaseLimiter:
             if horizon is not None and slot - now > horizon:
                 return None
             row_ids = []
-            for key, _, _ in budgets:
+            for key, _, _ in self._budgets:
                 inserted = conn.execute(self._insert, {"key_id": key, "slot_at": slot, "booked_at": slot,
                                                        "in_flight": in_flight})
                 # an INSERT's result always has its primary key; SQLAlchemy types it Optional for other statements
                 row_ids.append(int(cast("Row[Any]", inserted.inserted_primary_key)[0]))
-        return slot, (row_ids[0] if len(row_ids) == 1 else tuple(row_ids))
+        return slot, (row_ids[0] if len(row_ids) == 1 else (row_ids[0], row_ids[1]))
 
     def settle_slot(self, slot_id: Ticket, *, sent: bool = True) -> None:
         """The slot's request has its answer: it counts from now, if later (blocking I/O). `sent=False`:

@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 from backdrop.identity import process_egress_key, process_limiter_key
-from backdrop.pacing.windows import checked_windows, for_waiting, key_windows, vendor_windows, wait_horizon
+from backdrop.pacing.windows import checked_windows, key_windows, vendor_windows, wait_horizon
 from backdrop.settings import BackdropSettings
 
 __all__ = ["IN_FLIGHT_MAX_SECONDS", "RateLimiter", "SlidingWindowLimiter", "limiter_from_settings", "shared_limiter"]
@@ -63,7 +63,6 @@ class SlidingWindowLimiter:
         also: Sequence[SlidingWindowLimiter] = (),
     ) -> None:
         self.windows = checked_windows(windows)
-        self.waiting_windows = for_waiting(self.windows)  # for uploads and creates: polls keep a reserve
         self.also: tuple[SlidingWindowLimiter, ...] = tuple(also)
         if any(other.also for other in self.also):
             raise ValueError("a shared budget must be a plain limiter (one lock order: shared, then own)")
@@ -91,22 +90,15 @@ class SlidingWindowLimiter:
             stack.enter_context(budget._lock)
         return stack
 
-    def _next_free(self, now: float, *, sent_only: bool = False, excluding: _Slot | None = None,
-                   waiting: bool = False) -> float:
+    def _next_free(self, now: float, *, sent_only: bool = False, excluding: _Slot | None = None) -> float:
         """The earliest slot from `now` that keeps this budget's windows (its lock held), counting every slot
         booked, with the requests in flight from now; or with `sent_only` those whose request has left (but
-        `excluding`), each from when it left or was answered. `waiting` (an upload or a create): also the windows
-        less the poll reserve, counted over the slots of such requests only."""
+        `excluding`), each from when it left or was answered."""
         for cell in list(self._open) if not sent_only else ():  # at most the requests in flight: a handful
             if not cell.still_open(now):
                 self._open.discard(cell)
         slot = now
         ordered: list[float] | None = None
-        if waiting:
-            waits = sorted(c.at for c in self._slots if c.waits)
-            for count, seconds in self.waiting_windows:
-                if len(waits) >= count:
-                    slot = max(slot, waits[-count] + seconds)
         for count, seconds in self.windows:
             if len(self._slots) >= count:  # only a full window needs its count-th latest slot
                 # one sort in C of nearly ordered times (slots come in grant order): ~10x cheaper than
@@ -122,11 +114,10 @@ class SlidingWindowLimiter:
         with self._locked():
             now = self._clock()
             # a later slot keeps a budget's windows too, so the latest of the earliest fits every budget
-            # a request that can wait (horizon given) leaves every long window's poll reserve alone
-            slot = max(budget._next_free(now, waiting=horizon is not None) for budget in self._budgets)
+            slot = max(budget._next_free(now) for budget in self._budgets)
             if horizon is not None and slot - now > horizon:
                 return None
-            cell = _Slot(slot, waits=horizon is not None)
+            cell = _Slot(slot)
             for budget in self._budgets:
                 budget._slots.append(cell)
                 budget._open.add(cell)
@@ -201,13 +192,11 @@ class _Slot:
     """One granted slot. `at` is when the server may have counted it: its time, moved to `now` while the
     request is in flight (it may arrive any moment), then to the moment its answer came back."""
 
-    __slots__ = ("at", "booked", "open", "sent", "waits")
+    __slots__ = ("at", "booked", "open", "sent")
 
-    def __init__(self, at: float, *, waits: bool = False) -> None:
+    def __init__(self, at: float) -> None:
         self.at = self.booked = at
         self.open = True
-        #: booked by a request that can wait (an upload, a create): counted in the poll reserve's windows too
-        self.waits = waits
         #: False while an `acquire` waits for its slot: such a slot does not hold back the requests that
         #: confirm theirs before it (`SlidingWindowLimiter._confirm`)
         self.sent = True

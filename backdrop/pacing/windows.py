@@ -1,5 +1,5 @@
 """The arithmetic of the vendor's request windows: which `(count, seconds)` windows a key and an address keep,
-with their margins, how far ahead a request that can wait may book, and the poll reserve it leaves alone.
+with their margins, how far ahead a request that can wait may book.
 
 Plain functions of the settings, shared by the in-process limiter (`memory`) and the database one (`database`).
 """
@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 from backdrop.settings import BackdropSettings
 
-__all__ = ["JITTER_MARGIN_SECONDS", "POLL_RESERVE", "SHORT_WINDOW_MIN_SLACK_SECONDS", "SHORT_WINDOW_SLACK",
-           "checked_windows", "for_waiting", "key_windows", "vendor_windows", "wait_horizon"]
+__all__ = ["JITTER_MARGIN_SECONDS", "SHORT_WINDOW_MIN_SLACK_SECONDS", "SHORT_WINDOW_SLACK",
+           "checked_windows", "key_windows", "vendor_windows", "wait_horizon"]
 
 
 def checked_windows(windows: Sequence[tuple[int, float]]) -> tuple[tuple[int, float], ...]:
@@ -32,22 +32,6 @@ def wait_horizon(windows: Sequence[tuple[int, float]]) -> float:
     never waits behind a long line of creates and no task is left unpolled near the polling window.
     """
     return 2 * max(seconds / count for count, seconds in windows)
-
-
-#: The share of a long window (at least `_RESERVED_FROM` requests) that requests which can wait (uploads and
-#: creates) never take: it is kept for polls. Without it, a batch's first burst spends the whole 300 s window on
-#: uploads and creates in its first minute, and the tasks they made wait for a poll until that window slides, four
-#: minutes past the 20 s Backdrop allows (the bench measured 150 vendor seconds). A third costs no throughput:
-#: uploads and creates are at most two thirds of a picture's requests (file slot, create, one poll).
-POLL_RESERVE = 1 / 3
-_RESERVED_FROM = 10
-
-
-def for_waiting(windows: Sequence[tuple[int, float]]) -> tuple[tuple[int, float], ...]:
-    """The windows that the requests which can wait, counted among themselves, must keep besides the others: each
-    long window less its `POLL_RESERVE` (the total stays the whole window's, so polls also get what they leave)."""
-    return tuple((count - math.floor(count * POLL_RESERVE), seconds)
-                 for count, seconds in windows if count >= _RESERVED_FROM)
 
 
 #: Added to every window: the server counts arrivals, and network jitter can bring two requests

@@ -9,7 +9,6 @@ from prefect.cache_policies import NO_CACHE
 
 from backdrop.errors import InputRejected
 from backdrop.pipeline.preflight import PreparedInput, prepare_input
-from backdrop.pipeline.sources import is_fetched
 from tasks.resources import task_resources
 
 
@@ -25,7 +24,7 @@ async def preflight_input(
                 base_dir=Path(base_dir) if base_dir else None,
                 staging_dir=Path(staging_dir),
                 fit_inputs=fit_inputs,
-                http=res.fetcher() if is_fetched(source) else None,  # the run's client: one SSL context, not one each
+                http=res.fetcher(),  # the run's fenced client: one SSL context a run, not one a picture
             )
         except InputRejected as rejected:
             return rejected

@@ -72,31 +72,40 @@ def _run(cfg: BackdropSettings, vendor: Vendor, planner: PollPlanner, hooks: Hoo
                                      planner=planner, receiver=hooks))  # type: ignore[arg-type]
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
     duration=st.floats(0.0, 300.0),
     max_gap=st.floats(2.0, 120.0),
     interval=st.one_of(st.none(), st.floats(1.0, 60.0)),
+    step=st.floats(0.05, 60.0),
     first=st.floats(0.0, 200.0),
     cap=st.floats(0.5, 200.0),
     strategy=st.sampled_from(["adaptive", "fixed"]),
     webhook=st.sampled_from([None, "never", "on_time"]),
+    resume=st.one_of(st.none(), st.just(0.0), st.floats(0.0, 200.0)),
 )
 def test_no_gap_between_polls_is_longer_than_allowed(duration: float, max_gap: float, interval: float | None,
-                                                     first: float, cap: float, strategy: str,
-                                                     webhook: str | None) -> None:
+                                                     step: float, first: float, cap: float, strategy: str,
+                                                     webhook: str | None, resume: float | None) -> None:
+    """Every wait, the first, the second (`after_first`) and later ones, in poll and webhook mode and when resuming
+    (`first_delay` given: 0 polls at once), with any vendor `polling_interval` and poll_interval (`step`): never
+    past the allowed silence, and when polling, never sooner than the settings' smallest step (no poll storm)."""
     cfg = BackdropSettings(poll_max_gap_seconds=max_gap, poll_first_seconds=first, poll_max_interval_seconds=cap,
-                           poll_strategy=strategy, poll_deadline_seconds=10_000)
+                           poll_interval_seconds=step, poll_strategy=strategy, poll_deadline_seconds=10_000)
     clock = Clock()
     vendor = Vendor(clock, done_at=duration, interval=interval)
     planner = PollPlanner(cfg)
     planner.observe_polling_interval(interval)  # the create's answer carried it too
     hooks = None if webhook is None else Hooks(clock, duration if webhook == "on_time" else None)
-    result = _run(cfg, vendor, planner, hooks)
+    result = asyncio.run(wait_for_task(vendor, "t", cfg, sleep=clock.sleep, now=clock,  # type: ignore[arg-type]
+                                       first_delay=resume, planner=planner, receiver=hooks))  # type: ignore[arg-type]
     allowed = WAIT_SHARE * (min(max_gap, interval) if interval else max_gap)
-    assert max(_gaps(vendor.polls)) <= allowed + 1e-9
+    gaps = _gaps(vendor.polls)
+    assert max(gaps) <= allowed + 1e-9
     assert result.status.status == "success" and vendor.polls[-1] >= duration
-    if webhook == "on_time":  # a delivery is followed by exactly one poll
+    if hooks is None or resume is not None:  # polling: no storm after the first wait
+        assert all(g >= min(step, cap, allowed) - 1e-9 for g in gaps[1:])
+    elif webhook == "on_time":  # a delivery is followed by exactly one poll
         assert vendor.polls[-1] == duration
 
 
@@ -170,35 +179,3 @@ def test_a_run_of_vendor_like_tasks_costs_few_polls_and_finished_tasks_wait_litt
     assert 1.15 <= sum(settled) / len(settled) <= 1.21
     assert tail[int(0.95 * len(tail))] <= 11.0
     assert tail[len(tail) // 2] <= 7.0
-
-
-@settings(max_examples=150, deadline=None)
-@given(
-    duration=st.floats(0.0, 300.0),
-    max_gap=st.floats(2.0, 120.0),
-    vendor=st.one_of(st.none(), st.floats(1.0, 60.0)),
-    interval=st.floats(0.05, 60.0),
-    first=st.floats(0.0, 200.0),
-    cap=st.floats(0.5, 200.0),
-    strategy=st.sampled_from(["adaptive", "fixed"]),
-    resume=st.one_of(st.none(), st.just(0.0), st.floats(0.0, 200.0)),
-)
-def test_after_the_first_poll_every_wait_is_inside_the_gap_and_none_is_a_busy_loop(
-        duration: float, max_gap: float, vendor: float | None, interval: float, first: float, cap: float,
-        strategy: str, resume: float | None) -> None:
-    """The second poll (`after_first`) and every later one, also when resuming (`first_delay` given, 0 polls at
-    once) and with any poll_interval: never past the allowed silence, never sooner than the settings' smallest
-    step (no poll storm after a first wait of 0)."""
-    cfg = BackdropSettings(poll_max_gap_seconds=max_gap, poll_first_seconds=first, poll_max_interval_seconds=cap,
-                           poll_interval_seconds=interval, poll_strategy=strategy, poll_deadline_seconds=10_000)
-    clock = Clock()
-    task = Vendor(clock, done_at=duration, interval=vendor)
-    planner = PollPlanner(cfg)
-    planner.observe_polling_interval(vendor)
-    result = asyncio.run(wait_for_task(task, "t", cfg, sleep=clock.sleep, now=clock,  # type: ignore[arg-type]
-                                       first_delay=resume, planner=planner))
-    allowed = WAIT_SHARE * (min(max_gap, vendor) if vendor else max_gap)
-    gaps = _gaps(task.polls)
-    assert max(gaps) <= allowed + 1e-9
-    assert all(g >= min(interval, cap, allowed) - 1e-9 for g in gaps[1:])
-    assert result.status.status == "success" and task.polls[-1] >= duration

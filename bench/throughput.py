@@ -10,7 +10,8 @@ pacing and polling settings are scaled the same way, so figures are reported in 
 
 Modes: upload (one file per slot request), batched_upload (slots for up to N pictures per File API call,
 `--upload-batch`: the ceiling moves to 250 / 300 s / (2 + 1/N) requests, about 1,430 pictures an hour at N = 10),
-url, webhook, vendor_sample (fixed 2 s polls, as the vendor's sample code), two_workers (two processes, one shared
+url, webhook, batched_webhook (batched slots and webhooks: one poll a task), vendor_sample (fixed 2 s polls, as
+the vendor's sample code), two_workers (two processes, one shared
 limiter in a database), two_keys_one_host (two batches with two keys and two accounts at once on one host: the
 vendor's per-address limit, 250 per 300 s, is shared, through the database limiter); then the peak RSS of a
 10,000-row run and a re-run of a finished batch. Every mode reports how long finished tasks waited for the poll
@@ -242,7 +243,8 @@ def main() -> None:
     ap.add_argument("--time-scale", type=float, default=20.0)
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--modes",
-                    default="upload,batched_upload,url,webhook,vendor_sample,two_workers,two_keys_one_host,rss,rerun")
+                    default="upload,batched_upload,url,webhook,batched_webhook,vendor_sample,two_workers,"
+                            "two_keys_one_host,rss,rerun")
     ap.add_argument("--upload-batch", type=int, default=10, help="N of the batched_upload mode")
     ap.add_argument("--upload-linger", type=float, default=0.3,
                     help="BACKDROP_UPLOAD_BATCH_LINGER_SECONDS of the batched_upload mode, in vendor seconds")
@@ -329,6 +331,11 @@ def _run(args: argparse.Namespace, modes: list[str], results: dict[str, Any]) ->
                     _sandbox={"webhook_urls": [f"http://127.0.0.1:{hook_port}/webhooks/perfectcorp"]},
                     BACKDROP_WEBHOOK_LISTEN=f"127.0.0.1:{hook_port}", BACKDROP_WEBHOOK_SECRET=WEBHOOK_SECRET,
                     **unbatched),
+                "batched_webhook": lambda: single(  # one poll a task: under 2.2 requests a picture
+                    "batched_webhook", args.rows, names, batched_limit(n), "--input-mode", "upload",
+                    _sandbox={"webhook_urls": [f"http://127.0.0.1:{hook_port}/webhooks/perfectcorp"]},
+                    BACKDROP_WEBHOOK_LISTEN=f"127.0.0.1:{hook_port}", BACKDROP_WEBHOOK_SECRET=WEBHOOK_SECRET,
+                    BACKDROP_UPLOAD_BATCH=str(n), BACKDROP_UPLOAD_BATCH_LINGER_SECONDS=str(args.upload_linger / s)),
             }
             for mode in (m for m in modes if m in runs):  # in the order asked for
                 _guard(results, mode, runs[mode])

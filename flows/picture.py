@@ -44,9 +44,11 @@ class PrefectSteps:
                                             file_url, item.prompt, item.template_id, item.task_type,
                                             label=item.primary.row_id)
 
-    async def wait(self, task_id: str, first_delay: float | None, feature: str, label: str = "") -> PollResult:
+    async def wait(self, task_id: str, first_delay: float | None, feature: str, label: str = "",
+                   since_created: float = 0.0) -> PollResult:
         # `feature`: the slug the task was created under
-        return await wait_for_result(task_id, feature, self.run_id, first_delay, label=label)
+        return await wait_for_result(task_id, feature, self.run_id, first_delay, label=label,
+                                     since_created=since_created)
 
     async def download(self, task_id: str, result_url: str | None, dest: Path, feature: str,
                        label: str = "") -> DownloadedFile:

@@ -19,7 +19,8 @@ from tasks.resources import task_resources
     task_run_name=row_run_name("wait", "task_id"),
 )
 async def wait_for_result(
-    task_id: str, feature: str, run_key: str, first_delay: float | None = None, label: str = ""
+    task_id: str, feature: str, run_key: str, first_delay: float | None = None, label: str = "",
+    since_created: float = 0.0,
 ) -> steps.PollResult:
     """Poll `task_id` until success or error; raises PollDeadlineExceeded at the poll deadline.
 
@@ -30,5 +31,5 @@ async def wait_for_result(
         settings = res.settings(feature)
         return await steps.wait_for_task(
             res.client(settings), task_id, settings, sleep=asyncio.sleep, first_delay=first_delay,
-            planner=res.planner(settings), receiver=res.receiver,
+            planner=res.planner(settings), receiver=res.receiver, since_created=since_created,
         )

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from backdrop.pacing import memory as memory_limiter
 from backdrop.sandbox import SandboxServer, SandboxSettings
 from tests.support.sandbox import SandboxHandle, open_key
 from tests.support.services import fresh_postgres_database
@@ -44,6 +45,14 @@ def clean_environ(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     mp.setenv("BACKDROP_OUTPUT_ROOTS", base)
     yield
     mp.undo()
+
+
+@pytest.fixture(autouse=True)
+def own_limiters() -> None:
+    """Each test starts with the process's limiters new. A limiter keeps room for the polls of the tasks it owes
+    until they finish or go unpolled for a few rounds (a minute at the default gap); tests that create tasks and never
+    poll them to the end would otherwise leave that debt to the next tests on the same sandbox key."""
+    memory_limiter._shared.clear()
 
 
 @pytest.fixture(autouse=True)

@@ -32,6 +32,8 @@ class Retrier:
     ) -> None:
         self._settings = settings
         self._limiter = limiter
+        #: the limiter, for the task calls to say which tasks are owed polls (`RateLimiter.owe`)
+        self.limiter = limiter
         self._stats = stats
         self._sleep = sleep
         self._rng = rng
@@ -55,9 +57,13 @@ class Retrier:
         """
         retry = 0
         while True:
-            # polls first: uploads and creates book only a short way ahead
+            # polls first: uploads and creates book only a short way ahead, and only while the polls of the tasks
+            # already running and of one more still fit (the task counts as running from its create's booking). A
+            # slot call waits for that room too: its pictures could not create sooner, and while it waits, the
+            # batcher's next call gathers more pictures (fewer slot calls a picture)
             try:
-                ticket = await self._limiter.acquire(can_wait=route in ("file", "create")) if paced else None
+                new_work = route in ("file", "create")
+                ticket = await self._limiter.acquire(can_wait=new_work, starts_task=new_work) if paced else None
             except Exception as exc:
                 if policy is not Policy.CREATE:
                     raise

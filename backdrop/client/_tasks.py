@@ -3,15 +3,16 @@ have been sent), poll it, delete it, and list the feature's templates."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import quote
 
 from backdrop.client import _parse
 from backdrop.client._calls import ApiCalls
 from backdrop.client._http import Policy
 from backdrop.client.models import CreatedTask, TaskStatus, Template
-from backdrop.errors import AmbiguousCreate, InvalidParameters
+from backdrop.errors import AmbiguousCreate, InvalidParameters, InvalidTaskId, TaskTimeout
 
 __all__ = ["TaskCalls"]
 
@@ -52,6 +53,7 @@ class TaskCalls(ApiCalls):
             feature_route=True,
             create_from_file=src_file_id is not None,
             before_send=before_send,
+            on_answer=self._owe_created,
         )
         task_id = data.get("task_id") if isinstance(data, dict) else None
         if isinstance(task_id, bool) or not isinstance(task_id, str | int) or not str(task_id).strip():
@@ -63,17 +65,34 @@ class TaskCalls(ApiCalls):
         return CreatedTask(task_id=str(task_id), request_id=request_id,
                            polling_interval=_parse.polling_interval(data))
 
+    async def _owe_created(self, data: Any) -> None:
+        """The create was answered: its task (if the answer names one) is owed polls from now on."""
+        task_id = data.get("task_id") if isinstance(data, dict) else None
+        if isinstance(task_id, str | int) and not isinstance(task_id, bool) and str(task_id).strip():
+            # pacing room never turns a created task into an ambiguous create
+            with contextlib.suppress(Exception):
+                await self._retrier.limiter.owe(str(task_id))
+
     async def get_task(self, task_id: str, *, feature: str | None = None) -> TaskStatus:
         """One poll, under `feature` (the slug the task was created under; default the settings'). An engine
-        failure comes back as `status="error"`, not raised."""
-        data, request_id = await self._call(
-            "poll",
-            "GET",
-            f"/s2s/v2.0/task/{self._slug(feature)}/{quote(task_id, safe='')}",
-            "data",
-            feature_route=True,
-        )
-        return _parse.task_status(task_id, data, request_id)
+        failure comes back as `status="error"`, not raised. The limiter is told whether the task still needs polls."""
+        try:
+            data, request_id = await self._call(
+                "poll",
+                "GET",
+                f"/s2s/v2.0/task/{self._slug(feature)}/{quote(task_id, safe='')}",
+                "data",
+                feature_route=True,
+            )
+        except (InvalidTaskId, TaskTimeout):
+            await self._retrier.limiter.paid(task_id)  # gone at the vendor: no poll will ever find it
+            raise
+        status = _parse.task_status(task_id, data, request_id)
+        if status.status == "running":
+            await self._retrier.limiter.owe(task_id)
+        else:
+            await self._retrier.limiter.paid(task_id)
+        return status
 
     async def delete_task(self, task_id: str) -> None:
         """Delete a finished task and its files (no refund)."""

@@ -27,7 +27,12 @@ Durability is traded for speed: SQLite runs `synchronous=NORMAL` (WAL) and Postg
 429, which the client retries) while an acquisition costs no disk flush. Visibility between
 transactions, which the windows rely on, is unchanged.
 
-The table, its engines and its locks are `backdrop.pacing.slots`'s; `database_limiter` keeps one limiter per URL,
+Room for polls, as in `SlidingWindowLimiter` (given `poll_every`): the tasks a key owes polls are rows of
+`backdrop_polls_owed`, written by `owe` and deleted by `paid`, so every process sharing the key counts them; a
+create in flight counts as `slot:<row id>` from its booking to its settling, inserted in the booking's transaction.
+An upload or a create is booked only if `windows.polls_fit` says the owed polls still fit.
+
+The tables, their engines and the locks are `backdrop.pacing.slots`'s; `database_limiter` keeps one limiter per URL,
 key and limits in the process (`backdrop.pacing.limiter_for` chooses it when `limiter_url` is set).
 """
 
@@ -35,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -48,6 +54,7 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
+    func,
     insert,
     literal_column,
     select,
@@ -58,9 +65,16 @@ from sqlalchemy.exc import DBAPIError
 
 from backdrop.errors import ConfigError
 from backdrop.identity import egress_limiter_key_id, limiter_key_id
-from backdrop.pacing.memory import IN_FLIGHT_MAX_SECONDS
-from backdrop.pacing.slots import engine_for, failure, key_lock, redacted, serialise, slots, transient
-from backdrop.pacing.windows import checked_windows, key_windows, vendor_windows, wait_horizon
+from backdrop.pacing.memory import IN_FLIGHT_MAX_SECONDS, OWED_EXPIRY_ROUNDS
+from backdrop.pacing.slots import engine_for, failure, key_lock, owed, redacted, serialise, slots, transient
+from backdrop.pacing.windows import (
+    checked_windows,
+    key_windows,
+    poll_every,
+    polls_fit,
+    vendor_windows,
+    wait_horizon,
+)
 from backdrop.settings import BackdropSettings
 
 __all__ = ["DatabaseLimiter", "SKEW_GRACE_SECONDS", "Ticket", "database_limiter"]
@@ -94,7 +108,11 @@ class DatabaseLimiter:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         egress_key_id: str | None = None,
         egress_windows: Sequence[tuple[int, float]] | None = None,
+        poll_every: float | None = None,
     ) -> None:
+        if poll_every is not None and poll_every <= 0:
+            raise ValueError(f"poll_every must be positive, not {poll_every}")
+        self.poll_every = poll_every
         checked = checked_windows(windows)
         if not key_id or egress_key_id == "":
             raise ValueError("key_id must not be empty")
@@ -129,6 +147,14 @@ class DatabaseLimiter:
         self._settle = update(slots).where(ids).values(
             in_flight=False, slot_at=case((slots.c.slot_at < at, at), else_=slots.c.slot_at))
         self._release = update(slots).where(ids).values(in_flight=False)
+        ref: BindParameter[str] = bindparam("task_ref")
+        self._owed_count = select(func.count()).select_from(owed).where(owed.c.key_id == key,
+                                                                        owed.c.seen_at > bindparam("alive"))
+        self._owed_stale = delete(owed).where(owed.c.key_id == key, owed.c.seen_at <= bindparam("alive"))
+        self._held = select(slots.c.slot_at).where(slots.c.key_id == key, slots.c.slot_at > bindparam("held"))
+        self._owe_again = update(owed).where(owed.c.key_id == key, owed.c.ref == ref).values(seen_at=bindparam("at"))
+        self._owe_new = insert(owed)
+        self._paid = delete(owed).where(owed.c.key_id == key, owed.c.ref == ref)
 
     def take_slot(self, horizon: float | None = None) -> float | None:
         """Take the next free slot in the database; returns its wall-clock time (blocking I/O).
@@ -139,15 +165,17 @@ class DatabaseLimiter:
         taken = self.take(horizon, in_flight=False)
         return None if taken is None else taken[0]
 
-    def take(self, horizon: float | None = None, *, in_flight: bool = True) -> tuple[float, Ticket] | None:
+    def take(self, horizon: float | None = None, *, in_flight: bool = True,
+             starts_task: bool = False) -> tuple[float, Ticket] | None:
         """`take_slot`, returning (slot time, ticket) for `settle_slot`; the slot is in flight until then. The
-        ticket is the slot's row id, or (egress row id, key row id) with an egress budget."""
+        ticket is the slot's row id, or (egress row id, key row id) with an egress budget. With a `horizon` (new
+        work) the slot is taken only if the polls owed still fit; `starts_task`: a create, owed polls until settled."""
         engine = self._engine_or_raise()
         with self._key_locks():
             tries = 0
             while True:
                 try:
-                    return self._take_slot_once(engine, horizon, in_flight)
+                    return self._take_slot_once(engine, horizon, in_flight, starts_task)
                 except DBAPIError as exc:
                     if tries == len(_RETRY_PAUSES) or not transient(exc):
                         message = f"the limiter database {failure(self.url, exc)}"
@@ -162,7 +190,8 @@ class DatabaseLimiter:
             stack.enter_context(key_lock(self.url, key))
         return stack
 
-    def _take_slot_once(self, engine: Engine, horizon: float | None, in_flight: bool) -> tuple[float, Ticket] | None:
+    def _take_slot_once(self, engine: Engine, horizon: float | None, in_flight: bool,
+                        starts_task: bool = False) -> tuple[float, Ticket] | None:
         with engine.begin() as conn:
             # every budget's lock before anything is read, always in one order (egress, then key): two
             # processes cannot each hold one and wait for the other, and both slots land in one transaction
@@ -184,13 +213,34 @@ class DatabaseLimiter:
                         slot = max(slot, kth + seconds)
             if horizon is not None and slot - now > horizon:
                 return None
+            if horizon is not None and not self._polls_fit(conn, slot, now, starts_task):
+                return None  # new work waits until the running tasks' polls leave it room
             row_ids = []
             for key, _, _ in self._budgets:
                 inserted = conn.execute(self._insert, {"key_id": key, "slot_at": slot, "booked_at": slot,
                                                        "in_flight": in_flight})
                 # an INSERT's result always has its primary key; SQLAlchemy types it Optional for other statements
                 row_ids.append(int(cast("Row[Any]", inserted.inserted_primary_key)[0]))
+            if starts_task and self.poll_every is not None:
+                for key, _, _ in self._budgets:  # the create's task is owed polls until the create is settled
+                    conn.execute(self._owe_new, {"key_id": key, "ref": _slot_ref(row_ids[-1]), "seen_at": now})
         return slot, (row_ids[0] if len(row_ids) == 1 else (row_ids[0], row_ids[1]))
+
+    def _polls_fit(self, conn: Any, slot: float, now: float, starts_task: bool) -> bool:
+        """Whether new work at `slot` leaves room for the polls every budget owes (its lock held)."""
+        every = self.poll_every
+        if every is None:
+            return True
+        alive = now - OWED_EXPIRY_ROUNDS * every
+        for key, windows, _ in self._budgets:
+            conn.execute(self._owed_stale, {"key": key, "alive": alive})
+            count = int(conn.execute(self._owed_count, {"key": key, "alive": alive}).scalar_one()) + int(starts_task)
+            if count == 0:
+                continue
+            held = sorted([*conn.scalars(self._held, {"key": key, "held": slot - max(s for _, s in windows)}), slot])
+            if not polls_fit(windows, held, slot, count, every):
+                return False
+        return True
 
     def settle_slot(self, slot_id: Ticket, *, sent: bool = True) -> None:
         """The slot's request has its answer: it counts from now, if later (blocking I/O). `sent=False`:
@@ -201,8 +251,43 @@ class DatabaseLimiter:
             engine = self._engine_or_raise()
             with self._key_locks(), engine.begin() as conn:
                 conn.execute(self._settle if sent else self._release, {"slot_ids": slot_ids, "at": self._clock()})
+                if self.poll_every is not None:  # a create's provisional debt (nothing if it was not one)
+                    for key, _, _ in self._budgets:
+                        conn.execute(self._paid, {"key": key, "task_ref": _slot_ref(slot_ids[-1])})
         except (ConfigError, DBAPIError):
             pass
+
+    def owe_now(self, ref: str) -> None:
+        """`owe` (blocking I/O). A database that fails here costs only the room kept for this task's polls."""
+        if self.poll_every is None:
+            return
+        try:
+            engine = self._engine_or_raise()
+            with self._key_locks(), engine.begin() as conn:
+                for key, _, _ in self._budgets:
+                    at, task_ref = self._clock(), _task_ref(ref)
+                    if conn.execute(self._owe_again, {"key": key, "task_ref": task_ref, "at": at}).rowcount == 0:
+                        conn.execute(self._owe_new, {"key_id": key, "ref": task_ref, "seen_at": at})
+        except (ConfigError, DBAPIError):
+            pass
+
+    def paid_now(self, ref: str) -> None:
+        """`paid` (blocking I/O); a failure leaves the row to expire."""
+        if self.poll_every is None:
+            return
+        try:
+            engine = self._engine_or_raise()
+            with self._key_locks(), engine.begin() as conn:
+                for key, _, _ in self._budgets:
+                    conn.execute(self._paid, {"key": key, "task_ref": _task_ref(ref)})
+        except (ConfigError, DBAPIError):
+            pass
+
+    async def owe(self, ref: str) -> None:
+        await asyncio.to_thread(self.owe_now, ref)
+
+    async def paid(self, ref: str) -> None:
+        await asyncio.to_thread(self.paid_now, ref)
 
     def _engine_or_raise(self) -> Engine:
         """The engine; processes opening one new SQLite file together may find it locked, so that is
@@ -217,9 +302,9 @@ class DatabaseLimiter:
                 time.sleep(pause)
         raise AssertionError("unreachable")
 
-    async def acquire(self, *, can_wait: bool = False) -> object:
+    async def acquire(self, *, can_wait: bool = False, starts_task: bool = False) -> object:
         horizon = self._horizon if can_wait else None
-        while (taken := await asyncio.to_thread(self.take, horizon)) is None:
+        while (taken := await asyncio.to_thread(self.take, horizon, starts_task=starts_task)) is None:
             await self._sleep(horizon / 2)  # type: ignore[operator]
         slot, slot_id = taken
         self.last_slot = slot
@@ -254,13 +339,25 @@ def database_limiter(settings: BackdropSettings) -> DatabaseLimiter:
     if not settings.limiter_url:
         raise ValueError("no limiter_url: the in-process limiter paces this process")
     key = (settings.limiter_url, limiter_key_id(settings), key_windows(settings), egress_limiter_key_id(settings),
-           vendor_windows(settings))
+           vendor_windows(settings), poll_every(settings))
     with _shared_lock:
         limiter = _shared.get(key)
         if limiter is None:
             limiter = _shared[key] = DatabaseLimiter(settings.limiter_url, key[1], key[2], egress_key_id=key[3],
-                                                     egress_windows=key[4])
+                                                     egress_windows=key[4], poll_every=key[5])
         return limiter
+
+
+def _slot_ref(row_id: int) -> str:
+    """The owed row of a create in flight, by its key's slot row id."""
+    return f"slot:{row_id}"
+
+
+def _task_ref(ref: str) -> str:
+    """A task's owed row: its id, or a digest of an id too long for the column (and never `slot:`-like)."""
+    if len(ref) <= 120 and not ref.startswith("slot:"):
+        return ref
+    return "sha256:" + hashlib.sha256(ref.encode()).hexdigest()
 
 
 def _kth_query(windows: Sequence[tuple[int, float]]) -> Select[Any]:

@@ -16,11 +16,19 @@ The vendor counts per key *and* per client address: a key's limiter may be given
 address (`also`), one `SlidingWindowLimiter` shared by every key of the process that leaves through that address.
 A request then takes one slot that fits both budgets, under both locks (the egress budget's first, always, so
 two keys never wait on each other's locks), and the slot counts in both until it is settled.
+
+A running task must be polled within the vendor's polling window, and its polls share the budget with new pictures.
+Given `poll_every`, the limiter counts the tasks it owes polls (`owe`, `paid`: the client calls them from the
+create's and each poll's answer) and books an upload slot call or a create only if every such task and one more
+could still be polled that often, however long they ran, with the slots left and those the window frees
+(`windows.polls_fit`). Without it a large batch spent the whole window on new pictures in its first minute, and the
+tasks created last waited minutes for a poll. A create's own task counts from the moment it is booked.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import threading
 import time
@@ -29,19 +37,28 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 from backdrop.identity import process_egress_key, process_limiter_key
-from backdrop.pacing.windows import checked_windows, key_windows, vendor_windows, wait_horizon
+from backdrop.pacing.windows import checked_windows, key_windows, poll_every, polls_fit, vendor_windows, wait_horizon
 from backdrop.settings import BackdropSettings
 
-__all__ = ["IN_FLIGHT_MAX_SECONDS", "RateLimiter", "SlidingWindowLimiter", "limiter_from_settings", "shared_limiter"]
+__all__ = ["IN_FLIGHT_MAX_SECONDS", "OWED_EXPIRY_ROUNDS", "RateLimiter", "SlidingWindowLimiter",
+           "limiter_from_settings", "shared_limiter"]
 
 
 @runtime_checkable
 class RateLimiter(Protocol):
-    async def acquire(self, *, can_wait: bool = False) -> object:
-        """Wait for a slot; returns a ticket for `settle`."""
+    async def acquire(self, *, can_wait: bool = False, starts_task: bool = False) -> object:
+        """Wait for a slot; returns a ticket for `settle`. `can_wait`: new work (an upload or a create), which
+        books only a short way ahead; `starts_task`: only if the polls of the running tasks and of one more still
+        fit, that one counted among them until the slot is settled (a create's answer names the task: `owe`)."""
 
     async def settle(self, ticket: object) -> None:
         """The request sent in this slot has its answer (or failed): count the slot from now on."""
+
+    async def owe(self, ref: str) -> None:
+        """The vendor's task `ref` is running and will be polled: keep room for its polls (again, if already)."""
+
+    async def paid(self, ref: str) -> None:
+        """The task `ref` needs no more polls (it finished, or is gone)."""
 
 
 class SlidingWindowLimiter:
@@ -52,6 +69,7 @@ class SlidingWindowLimiter:
     slot counts from its settling time, so the `count`-th latest slot is found among the recent ones.
     `also`: budgets every request of this limiter must fit as well (the egress address's, shared by other
     keys' limiters); they are plain limiters, locked before this one, and the clock is this limiter's.
+    `poll_every`: keep room to poll every task it owes this often (see the module docstring); None: no such room.
     """
 
     def __init__(
@@ -61,8 +79,12 @@ class SlidingWindowLimiter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] | None = None,
         also: Sequence[SlidingWindowLimiter] = (),
+        poll_every: float | None = None,
     ) -> None:
         self.windows = checked_windows(windows)
+        if poll_every is not None and poll_every <= 0:
+            raise ValueError(f"poll_every must be positive, not {poll_every}")
+        self.poll_every = poll_every
         self.also: tuple[SlidingWindowLimiter, ...] = tuple(also)
         if any(other.also for other in self.also):
             raise ValueError("a shared budget must be a plain limiter (one lock order: shared, then own)")
@@ -74,6 +96,7 @@ class SlidingWindowLimiter:
         # max(n) + RECENT_EXTRA grants ago is long settled.
         self._slots: deque[_Slot] = deque(maxlen=max(n for n, _ in self.windows) + RECENT_EXTRA)
         self._open: set[_Slot] = set()  # granted and not yet answered
+        self._owed: dict[str, float] = {}  # task ref -> when it was last said to be running
 
     def reserve(self, horizon: float | None = None) -> float | None:
         """Take the next free slot and return how many seconds to wait until it; with a `horizon`,
@@ -110,23 +133,44 @@ class SlidingWindowLimiter:
                     slot = max(slot, ordered[-count] + seconds)
         return slot
 
-    def _reserve(self, horizon: float | None) -> tuple[float, _Slot] | None:
+    def _owed_count(self, now: float, every: float) -> int:
+        """The tasks this budget owes polls (its lock held): those said running lately, and the creates in flight."""
+        expiry = OWED_EXPIRY_ROUNDS * every
+        for ref in [r for r, seen in self._owed.items() if now - seen > expiry]:
+            del self._owed[ref]  # a task nobody polled for rounds: its waiter stopped (cancelled, gave up)
+        return len(self._owed) + sum(1 for cell in self._open if cell.starts_task)
+
+    def _polls_fit(self, slot: float, now: float, every: float, starts_task: bool) -> bool:
+        """Whether a new picture's request at `slot` leaves room for the polls this budget owes (its lock held)."""
+        owed = self._owed_count(now, every) + int(starts_task)
+        if owed == 0:
+            return True
+        times = sorted([c.at for c in self._slots])
+        bisect.insort(times, slot)
+        return polls_fit(self.windows, times, slot, owed, every)
+
+    def _reserve(self, horizon: float | None, starts_task: bool = False) -> tuple[float, _Slot] | None:
         with self._locked():
             now = self._clock()
             # a later slot keeps a budget's windows too, so the latest of the earliest fits every budget
             slot = max(budget._next_free(now) for budget in self._budgets)
             if horizon is not None and slot - now > horizon:
                 return None
+            every = self.poll_every
+            if horizon is not None and every is not None and not all(
+                    budget._polls_fit(slot, now, every, starts_task) for budget in self._budgets):
+                return None  # new work waits until the running tasks' polls leave it room
             cell = _Slot(slot)
+            cell.starts_task = starts_task
             for budget in self._budgets:
                 budget._slots.append(cell)
                 budget._open.add(cell)
             return slot - now, cell
 
-    async def acquire(self, *, can_wait: bool = False) -> object:
+    async def acquire(self, *, can_wait: bool = False, starts_task: bool = False) -> object:
         sleep = self._sleep or asyncio.sleep
         horizon = max(wait_horizon(b.windows) for b in self._budgets) if can_wait else None
-        while (got := self._reserve(horizon)) is None:
+        while (got := self._reserve(horizon, starts_task)) is None:
             await sleep(horizon / 2)  # type: ignore[operator]
         wait, cell = got
         if wait > 0:
@@ -171,6 +215,25 @@ class SlidingWindowLimiter:
                 for budget in self._budgets:
                     budget._open.discard(ticket)
 
+    async def owe(self, ref: str) -> None:
+        self.owe_now(ref)
+
+    def owe_now(self, ref: str) -> None:
+        """`owe`, from synchronous code."""
+        with self._locked():
+            now = self._clock()
+            for budget in self._budgets:
+                budget._owed[ref] = now
+
+    async def paid(self, ref: str) -> None:
+        self.paid_now(ref)
+
+    def paid_now(self, ref: str) -> None:
+        """`paid`, from synchronous code."""
+        with self._locked():
+            for budget in self._budgets:
+                budget._owed.pop(ref, None)
+
     def _close(self, cell: _Slot) -> None:
         with self._locked():
             cell.open, cell.sent = False, True  # never sent, it keeps its time all the same
@@ -186,17 +249,22 @@ class SlidingWindowLimiter:
 RECENT_EXTRA = 32
 #: A slot still unanswered this long after its time is taken as lost and counts from its own time.
 IN_FLIGHT_MAX_SECONDS = 120.0
+#: A task owed polls and not said running for this many poll rounds (`poll_every`) is no longer counted: its waiter
+#: stopped without saying so (a cancelled run, a crash). Four rounds: a waiter sleeps at most one between polls.
+OWED_EXPIRY_ROUNDS = 4
 
 
 class _Slot:
     """One granted slot. `at` is when the server may have counted it: its time, moved to `now` while the
     request is in flight (it may arrive any moment), then to the moment its answer came back."""
 
-    __slots__ = ("at", "booked", "open", "sent")
+    __slots__ = ("at", "booked", "open", "sent", "starts_task")
 
     def __init__(self, at: float) -> None:
         self.at = self.booked = at
         self.open = True
+        #: a create's slot: its task counts as owed polls while the create is in flight
+        self.starts_task = False
         #: False while an `acquire` waits for its slot: such a slot does not hold back the requests that
         #: confirm theirs before it (`SlidingWindowLimiter._confirm`)
         self.sent = True
@@ -215,8 +283,8 @@ class _Slot:
 
 def limiter_from_settings(settings: BackdropSettings) -> SlidingWindowLimiter:
     """A new limiter with the settings' window and per-second limits (each window a little longer,
-    by `JITTER_MARGIN_SECONDS`)."""
-    return SlidingWindowLimiter(key_windows(settings))
+    by `JITTER_MARGIN_SECONDS`), keeping room for the polls of the tasks it owes."""
+    return SlidingWindowLimiter(key_windows(settings), poll_every=poll_every(settings))
 
 
 _shared: dict[tuple[object, ...], SlidingWindowLimiter] = {}
@@ -226,14 +294,14 @@ _shared_lock = threading.Lock()
 def shared_limiter(settings: BackdropSettings) -> SlidingWindowLimiter:
     """The process-wide limiter for this API URL, key and limits (the vendor counts per key), which also keeps
     the process-wide budget of the egress address (`BACKDROP_EGRESS_ID`) on that server, shared by every key."""
-    shared, windows = vendor_windows(settings), key_windows(settings)
+    shared, windows, every = vendor_windows(settings), key_windows(settings), poll_every(settings)
     egress_key = ("egress", *process_egress_key(settings), shared)
-    key = (*process_limiter_key(settings), windows, egress_key)  # host aliases: one limit
+    key = (*process_limiter_key(settings), windows, egress_key, every)  # host aliases: one limit
     with _shared_lock:
         egress = _shared.get(egress_key)
         if egress is None:
             egress = _shared[egress_key] = SlidingWindowLimiter(shared)
         limiter = _shared.get(key)
         if limiter is None:
-            limiter = _shared[key] = SlidingWindowLimiter(windows, also=(egress,))
+            limiter = _shared[key] = SlidingWindowLimiter(windows, also=(egress,), poll_every=every)
         return limiter

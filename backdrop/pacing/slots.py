@@ -1,5 +1,6 @@
-"""The database limiter's table, `backdrop_rate_slots`, and what reaches it: the engines, the per-key locks
-(in the process and in PostgreSQL) and the text of its errors. `backdrop.pacing.database` decides the slots.
+"""The database limiter's tables, `backdrop_rate_slots` and `backdrop_polls_owed`, and what reaches them: the
+engines, the per-key locks (in the process and in PostgreSQL) and the text of its errors. `backdrop.pacing.database`
+decides the slots.
 
 The engines are `backdrop.store.engine`'s, set up for one short transaction per request: psycopg always on
 PostgreSQL (no fallback: the limiter was only ever run with it), no pre-ping (a dropped connection fails the
@@ -31,7 +32,7 @@ from sqlalchemy.exc import DBAPIError
 
 from backdrop.store.engine import EngineCache
 
-__all__ = ["engine_for", "engines", "failure", "key_lock", "redacted", "serialise", "slots", "transient"]
+__all__ = ["engine_for", "engines", "failure", "key_lock", "owed", "redacted", "serialise", "slots", "transient"]
 
 #: First key of the two-key advisory lock, so our locks never collide with another application's.
 LOCK_NAMESPACE = 0x0BAC_D409
@@ -46,6 +47,15 @@ slots = Table(
     Column("booked_at", Double, nullable=False),  # the time it was given
     Column("in_flight", Boolean, nullable=False),  # given and not yet answered
     Index("ix_backdrop_rate_slots_key_slot", "key_id", "slot_at"),
+)
+#: The tasks a key (or an egress address) owes polls: `ref` is the vendor's task id, or `slot:<row id>` for a create
+#: in flight; `seen_at` is when it was last said running (rows not seen for a few poll rounds no longer count).
+owed = Table(
+    "backdrop_polls_owed",
+    metadata,
+    Column("key_id", String(200), primary_key=True),
+    Column("ref", String(200), primary_key=True),
+    Column("seen_at", Double, nullable=False),
 )
 
 #: One transaction at a time per (url, key) in a process: waiters queue here, not on the database.

@@ -7,12 +7,13 @@ Plain functions of the settings, shared by the in-process limiter (`memory`) and
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections.abc import Sequence
 
 from backdrop.settings import BackdropSettings
 
-__all__ = ["JITTER_MARGIN_SECONDS", "SHORT_WINDOW_MIN_SLACK_SECONDS", "SHORT_WINDOW_SLACK",
-           "checked_windows", "key_windows", "vendor_windows", "wait_horizon"]
+__all__ = ["JITTER_MARGIN_SECONDS", "POLL_WAIT_SHARE", "SHORT_WINDOW_MIN_SLACK_SECONDS", "SHORT_WINDOW_SLACK",
+           "checked_windows", "key_windows", "poll_every", "polls_fit", "vendor_windows", "wait_horizon"]
 
 
 def checked_windows(windows: Sequence[tuple[int, float]]) -> tuple[tuple[int, float], ...]:
@@ -76,3 +77,45 @@ def vendor_windows(settings: BackdropSettings) -> tuple[tuple[int, float], ...]:
         (burst, burst_seconds + max(SHORT_WINDOW_SLACK * burst_seconds, SHORT_WINDOW_MIN_SLACK_SECONDS)),
     )
     return windows
+
+
+#: Share of `poll_max_gap_seconds` a planned wait between two polls of a running task may use; the rest is for
+#: the rate limiter's queue and the network (`backdrop.pipeline.polling`).
+POLL_WAIT_SHARE = 0.75
+
+
+def poll_every(settings: BackdropSettings) -> float:
+    """How often each running task must be polled (the longest planned wait the poll gap allows): what the limiter
+    keeps room for. Polls a run makes more often than that (`poll_max_interval_seconds`, the fixed strategy) are its
+    choice and wait their turn; they are not kept room for."""
+    return POLL_WAIT_SHARE * settings.poll_max_gap_seconds
+
+
+def polls_fit(windows: Sequence[tuple[int, float]], times: Sequence[float], at: float, owed: int,
+              every: float) -> bool:
+    """Whether `owed` running tasks can each be polled every `every` seconds from `at` on, however long they run,
+    beside the slots at `times` (sorted; the one booked at `at` among them) in every window longer than `every`.
+
+    A window `(count, seconds)` has `count - held` slots free at `at` (`held`: the slots after `at - seconds`, those
+    booked ahead included), and one more each time a held slot leaves the window. The tasks' polls are due at the
+    latest now, `every` later, and so on: the k-th round (k = 1, 2, ...) needs `owed * k` slots by
+    `at + (k - 1) * every`, when the slots held before `at - seconds + (k - 1) * every` have left. A batch that spends
+    the window's slots on new pictures in its first minute then has nothing left for their polls until the window
+    slides (minutes at the vendor): this is what the limiter checks before it books a picture's upload or create.
+    A window no longer than `every` refills within a round; the long window sets how many tasks can be polled. No
+    task is kept room for polls more often than every two of a window's steady-state slots (`seconds / count`): a
+    gap set shorter than that could not be kept for even one task, and a batch must still move.
+    """
+    if owed <= 0:
+        return True
+    for count, seconds in windows:
+        every = max(every, 2 * seconds / count)
+        if seconds <= every:
+            continue
+        first = bisect_right(times, at - seconds)  # the first slot still held at `at`
+        free = count - (len(times) - first)
+        for k in range(1, math.ceil(seconds / every) + 1):
+            freed = bisect_right(times, at - seconds + (k - 1) * every) - first
+            if owed * k > free + freed:
+                return False
+    return True

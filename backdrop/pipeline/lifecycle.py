@@ -197,7 +197,10 @@ class RowLifecycle:
         ledger, attempt, task_id = self.ledger, entry.attempt, entry.task_id or ""
         trace["stage"] = "poll"
         try:
-            polled = await self.steps.wait(task_id, first_delay, created_under(entry), item.primary.row_id)
+            # a fresh create: its first poll counts from the create's answer (recorded in the ledger), not from now
+            since = 0.0 if first_delay is not None else (datetime.now(UTC) - entry.updated_at).total_seconds()
+            polled = await self.steps.wait(task_id, first_delay, created_under(entry), item.primary.row_id,
+                                           since_created=since)
         except Exception as exc:  # noqa: BLE001 - whatever failed, the task exists and may be charged
             code = getattr(exc, "report_code", type(exc).__name__)
             ledger.mark(item.key, attempt, status="pending_reconcile", error_code=code)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import threading
 
+from backdrop.pacing.windows import POLL_WAIT_SHARE
 from backdrop.settings import BackdropSettings
 
 __all__ = ["PollPlanner"]
@@ -29,8 +30,9 @@ __all__ = ["PollPlanner"]
 #: learning rate of the controller (log-space step per observation): small enough that a first poll held at the
 #: gap's limit (tasks slower than it allows) stays near it instead of bouncing down after a few quick tasks
 _ETA = 0.05
-#: share of the allowed silence a planned wait may use; the rest is for the rate limiter's queue and the network
-WAIT_SHARE = 0.75
+#: share of the allowed silence a planned wait may use; the rest is for the rate limiter's queue and the network (the
+#: limiter keeps room for a poll of every running task this often: `backdrop.pacing.windows.poll_every`)
+WAIT_SHARE = POLL_WAIT_SHARE
 
 
 class PollPlanner:

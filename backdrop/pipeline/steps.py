@@ -131,6 +131,7 @@ async def wait_for_task(
     first_delay: float | None = None,
     planner: PollPlanner | None = None,
     receiver: WebhookReceiver | None = None,
+    since_created: float = 0.0,
 ) -> PollResult:
     """Poll until success or error, on the planner's schedule (see `backdrop.pipeline.polling`).
 
@@ -138,7 +139,9 @@ async def wait_for_task(
     the planner's `webhook_wait()` (lost, sent elsewhere, or still running) is polled anyway, then waited for again,
     so that it is never left longer without a poll than the planner allows.
 
-    `first_delay` overrides the planner's first wait (0 to poll at once, e.g. when resuming).
+    `first_delay` overrides the planner's first wait (0 to poll at once, e.g. when resuming). `since_created`: how
+    long ago the create was answered (the handing over from the create step to this one took that long): the
+    planner's first wait, and the first wait for a delivery, count from the create, as the vendor's window does.
     Raises PollDeadlineExceeded after `poll_deadline_seconds`: the task may still finish and be charged,
     so the row becomes pending_reconcile, never a re-create.
     """
@@ -147,6 +150,7 @@ async def wait_for_task(
     learn = first_delay is None and hooks is None
     delay = planner.first_delay() if first_delay is None else min(first_delay, planner.longest_wait())
     start = last_seen = now()
+    late = max(0.0, since_created)  # taken off the first wait only
     polls = 0
     while True:
         remaining = settings.poll_deadline_seconds - (now() - start)
@@ -156,10 +160,11 @@ async def wait_for_task(
             )
         if hooks is not None:
             # The delivery only says the task ended (no result URL, no error code): one poll fetches them.
-            if await hooks.wait(task_id, min(planner.webhook_wait(), remaining)) is not None:
+            if await hooks.wait(task_id, max(0.0, min(planner.webhook_wait() - late, remaining))) is not None:
                 last_seen = now()  # the wait for the poll starts at the delivery
         else:
-            await sleep(min(delay, remaining))
+            await sleep(max(0.0, min(delay - late, remaining)))
+        late = 0.0
         status = await client.get_task(task_id)
         polls += 1
         planner.observe_polling_interval(status.polling_interval)
@@ -221,9 +226,10 @@ class Steps(Protocol):
 
     async def create(self, item: WorkItem, attempt: int, file_id: str | None, file_url: str | None) -> str: ...
 
-    async def wait(self, task_id: str, first_delay: float | None, feature: str, label: str = "") -> PollResult:
+    async def wait(self, task_id: str, first_delay: float | None, feature: str, label: str = "",
+                   since_created: float = 0.0) -> PollResult:
         """Poll `task_id` under `feature`, the slug its create was sent under (`pipeline.feature.created_under`).
-        `label` (the row id) names the step in the UI only."""
+        `label` (the row id) names the step in the UI only; `since_created`: see `wait_for_task`."""
         ...
 
     async def download(self, task_id: str, result_url: str | None, dest: Path, feature: str,

@@ -27,14 +27,21 @@ class NoWait:
     def __init__(self) -> None:
         self.acquired = 0
         self.settled: list[int] = []
+        self.owed: set[str] = set()
 
-    async def acquire(self, *, can_wait: bool = False) -> int:
+    async def acquire(self, *, can_wait: bool = False, starts_task: bool = False) -> int:
         self.acquired += 1
         return self.acquired
 
     async def settle(self, ticket: object) -> None:
         assert isinstance(ticket, int)
         self.settled.append(ticket)
+
+    async def owe(self, ref: str) -> None:
+        self.owed.add(ref)
+
+    async def paid(self, ref: str) -> None:
+        self.owed.discard(ref)
 
 
 @dataclass

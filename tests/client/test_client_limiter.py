@@ -113,8 +113,8 @@ def test_threads_with_their_own_event_loops_share_one_limit() -> None:
     record_lock = threading.Lock()
 
     class Recording(SlidingWindowLimiter):
-        def _reserve(self, horizon: float | None) -> tuple[float, list[float]] | None:
-            got = super()._reserve(horizon)
+        def _reserve(self, horizon: float | None, starts_task: bool = False) -> tuple[float, list[float]] | None:
+            got = super()._reserve(horizon, starts_task)
             assert got is not None  # these callers never pass a horizon
             with record_lock:  # the slot is this thread's clock reading (under the lock) + its wait
                 granted.append(local.last + got[0])

@@ -284,7 +284,7 @@ async def test_a_refused_create_is_retried_only_for_429_and_never_after_an_ambig
 
 async def test_a_limiter_failure_before_sending_is_not_sent(tmp_path: Path) -> None:
     class Broken:
-        async def acquire(self, *, can_wait: bool = False) -> int:
+        async def acquire(self, *, can_wait: bool = False, starts_task: bool = False) -> int:
             raise RuntimeError("limiter database unavailable")
 
         async def settle(self, ticket: object) -> None:

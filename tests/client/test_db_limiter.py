@@ -14,15 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine, func, select
 
 from backdrop.errors import ConfigError
 from backdrop.identity import limiter_key_id
 from backdrop.pacing import limiter_for
 from backdrop.pacing import slots as slots_db
 from backdrop.pacing.database import SKEW_GRACE_SECONDS, DatabaseLimiter
-from backdrop.pacing.memory import IN_FLIGHT_MAX_SECONDS, SlidingWindowLimiter, shared_limiter
-from backdrop.pacing.slots import slots
+from backdrop.pacing.memory import IN_FLIGHT_MAX_SECONDS, OWED_EXPIRY_ROUNDS, SlidingWindowLimiter, shared_limiter
+from backdrop.pacing.slots import owed, slots
 from backdrop.pacing.windows import key_windows as _windows
 from tests.client.helpers import KEY, FakeClock, make_settings, worst_window
 
@@ -354,3 +354,52 @@ def test_bad_windows_are_refused(windows: list[tuple[int, float]]) -> None:
     with pytest.raises(ValueError):
         DatabaseLimiter("sqlite://", "k", windows)
 
+
+
+def check_room_for_polls(url: str, key_id: str) -> None:
+    """The tasks owed polls are shared through the database: two instances (two processes) on one key and an
+    egress budget keep the same room for polls as the in-process limiter, step by step."""
+    clock = FakeClock(1_795_000_000.0)  # wall-clock sized
+    windows, every = [(250, 300.0)], 15.0
+    one = DatabaseLimiter(url, key_id, windows, clock=clock, egress_key_id=f"{key_id}-ip", poll_every=every)
+    two = DatabaseLimiter(url, key_id, windows, clock=clock, egress_key_id=f"{key_id}-ip", poll_every=every)
+    other_key = DatabaseLimiter(url, f"{key_id}-b", windows, clock=clock, egress_key_id=f"{key_id}-ip",
+                                poll_every=every)
+    in_process = SlidingWindowLimiter(windows, clock=clock, poll_every=every)
+    for i in range(12):
+        one.owe_now(f"task-{i}")
+        in_process.owe_now(f"task-{i}")
+    # twelve tasks owed: no room for a thirteenth (13 * 20 rounds > 250)
+    assert (two.take(10.0, starts_task=True) is None) == (in_process._reserve(10.0, starts_task=True) is None)
+    assert other_key.take(10.0, starts_task=True) is None  # the egress address owes them too
+    taken = two.take(10.0)  # an upload still fits
+    assert taken is not None and in_process.reserve(10.0) is not None
+    one.owe_now("task-0")  # said running again: still one row
+    two.paid_now("task-1")
+    in_process.paid_now("task-1")
+    create = other_key.take(10.0, starts_task=True)  # room for one task again: another key's create takes it
+    assert create is not None
+    assert one.take(10.0, starts_task=True) is None  # its task counts while the create is in flight
+    other_key.settle_slot(create[1])  # refused: it made no task
+    assert one.take(10.0, starts_task=True) is not None
+    # a process that stopped without saying so: its tasks stop counting after a few rounds
+    clock.now += OWED_EXPIRY_ROUNDS * every + 1
+    assert two.take(10.0, starts_task=True) is not None
+    with slots_db.engine_for(url).connect() as conn:
+        left = conn.scalar(select(func.count()).select_from(owed).where(owed.c.key_id == key_id))
+    assert left is not None and left <= 2  # expired rows are deleted, the fresh creates' remain
+
+
+def test_room_for_polls_is_shared_through_the_database(db_url: str) -> None:
+    check_room_for_polls(db_url, "k")
+
+
+def test_a_long_task_id_is_kept_as_a_digest(db_url: str) -> None:
+    clock = FakeClock(1_795_000_000.0)
+    limiter = DatabaseLimiter(db_url, "k", [(250, 300.0)], clock=clock, poll_every=15.0)
+    for i in range(13):
+        limiter.owe_now("x" * 500 + str(i))
+    assert limiter.take(10.0) is None
+    for i in range(13):
+        limiter.paid_now("x" * 500 + str(i))
+    assert limiter.take(10.0) is not None

@@ -194,7 +194,8 @@ class FakeSteps:
                                        src_file_url=file_url, prompt=item.prompt, template_id=None,
                                        task_type="prompt")
 
-    async def wait(self, task_id: str, first_delay: float | None, feature: str, label: str = "") -> steps.PollResult:
+    async def wait(self, task_id: str, first_delay: float | None, feature: str, label: str = "",
+                   since_created: float = 0.0) -> steps.PollResult:
         self._tick()
         if feature != "bg-replace":  # every run creates under bg-replace: a task answers only under its slug
             raise InvalidTaskId("Invalid task ID", status=400)

@@ -55,8 +55,8 @@ class Hooks:
 
     async def wait(self, task_id: str, timeout: float) -> str | None:  # noqa: ASYNC109 - the receiver's signature
         self.waits.append(timeout)
-        if self.delivered_at is not None and self.clock.t <= self.delivered_at <= self.clock.t + timeout:
-            self.clock.t = self.delivered_at
+        if self.delivered_at is not None and self.delivered_at <= self.clock.t + timeout:
+            self.clock.t = max(self.clock.t, self.delivered_at)  # one delivered before the wait began is kept
             return "success"
         self.clock.t += timeout
         return None
@@ -83,30 +83,38 @@ def _run(cfg: BackdropSettings, vendor: Vendor, planner: PollPlanner, hooks: Hoo
     strategy=st.sampled_from(["adaptive", "fixed"]),
     webhook=st.sampled_from([None, "never", "on_time"]),
     resume=st.one_of(st.none(), st.just(0.0), st.floats(0.0, 200.0)),
+    handover=st.one_of(st.just(0.0), st.floats(0.0, 30.0)),
 )
 def test_no_gap_between_polls_is_longer_than_allowed(duration: float, max_gap: float, interval: float | None,
                                                      step: float, first: float, cap: float, strategy: str,
-                                                     webhook: str | None, resume: float | None) -> None:
+                                                     webhook: str | None, resume: float | None,
+                                                     handover: float) -> None:
     """Every wait, the first, the second (`after_first`) and later ones, in poll and webhook mode and when resuming
     (`first_delay` given: 0 polls at once), with any vendor `polling_interval` and poll_interval (`step`): never
-    past the allowed silence, and when polling, never sooner than the settings' smallest step (no poll storm)."""
+    past the allowed silence, and when polling, never sooner than the settings' smallest step (no poll storm). A
+    fresh create's wait may start `handover` seconds after the create was answered (the step between them took
+    that long): the first gap still counts from the create."""
     cfg = BackdropSettings(poll_max_gap_seconds=max_gap, poll_first_seconds=first, poll_max_interval_seconds=cap,
                            poll_interval_seconds=step, poll_strategy=strategy, poll_deadline_seconds=10_000)
-    clock = Clock()
+    handover = handover if resume is None else 0.0
+    clock = Clock(handover)
     vendor = Vendor(clock, done_at=duration, interval=interval)
     planner = PollPlanner(cfg)
     planner.observe_polling_interval(interval)  # the create's answer carried it too
     hooks = None if webhook is None else Hooks(clock, duration if webhook == "on_time" else None)
     result = asyncio.run(wait_for_task(vendor, "t", cfg, sleep=clock.sleep, now=clock,  # type: ignore[arg-type]
-                                       first_delay=resume, planner=planner, receiver=hooks))  # type: ignore[arg-type]
+                                       first_delay=resume, planner=planner, receiver=hooks,  # type: ignore[arg-type]
+                                       since_created=handover))
     allowed = WAIT_SHARE * (min(max_gap, interval) if interval else max_gap)
     gaps = _gaps(vendor.polls)
-    assert max(gaps) <= allowed + 1e-9
+    assert max(gaps) <= max(allowed, handover) + 1e-9  # a handover longer than allowed: polled at once
     assert result.status.status == "success" and vendor.polls[-1] >= duration
     if hooks is None or resume is not None:  # polling: no storm after the first wait
         assert all(g >= min(step, cap, allowed) - 1e-9 for g in gaps[1:])
+        if resume is None and strategy == "adaptive" and not hooks:  # the first poll at the planned wait from create
+            assert gaps[0] == pytest.approx(max(handover, min(first, allowed)))
     elif webhook == "on_time":  # a delivery is followed by exactly one poll
-        assert vendor.polls[-1] == duration
+        assert vendor.polls[-1] == max(duration, handover)
 
 
 def test_the_default_leaves_at_most_15_of_20_seconds_and_the_webhook_wait_is_inside_it() -> None:

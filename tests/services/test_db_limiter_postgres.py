@@ -14,7 +14,7 @@ from backdrop.pacing import slots as slots_db
 from backdrop.pacing.database import DatabaseLimiter
 from backdrop.pacing.memory import SlidingWindowLimiter
 from tests.client.helpers import FakeClock, worst_window
-from tests.client.test_db_limiter import check_processes, check_threads, stored_slots
+from tests.client.test_db_limiter import check_processes, check_room_for_polls, check_threads, stored_slots
 from tests.client.test_egress_limiter import check_keys_on_one_egress
 
 pytestmark = pytest.mark.postgres
@@ -62,3 +62,7 @@ def test_the_table_has_its_index_and_commits_asynchronously(pg_url: str) -> None
         # a lost slot after a server crash costs at worst one 429; a flush per slot costs ~1 ms
         assert conn.scalar(text("SHOW synchronous_commit")) == "off"
     assert any("(key_id, slot_at)" in d for d in indexes)
+
+
+def test_room_for_polls_is_shared_through_postgres(pg_url: str) -> None:
+    check_room_for_polls(pg_url, f"room-{uuid.uuid4().hex[:8]}")

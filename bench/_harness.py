@@ -170,7 +170,11 @@ def scaled_env(api_url: str, key: str, time_scale: float, **extra: str) -> dict[
         BACKDROP_RATE_LIMIT_PER_SECOND=str(5 * time_scale),
         BACKDROP_RATE_LIMIT_SHORT_WINDOW_SECONDS=str(1 / time_scale),
         BACKDROP_POLL_FIRST_SECONDS=str(8 / time_scale), BACKDROP_POLL_INTERVAL_SECONDS=str(2 / time_scale),
-        BACKDROP_POLL_MAX_INTERVAL_SECONDS=str(30 / time_scale),
+        # every poll setting at its default, scaled (until 2026-11-30 the gap and the safety poll were not: the
+        # benches polled with a 400 s gap in vendor time, and the limiter's room for polls had nothing to keep)
+        BACKDROP_POLL_MAX_INTERVAL_SECONDS=str(15 / time_scale),
+        BACKDROP_POLL_MAX_GAP_SECONDS=str(20 / time_scale),
+        BACKDROP_WEBHOOK_SAFETY_POLL_SECONDS=str(60 / time_scale),
         BACKDROP_POLL_DEADLINE_SECONDS=str(900 / time_scale),
         BACKDROP_BACKOFF_BASE_SECONDS=str(1 / time_scale), BACKDROP_BACKOFF_MAX_SECONDS=str(30 / time_scale),
         # a create whose answer was lost (a busy machine) is settled in scaled time, not 15 real minutes later

@@ -5,7 +5,7 @@ here; the section mixins (`_files`, `_tasks`, `_credits`) build on these two met
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -55,11 +55,12 @@ class ApiCalls:
         feature_route: bool = False,
         create_from_file: bool = False,
         before_send: Callable[[], bool] | None = None,
-        on_answer: Callable[[Any], Awaitable[None]] | None = None,
+        debt: Callable[[Any], tuple[str | None, str | None]] | None = None,
+        due_in: float = 0.0,
     ) -> tuple[Any, str | None]:
         """One API call with retries: (the envelope's content, x-request-id). `before_send` runs right before
-        each attempt leaves (after the rate limiter); False stops it unsent (ClaimLost). `on_answer` is given the
-        content before the request's slot is settled (a create's task is owed polls with no gap)."""
+        each attempt leaves (after the rate limiter); False stops it unsent (ClaimLost). `debt` reads the content's
+        (task running, task ended) for the limiter, and `due_in` says how early a poll is (`Retrier.run`)."""
         feature = self.settings.feature if feature_route else None
 
         async def attempt() -> tuple[Any, str | None]:
@@ -77,11 +78,10 @@ class ApiCalls:
             if envelope is not None and (not isinstance(body, dict) or envelope not in body):
                 raise unexpected_body(resp, f"no {envelope!r} field")
             content = body[envelope] if envelope is not None else body
-            if on_answer is not None:
-                await on_answer(content)
             return content, resp.headers.get("x-request-id")
 
-        return await self._retrier.run(route, policy, attempt)
+        return await self._retrier.run(route, policy, attempt, due_in=due_in,
+                                       debt=None if debt is None else lambda answer: debt(answer[0]))
 
     async def _paged(
         self,

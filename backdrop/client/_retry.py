@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -46,10 +47,12 @@ class Retrier:
         )
 
     async def run(
-        self, route: str, policy: Policy, attempt: Callable[[], Awaitable[T]], *, paced: bool = True
+        self, route: str, policy: Policy, attempt: Callable[[], Awaitable[T]], *, paced: bool = True,
+        debt: Callable[[T], tuple[str | None, str | None]] | None = None, due_in: float = 0.0,
     ) -> T:
         """Run `attempt` until it returns or fails for good. `paced` attempts (API routes) first
-        await the limiter; storage attempts do not.
+        await the limiter; storage attempts do not. `debt` reads an answer's (task running, task ended) for the
+        limiter, told as the slot is settled (`RateLimiter.settle`); `due_in`: a poll this early (`acquire`).
 
         Under Policy.CREATE, once the request may have left only a definite refusal (`err.refused`:
         the vendor's error body with a 4xx, the documented missing-upload 500, a connection never
@@ -63,15 +66,21 @@ class Retrier:
             # batcher's next call gathers more pictures (fewer slot calls a picture)
             try:
                 new_work = route in ("file", "create")
-                ticket = await self._limiter.acquire(can_wait=new_work, starts_task=new_work) if paced else None
+                ticket = await self._limiter.acquire(can_wait=new_work, starts_task=new_work,
+                                                     due_in=due_in) if paced else None
             except Exception as exc:
                 if policy is not Policy.CREATE:
                     raise
                 # nothing was sent yet: the create is definitely not made
                 raise NotSent(f"the rate limiter failed before sending: {type(exc).__name__}") from exc
             self._stats.count_request(route)
+            owe = paid = None
             try:
-                return await attempt()
+                answer = await attempt()
+                if debt is not None:
+                    with contextlib.suppress(Exception):  # room for polls never turns an answer into an error
+                        owe, paid = debt(answer)
+                return answer
             except httpx.TransportError as exc:
                 self._stats.bump("transport_errors")
                 err: BackdropError = error_from_transport(
@@ -92,7 +101,7 @@ class Retrier:
                 ) from exc
             finally:
                 if ticket is not None:  # the answer is in: the server counted the request by now
-                    await self._limiter.settle(ticket)
+                    await self._limiter.settle(ticket, owe=owe, paid=paid)
             if isinstance(err, RateLimited):
                 self._stats.bump("http_429")
             if policy is Policy.CREATE and not err.refused:

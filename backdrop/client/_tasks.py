@@ -53,7 +53,7 @@ class TaskCalls(ApiCalls):
             feature_route=True,
             create_from_file=src_file_id is not None,
             before_send=before_send,
-            on_answer=self._owe_created,
+            debt=_created_debt,
         )
         task_id = data.get("task_id") if isinstance(data, dict) else None
         if isinstance(task_id, bool) or not isinstance(task_id, str | int) or not str(task_id).strip():
@@ -65,17 +65,15 @@ class TaskCalls(ApiCalls):
         return CreatedTask(task_id=str(task_id), request_id=request_id,
                            polling_interval=_parse.polling_interval(data))
 
-    async def _owe_created(self, data: Any) -> None:
-        """The create was answered: its task (if the answer names one) is owed polls from now on."""
-        task_id = data.get("task_id") if isinstance(data, dict) else None
-        if isinstance(task_id, str | int) and not isinstance(task_id, bool) and str(task_id).strip():
-            # pacing room never turns a created task into an ambiguous create
-            with contextlib.suppress(Exception):
-                await self._retrier.limiter.owe(str(task_id))
-
-    async def get_task(self, task_id: str, *, feature: str | None = None) -> TaskStatus:
+    async def get_task(self, task_id: str, *, feature: str | None = None, due_in: float = 0.0) -> TaskStatus:
         """One poll, under `feature` (the slug the task was created under; default the settings'). An engine
-        failure comes back as `status="error"`, not raised. The limiter is told whether the task still needs polls."""
+        failure comes back as `status="error"`, not raised. The limiter is told whether the task still needs polls;
+        `due_in`: this poll is that many seconds earlier than the poll gap requires (it waits for spare room)."""
+
+        def debt(data: Any) -> tuple[str | None, str | None]:
+            running = isinstance(data, dict) and str(data.get("task_status", "")).lower() not in ("success", "error")
+            return (task_id, None) if running else (None, task_id)
+
         try:
             data, request_id = await self._call(
                 "poll",
@@ -83,16 +81,14 @@ class TaskCalls(ApiCalls):
                 f"/s2s/v2.0/task/{self._slug(feature)}/{quote(task_id, safe='')}",
                 "data",
                 feature_route=True,
+                debt=debt,
+                due_in=due_in,
             )
         except (InvalidTaskId, TaskTimeout):
-            await self._retrier.limiter.paid(task_id)  # gone at the vendor: no poll will ever find it
+            with contextlib.suppress(Exception):  # gone at the vendor: no poll will ever find it
+                await self._retrier.limiter.paid(task_id)
             raise
-        status = _parse.task_status(task_id, data, request_id)
-        if status.status == "running":
-            await self._retrier.limiter.owe(task_id)
-        else:
-            await self._retrier.limiter.paid(task_id)
-        return status
+        return _parse.task_status(task_id, data, request_id)
 
     async def delete_task(self, task_id: str) -> None:
         """Delete a finished task and its files (no refund)."""
@@ -115,3 +111,11 @@ class TaskCalls(ApiCalls):
             page_size,
         )
         return _parse.each(_parse.template, rows)
+
+
+def _created_debt(data: Any) -> tuple[str | None, str | None]:
+    """A create's answer: the task it names (if any) is owed polls from the moment its slot is settled."""
+    task_id = data.get("task_id") if isinstance(data, dict) else None
+    if isinstance(task_id, str | int) and not isinstance(task_id, bool) and str(task_id).strip():
+        return str(task_id), None
+    return None, None

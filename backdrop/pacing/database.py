@@ -113,6 +113,9 @@ class DatabaseLimiter:
         if poll_every is not None and poll_every <= 0:
             raise ValueError(f"poll_every must be positive, not {poll_every}")
         self.poll_every = poll_every
+        #: key slot row ids of this instance's creates in flight, whose settling pays their `slot:` rows
+        self._provisional: set[int] = set()
+        self._provisional_lock = threading.Lock()
         checked = checked_windows(windows)
         if not key_id or egress_key_id == "":
             raise ValueError("key_id must not be empty")
@@ -224,6 +227,8 @@ class DatabaseLimiter:
             if starts_task and self.poll_every is not None:
                 for key, _, _ in self._budgets:  # the create's task is owed polls until the create is settled
                     conn.execute(self._owe_new, {"key_id": key, "ref": _slot_ref(row_ids[-1]), "seen_at": now})
+                with self._provisional_lock:
+                    self._provisional.add(row_ids[-1])
         return slot, (row_ids[0] if len(row_ids) == 1 else (row_ids[0], row_ids[1]))
 
     def _polls_fit(self, conn: Any, slot: float, now: float, starts_task: bool) -> bool:
@@ -242,44 +247,55 @@ class DatabaseLimiter:
                 return False
         return True
 
-    def settle_slot(self, slot_id: Ticket, *, sent: bool = True) -> None:
+    def settle_slot(self, slot_id: Ticket, *, sent: bool = True, owe: str | None = None,
+                    paid: str | None = None) -> None:
         """The slot's request has its answer: it counts from now, if later (blocking I/O). `sent=False`:
-        it was never sent, and counts from its own time. A database that fails here costs only the
-        precision this adds: the slot counts as in flight until IN_FLIGHT_MAX_SECONDS."""
+        it was never sent, and counts from its own time. `owe`/`paid`: what the answer says of a task, in the same
+        transaction (see `RateLimiter.settle`). A database that fails here costs only the precision this adds: the
+        slot counts as in flight until IN_FLIGHT_MAX_SECONDS, and a task's room expires."""
         slot_ids = [slot_id] if isinstance(slot_id, int) else list(slot_id)
+        track = self.poll_every is not None
+        with self._provisional_lock:
+            provisional = slot_ids[-1] in self._provisional
+            self._provisional.discard(slot_ids[-1])
         try:
             engine = self._engine_or_raise()
             with self._key_locks(), engine.begin() as conn:
-                conn.execute(self._settle if sent else self._release, {"slot_ids": slot_ids, "at": self._clock()})
-                if self.poll_every is not None:  # a create's provisional debt (nothing if it was not one)
-                    for key, _, _ in self._budgets:
+                at = self._clock()
+                conn.execute(self._settle if sent else self._release, {"slot_ids": slot_ids, "at": at})
+                for key, _, _ in self._budgets if track else ():
+                    if provisional:  # a create's (or slot call's) task counted while it was in flight
                         conn.execute(self._paid, {"key": key, "task_ref": _slot_ref(slot_ids[-1])})
+                    self._note(conn, key, at, owe=owe, paid=paid)
         except (ConfigError, DBAPIError):
             pass
+
+    def _note(self, conn: Any, key: str, at: float, *, owe: str | None, paid: str | None) -> None:
+        """Record under `key` that task `owe` is running or task `paid` needs no more polls."""
+        if owe is not None:
+            task_ref = _task_ref(owe)
+            if conn.execute(self._owe_again, {"key": key, "task_ref": task_ref, "at": at}).rowcount == 0:
+                conn.execute(self._owe_new, {"key_id": key, "ref": task_ref, "seen_at": at})
+        if paid is not None:
+            conn.execute(self._paid, {"key": key, "task_ref": _task_ref(paid)})
 
     def owe_now(self, ref: str) -> None:
         """`owe` (blocking I/O). A database that fails here costs only the room kept for this task's polls."""
-        if self.poll_every is None:
-            return
-        try:
-            engine = self._engine_or_raise()
-            with self._key_locks(), engine.begin() as conn:
-                for key, _, _ in self._budgets:
-                    at, task_ref = self._clock(), _task_ref(ref)
-                    if conn.execute(self._owe_again, {"key": key, "task_ref": task_ref, "at": at}).rowcount == 0:
-                        conn.execute(self._owe_new, {"key_id": key, "ref": task_ref, "seen_at": at})
-        except (ConfigError, DBAPIError):
-            pass
+        self._note_now(owe=ref, paid=None)
 
     def paid_now(self, ref: str) -> None:
         """`paid` (blocking I/O); a failure leaves the row to expire."""
+        self._note_now(owe=None, paid=ref)
+
+    def _note_now(self, *, owe: str | None, paid: str | None) -> None:
         if self.poll_every is None:
             return
         try:
             engine = self._engine_or_raise()
             with self._key_locks(), engine.begin() as conn:
+                at = self._clock()
                 for key, _, _ in self._budgets:
-                    conn.execute(self._paid, {"key": key, "task_ref": _task_ref(ref)})
+                    self._note(conn, key, at, owe=owe, paid=paid)
         except (ConfigError, DBAPIError):
             pass
 
@@ -302,10 +318,16 @@ class DatabaseLimiter:
                 time.sleep(pause)
         raise AssertionError("unreachable")
 
-    async def acquire(self, *, can_wait: bool = False, starts_task: bool = False) -> object:
-        horizon = self._horizon if can_wait else None
-        while (taken := await asyncio.to_thread(self.take, horizon, starts_task=starts_task)) is None:
-            await self._sleep(horizon / 2)  # type: ignore[operator]
+    async def acquire(self, *, can_wait: bool = False, starts_task: bool = False, due_in: float = 0.0) -> object:
+        due = self._clock() + due_in
+        while True:
+            # an early poll books as new work until it is due; then, as every poll, at once
+            early = not can_wait and self.poll_every is not None and self._clock() < due
+            horizon = self._horizon if can_wait or early else None
+            taken = await asyncio.to_thread(self.take, horizon, starts_task=starts_task)
+            if taken is not None:
+                break
+            await self._sleep(self._horizon / 2 if can_wait else max(0.0, min(self._horizon / 2, due - self._clock())))
         slot, slot_id = taken
         self.last_slot = slot
         wait = slot - self._clock()
@@ -317,9 +339,9 @@ class DatabaseLimiter:
             raise
         return slot_id
 
-    async def settle(self, ticket: object) -> None:
+    async def settle(self, ticket: object, *, owe: str | None = None, paid: str | None = None) -> None:
         if isinstance(ticket, int | tuple):
-            await asyncio.to_thread(self.settle_slot, ticket)
+            await asyncio.to_thread(self.settle_slot, ticket, owe=owe, paid=paid)
 
     def __repr__(self) -> str:
         egress = f", egress_key_id={self.egress_key_id!r}" if self.egress_key_id else ""

@@ -46,13 +46,16 @@ __all__ = ["IN_FLIGHT_MAX_SECONDS", "OWED_EXPIRY_ROUNDS", "RateLimiter", "Slidin
 
 @runtime_checkable
 class RateLimiter(Protocol):
-    async def acquire(self, *, can_wait: bool = False, starts_task: bool = False) -> object:
+    async def acquire(self, *, can_wait: bool = False, starts_task: bool = False, due_in: float = 0.0) -> object:
         """Wait for a slot; returns a ticket for `settle`. `can_wait`: new work (an upload or a create), which
-        books only a short way ahead; `starts_task`: only if the polls of the running tasks and of one more still
-        fit, that one counted among them until the slot is settled (a create's answer names the task: `owe`)."""
+        books only a short way ahead, and only if the polls of the running tasks still fit; `starts_task`: and
+        those of one more, counted among them until the slot is settled (its answer names the task: `settle`'s
+        `owe`). A poll books at once, unless it is early (`due_in` seconds before the poll gap requires it): then,
+        until then, it books as new work does, so that it never takes the room kept for other tasks' polls."""
 
-    async def settle(self, ticket: object) -> None:
-        """The request sent in this slot has its answer (or failed): count the slot from now on."""
+    async def settle(self, ticket: object, *, owe: str | None = None, paid: str | None = None) -> None:
+        """The request sent in this slot has its answer (or failed): count the slot from now on. `owe`: the answer
+        says task `owe` is running (keep room for its polls); `paid`: task `paid` needs no more polls."""
 
     async def owe(self, ref: str) -> None:
         """The vendor's task `ref` is running and will be polled: keep room for its polls (again, if already)."""
@@ -167,11 +170,17 @@ class SlidingWindowLimiter:
                 budget._open.add(cell)
             return slot - now, cell
 
-    async def acquire(self, *, can_wait: bool = False, starts_task: bool = False) -> object:
+    async def acquire(self, *, can_wait: bool = False, starts_task: bool = False, due_in: float = 0.0) -> object:
         sleep = self._sleep or asyncio.sleep
-        horizon = max(wait_horizon(b.windows) for b in self._budgets) if can_wait else None
-        while (got := self._reserve(horizon, starts_task)) is None:
-            await sleep(horizon / 2)  # type: ignore[operator]
+        horizon = max(wait_horizon(b.windows) for b in self._budgets)
+        due = self._clock() + due_in
+        while True:
+            # an early poll books as new work until it is due; then, as every poll, at once
+            early = not can_wait and self.poll_every is not None and self._clock() < due
+            got = self._reserve(horizon if can_wait or early else None, starts_task)
+            if got is not None:
+                break
+            await sleep(horizon / 2 if can_wait else max(0.0, min(horizon / 2, due - self._clock())))
         wait, cell = got
         if wait > 0:
             with self._locked():
@@ -204,16 +213,21 @@ class SlidingWindowLimiter:
                 return 0.0
             return slot - now
 
-    async def settle(self, ticket: object) -> None:
-        self.settle_now(ticket)
+    async def settle(self, ticket: object, *, owe: str | None = None, paid: str | None = None) -> None:
+        self.settle_now(ticket, owe=owe, paid=paid)
 
-    def settle_now(self, ticket: object) -> None:
+    def settle_now(self, ticket: object, *, owe: str | None = None, paid: str | None = None) -> None:
         """`settle`, from synchronous code."""
         if isinstance(ticket, _Slot):
             with self._locked():
-                ticket.settle(self._clock())
+                now = self._clock()
+                ticket.settle(now)
                 for budget in self._budgets:
                     budget._open.discard(ticket)
+                    if owe is not None:
+                        budget._owed[owe] = now
+                    if paid is not None:
+                        budget._owed.pop(paid, None)
 
     async def owe(self, ref: str) -> None:
         self.owe_now(ref)
@@ -250,8 +264,9 @@ RECENT_EXTRA = 32
 #: A slot still unanswered this long after its time is taken as lost and counts from its own time.
 IN_FLIGHT_MAX_SECONDS = 120.0
 #: A task owed polls and not said running for this many poll rounds (`poll_every`) is no longer counted: its waiter
-#: stopped without saying so (a cancelled run, a crash). Four rounds: a waiter sleeps at most one between polls.
-OWED_EXPIRY_ROUNDS = 4
+#: stopped without saying so (a cancelled run, a crash). Eight rounds (2 minutes at the default gap): a waiter sleeps
+#: at most one between polls, and a poll that times out twice and backs off takes about four.
+OWED_EXPIRY_ROUNDS = 8
 
 
 class _Slot:

@@ -102,20 +102,25 @@ def polls_fit(windows: Sequence[tuple[int, float]], times: Sequence[float], at: 
     `at + (k - 1) * every`, when the slots held before `at - seconds + (k - 1) * every` have left. A batch that spends
     the window's slots on new pictures in its first minute then has nothing left for their polls until the window
     slides (minutes at the vendor): this is what the limiter checks before it books a picture's upload or create.
-    A window no longer than `every` refills within a round; the long window sets how many tasks can be polled. No
-    task is kept room for polls more often than every two of a window's steady-state slots (`seconds / count`): a
-    gap set shorter than that could not be kept for even one task, and a batch must still move.
+    A window shorter than `every` refills within a round: it is kept if the round's refills alone poll every task
+    (the per-second window: 5 a second give 75 polls in a 15 s round), else it counts as one round. No task is kept
+    room for polls more often than every two of a window's steady-state slots (`seconds / count`): a gap set
+    shorter than that could not be kept for even one task, and a batch must still move.
     """
     if owed <= 0:
         return True
     for count, seconds in windows:
-        every = max(every, 2 * seconds / count)
-        if seconds <= every:
-            continue
+        round_ = max(every, 2 * seconds / count)
         first = bisect_right(times, at - seconds)  # the first slot still held at `at`
         free = count - (len(times) - first)
-        for k in range(1, math.ceil(seconds / every) + 1):
-            freed = bisect_right(times, at - seconds + (k - 1) * every) - first
+        if seconds < round_:
+            if owed <= count * (math.floor(round_ / seconds) - 1):
+                continue  # the window refills enough within one round, whatever it holds now
+            if owed > free:
+                return False
+            continue
+        for k in range(1, math.ceil(seconds / round_) + 1):
+            freed = bisect_right(times, at - seconds + (k - 1) * round_) - first
             if owed * k > free + freed:
                 return False
     return True

@@ -151,6 +151,9 @@ async def wait_for_task(
     delay = planner.first_delay() if first_delay is None else min(first_delay, planner.longest_wait())
     start = last_seen = now()
     late = max(0.0, since_created)  # taken off the first wait only
+    # when the task was last known running (its create, a poll, a delivery): a poll the gap does not yet require
+    # (`due_in` > 0) takes no room the limiter keeps for other tasks' polls
+    mark = start - late
     polls = 0
     while True:
         remaining = settings.poll_deadline_seconds - (now() - start)
@@ -161,18 +164,18 @@ async def wait_for_task(
         if hooks is not None:
             # The delivery only says the task ended (no result URL, no error code): one poll fetches them.
             if await hooks.wait(task_id, max(0.0, min(planner.webhook_wait() - late, remaining))) is not None:
-                last_seen = now()  # the wait for the poll starts at the delivery
+                last_seen = mark = now()  # the wait for the poll starts at the delivery
         else:
             await sleep(max(0.0, min(delay - late, remaining)))
         late = 0.0
-        status = await client.get_task(task_id)
+        status = await client.get_task(task_id, due_in=max(0.0, planner.longest_wait() - (now() - mark)))
         polls += 1
         planner.observe_polling_interval(status.polling_interval)
         if learn and polls == 1:
             planner.observe_first_poll(done=status.status != "running")
         if status.status != "running":
             return PollResult(status=status, polls=polls, gap_seconds=round(now() - last_seen, 3))
-        last_seen = now()
+        last_seen = mark = now()
         delay = planner.after_first(delay) if polls == 1 else planner.next_delay(delay)
 
 

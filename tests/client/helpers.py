@@ -29,13 +29,17 @@ class NoWait:
         self.settled: list[int] = []
         self.owed: set[str] = set()
 
-    async def acquire(self, *, can_wait: bool = False, starts_task: bool = False) -> int:
+    async def acquire(self, *, can_wait: bool = False, starts_task: bool = False, due_in: float = 0.0) -> int:
         self.acquired += 1
         return self.acquired
 
-    async def settle(self, ticket: object) -> None:
+    async def settle(self, ticket: object, *, owe: str | None = None, paid: str | None = None) -> None:
         assert isinstance(ticket, int)
         self.settled.append(ticket)
+        if owe is not None:
+            self.owed.add(owe)
+        if paid is not None:
+            self.owed.discard(paid)
 
     async def owe(self, ref: str) -> None:
         self.owed.add(ref)

@@ -57,7 +57,7 @@ def test_method_signatures_match_the_contract_with_the_pipeline() -> None:
         "create_task": [
             "self", "src_file_id", "src_file_url", "prompt", "template_id", "task_type", "before_send"
         ],
-        "get_task": ["self", "task_id", "feature"],
+        "get_task": ["self", "task_id", "feature", "due_in"],
         "list_templates": ["self", "page_size"],
         "delete_task": ["self", "task_id"],
         "credit_balance": ["self"],

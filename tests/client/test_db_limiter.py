@@ -403,3 +403,23 @@ def test_a_long_task_id_is_kept_as_a_digest(db_url: str) -> None:
     for i in range(13):
         limiter.paid_now("x" * 500 + str(i))
     assert limiter.take(10.0) is not None
+
+
+def test_an_early_poll_waits_for_spare_room_in_the_database_too(db_url: str) -> None:
+    clock = FakeClock(1_795_000_000.0)
+    limiter = DatabaseLimiter(db_url, "k", [(250, 300.0)], clock=clock, sleep=clock.sleep, poll_every=15.0)
+    for i in range(12):
+        limiter.owe_now(f"t{i}")
+    for _ in range(10):
+        limiter.take_slot()
+
+    async def run() -> None:
+        start = clock.now
+        await limiter.settle(await limiter.acquire(due_in=5.0), owe="t1")
+        assert clock.now - start == pytest.approx(5.0)  # no spare room: it went when it was due
+        await limiter.settle(await limiter.acquire(due_in=5.0), paid="t0")
+        assert clock.now - start == pytest.approx(10.0)
+        await limiter.acquire(due_in=5.0)  # t0 paid in the same transaction as the settling: room again
+        assert clock.now - start == pytest.approx(10.0)
+
+    asyncio.run(run())

@@ -17,9 +17,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backdrop.errors import InvalidTaskId, TaskTimeout
+from backdrop.errors import AmbiguousCreate, InvalidTaskId, TaskTimeout
 from backdrop.pacing.memory import OWED_EXPIRY_ROUNDS, SlidingWindowLimiter
 from backdrop.pacing.windows import key_windows, poll_every, polls_fit, wait_horizon
+from backdrop.pipeline.polling import PollPlanner
 from tests.client.helpers import FakeClock, NoWait, Recorder, api_json, make_client, make_settings
 
 EVERY = 15.0
@@ -43,33 +44,37 @@ def test_a_window_spent_on_a_burst_has_room_only_for_the_tasks_its_rest_can_poll
     assert polls_fit(LONG, [*burst, 300.0], 300.0, 12, EVERY)
 
 
-def test_windows_no_longer_than_the_poll_interval_do_not_limit_the_tasks() -> None:
+def test_a_window_shorter_than_a_round_limits_the_tasks_only_if_its_refills_cannot_poll_them() -> None:
+    """The per-second window refills 15 times in a 15 s round: 5 a second poll 70 tasks with the 5 it holds now
+    taken; polls of a long window of 250 per 300 s, with a 450 s gap, fit only in what the window has free."""
     assert polls_fit([(5, 1.0)], [0.0] * 5, 0.0, 12, EVERY)
+    assert polls_fit([(5, 1.0)], [0.0] * 5, 0.0, 70, EVERY)
+    assert not polls_fit([(5, 1.0)], [0.0] * 5, 0.0, 71, EVERY)
+    assert polls_fit([(250, 300.0)], [0.0] * 200, 0.0, 50, 450.0)
+    assert not polls_fit([(250, 300.0)], [0.0] * 200, 0.0, 51, 450.0)
 
 
 @given(
     times=st.lists(st.floats(0, 600, allow_nan=False), max_size=300),
     at=st.floats(300, 700),
-    owed=st.integers(0, 30),
+    owed=st.integers(1, 30),
     every=st.floats(0.5, 100),
-    count=st.integers(1, 300),
+    count=st.integers(2, 300),  # a window no shorter than a round (`step` <= 300 s): see the next test for shorter
 )
 @settings(max_examples=300, deadline=None)
-def test_polls_fit_is_the_round_by_round_count(times: list[float], at: float, owed: int, every: float,
-                                              count: int) -> None:
-    """Against its definition, counted the slow way: round k of polls (one per task, due by at + (k-1) * every)
-    needs owed * k slots: those free at `at` and those the window frees by then."""
-    ordered = sorted([*times, at])
+def test_polls_fit_when_polling_every_task_at_each_deadline_keeps_the_window(
+        times: list[float], at: float, owed: int, every: float, count: int) -> None:
+    """Against a schedule built and counted by brute force: poll all `owed` tasks at each deadline (now, `every`
+    later, ...) for a whole window, the latest they may be polled, which frees the most slots first; polls_fit says
+    yes exactly when no window ending at one of those polls holds more than `count` slots. (`every` is at least two
+    steady-state slots, `seconds / count`, as polls_fit takes it.)"""
     seconds = 300.0
-    held = [t for t in ordered if t > at - seconds]
-    every = max(every, 2 * seconds / count)  # never more often than every two steady-state slots
-    expected = owed == 0 or seconds <= every or all(
-        owed * k <= count - len(held) + sum(1 for t in held if t <= at - seconds + (k - 1) * every)
-        for k in range(1, math.ceil(seconds / every) + 1))
-    assert polls_fit([(count, seconds)], ordered, at, owed, every) == expected
-    if expected and owed:
-        assert polls_fit([(count, seconds)], ordered, at, owed - 1, every)  # fewer tasks always fit
-    assert polls_fit([(count, seconds)], [at], at, 1, every)  # one task always fits an empty window: no deadlock
+    held = sorted(t for t in [*times, at] if t <= at)  # slots booked ahead are counted by the callers' tests
+    step = max(every, 2 * seconds / count)
+    polls = [at + (k - 1) * step for k in range(1, math.ceil(seconds / step) + 1) for _ in range(owed)]
+    slots = held + polls
+    keeps = all(sum(1 for t in slots if instant - seconds < t <= instant) <= count for instant in set(polls))
+    assert polls_fit([(count, seconds)], held, at, owed, every) == keeps
 
 
 @dataclass
@@ -77,16 +82,19 @@ class Picture:
     duration: float
     created: float | None = None
     last_poll: float | None = None
+    wait: float = 0.0  # the planner's last wait
+    polls: int = 0
     done: bool = False
 
 
 def _run_batch(limiter: SlidingWindowLimiter, clock: FakeClock, durations: list[float], every: float,
-               *, uploads: bool, concurrency: int = 32) -> tuple[float, int, float]:
+               *, uploads: bool, concurrency: int = 32, planner: PollPlanner | None = None) -> tuple[float, int, float]:
     """A batch through the real limiter on a simulated clock: `concurrency` pictures at a time (the flow's task
-    runner) ask for an upload slot (if `uploads`) and a create, both new work that books only `wait_horizon` ahead,
-    trying again after half of it; each running task is polled as late as the poll loop may (`every` after its
-    create or last poll), and a poll books at once. Returns (the longest silence of a running task, requests, when
-    the last task finished)."""
+    runner) ask for an upload slot (if `uploads`) and a create, both new work (room for one more task's polls, booked
+    only `wait_horizon` ahead), trying again after half of it. Each running task is polled on `planner`'s schedule
+    (the pipeline's, learning as it goes), or as late as the gap allows (`every`) without one; a poll that comes
+    before the gap requires it books as new work until it is due, then at once, as `acquire(due_in=...)` does.
+    Returns (the longest silence of a running task, requests, when the last task finished)."""
     horizon = wait_horizon(limiter.windows)
     pictures = [Picture(d) for d in durations]
     events: list[tuple[float, int, int, str]] = []  # (time, order, picture, step)
@@ -97,6 +105,13 @@ def _run_batch(limiter: SlidingWindowLimiter, clock: FakeClock, durations: list[
         order += 1
         heapq.heappush(events, (time, order, index, step))
 
+    def next_wait(picture: Picture) -> float:
+        if planner is None:
+            return every
+        if picture.polls == 0:
+            return planner.first_delay()
+        return planner.after_first(picture.wait) if picture.polls == 1 else planner.next_delay(picture.wait)
+
     first = "upload" if uploads else "create"
     waiting = list(range(len(pictures)))[::-1]
     for _ in range(min(concurrency, len(pictures))):
@@ -106,7 +121,7 @@ def _run_batch(limiter: SlidingWindowLimiter, clock: FakeClock, durations: list[
         clock.now, _, index, step = heapq.heappop(events)
         picture = pictures[index]
         if step in ("upload", "create"):
-            got = limiter._reserve(horizon, starts_task=step == "create")
+            got = limiter._reserve(horizon, starts_task=True)
             if got is None:
                 at(clock.now + horizon / 2, index, step)
                 continue
@@ -114,30 +129,45 @@ def _run_batch(limiter: SlidingWindowLimiter, clock: FakeClock, durations: list[
             requests += 1
             sent = clock.now + wait
             if step == "upload":
-                limiter._close(cell)  # answered at once
+                limiter.settle_now(cell)  # answered at once
                 at(sent, index, "create")
-            else:
-                limiter.owe_now(str(index))  # the create's answer names its task (no time passes: settled at once)
-                limiter._close(cell)
+            else:  # the create's answer names its task, told as its slot is settled (no time passes)
+                limiter.settle_now(cell, owe=str(index))
                 picture.created = picture.last_poll = sent
-                at(sent + every, index, "poll")
-        else:  # a poll is due: it books at once and leaves in its slot
-            poll_wait = limiter.reserve()
-            assert poll_wait is not None
-            requests += 1
-            sent = clock.now + poll_wait
-            assert picture.last_poll is not None and picture.created is not None
-            longest = max(longest, sent - picture.last_poll)
-            picture.last_poll = sent
-            if sent - picture.created >= picture.duration:
-                picture.done = True
-                finished = max(finished, sent)
-                limiter.paid_now(str(index))
-                if waiting:
-                    at(sent, waiting.pop(), first)
-            else:
-                limiter.owe_now(str(index))
-                at(sent + every, index, "poll")
+                picture.wait = next_wait(picture)
+                at(sent + picture.wait, index, "poll")
+            continue
+        assert picture.last_poll is not None and picture.created is not None
+        due = picture.last_poll + every
+        if clock.now < due:  # early: only spare room, until it is due
+            got = limiter._reserve(horizon)
+            if got is None:
+                at(min(clock.now + horizon / 2, due), index, "poll")
+                continue
+            poll_wait = got[0]
+            limiter._close(got[1])
+        else:
+            booked = limiter.reserve()
+            assert booked is not None
+            poll_wait = booked
+        requests += 1
+        sent = clock.now + poll_wait
+        longest = max(longest, sent - picture.last_poll)
+        picture.last_poll = sent
+        picture.polls += 1
+        done = sent - picture.created >= picture.duration
+        if planner is not None and picture.polls == 1:
+            planner.observe_first_poll(done)
+        if done:
+            picture.done = True
+            finished = max(finished, sent)
+            limiter.paid_now(str(index))
+            if waiting:
+                at(sent, waiting.pop(), first)
+        else:
+            limiter.owe_now(str(index))
+            picture.wait = next_wait(picture)
+            at(sent + picture.wait, index, "poll")
     assert all(p.done for p in pictures)
     return longest, requests, finished
 
@@ -148,23 +178,26 @@ durations = st.one_of(
 )
 
 
-@given(shape=durations, pictures=st.integers(90, 250), uploads=st.booleans(), seed=st.integers(0, 2**16))
+@given(shape=durations, pictures=st.integers(90, 250), uploads=st.booleans(), seed=st.integers(0, 2**16),
+       schedule=st.sampled_from(["gap", "adaptive", "fixed"]))
 @settings(max_examples=20, deadline=None)
 def test_no_running_task_waits_longer_than_the_gap_for_a_poll(
-        shape: tuple[str, float, float], pictures: int, uploads: bool, seed: int) -> None:
+        shape: tuple[str, float, float], pictures: int, uploads: bool, seed: int, schedule: str) -> None:
     """The default settings (250 per 300 s, 5 a second, a 20 s gap polled within 15 s): whatever the durations,
-    from a second to a quarter of an hour, and however many pictures start, no running task goes longer than
-    the gap without a poll, and every picture finishes."""
+    from a second to a quarter of an hour, and however many pictures start, with polls as late as the gap allows,
+    on the adaptive planner's schedule (it polls sooner: 8 s, then half the first wait, growing) or every 2 s, no
+    running task goes longer than the gap without a poll, and every picture finishes."""
     rng = random.Random(seed)
     kind, a, b = shape
     if kind == "lognormal":
         durations = [rng.lognormvariate(math.log(a), b) for _ in range(pictures)]
     else:  # a share b of the tasks runs `a` seconds, the rest 10 s
         durations = [a if rng.random() < b else 10.0 for _ in range(pictures)]
-    s = make_settings()
+    s = make_settings(poll_strategy="fixed" if schedule == "fixed" else "adaptive")
     clock = FakeClock()
     limiter = SlidingWindowLimiter(key_windows(s), clock=clock, poll_every=poll_every(s))
-    longest, _, _ = _run_batch(limiter, clock, durations, poll_every(s), uploads=uploads)
+    planner = None if schedule == "gap" else PollPlanner(s)
+    longest, _, _ = _run_batch(limiter, clock, durations, poll_every(s), uploads=uploads, planner=planner)
     assert longest <= s.poll_max_gap_seconds
 
 
@@ -235,28 +268,21 @@ def test_poll_every_must_be_positive() -> None:
 
 @pytest.mark.anyio
 async def test_the_client_tells_the_limiter_which_tasks_still_need_polls() -> None:
-    """A create's answer makes its task owed (before its slot is settled); a poll that finds it running keeps it
-    owed; one that finds it finished, or gone (InvalidTaskId, TaskTimeout), pays it."""
+    """A create's answer makes its task owed as its slot is settled (no gap, no await of its own); a poll that
+    finds it running keeps it owed; one that finds it finished, or gone (InvalidTaskId, TaskTimeout), pays it."""
     running = {"status": 200, "data": {"task_status": "running"}}
     done = {"status": 200, "data": {"task_status": "success", "results": {"url": "https://r.test/a.jpg"}}}
     limiter = NoWait()
-    seen: list[set[str]] = []
-    settle = limiter.settle
-
-    async def settle_and_look(ticket: object) -> None:
-        seen.append(set(limiter.owed))
-        await settle(ticket)
-
-    limiter.settle = settle_and_look  # type: ignore[method-assign]
     api = Recorder([api_json(200, {"status": 200, "data": {"task_id": "t-1"}}), api_json(200, running),
                     api_json(200, done),
                     api_json(200, {"status": 200, "data": {"task_id": "t-2"}}),
                     api_json(400, {"status": 400, "error_code": "InvalidTaskId"}),
                     api_json(200, {"status": 200, "data": {"task_id": "t-3"}}),
-                    api_json(500, {"status": 500, "error_code": "TaskTimeout"})])
+                    api_json(500, {"status": 500, "error_code": "TaskTimeout"}),
+                    api_json(200, {"status": 200, "data": {"no_task_id": True}})])
     async with make_client(api, limiter=limiter) as client:
         await client.create_task(src_file_id="f", prompt="p")
-        assert seen[-1] == {"t-1"}  # owed already when the create's slot was settled
+        assert limiter.owed == {"t-1"}
         await client.get_task("t-1")
         assert limiter.owed == {"t-1"}
         await client.get_task("t-1")
@@ -267,6 +293,8 @@ async def test_the_client_tells_the_limiter_which_tasks_still_need_polls() -> No
         await client.create_task(src_file_id="f", prompt="p")
         with pytest.raises(TaskTimeout):
             await client.get_task("t-3")
+        with pytest.raises(AmbiguousCreate):  # an answer without a task id owes nothing (and stays ambiguous)
+            await client.create_task(src_file_id="f", prompt="p")
     assert limiter.owed == set()
 
 
@@ -280,3 +308,22 @@ def test_polls_more_often_than_the_gap_needs_do_not_stop_a_batch() -> None:
     got = limiter._reserve(10.0, starts_task=True)
     assert got is not None
     limiter.settle_now(got[1])
+
+
+@pytest.mark.anyio
+async def test_an_early_poll_waits_for_spare_room_and_a_due_one_books_at_once() -> None:
+    """Twelve tasks owed and ten slots held leave no spare room (12 tasks x 20 rounds > 250 - 11): a poll the
+    planner makes before the gap requires it (`due_in` 5 s) waits until it is due, then books; a due poll goes now."""
+    clock = FakeClock()
+    limiter = SlidingWindowLimiter(LONG, clock=clock, sleep=clock.sleep, poll_every=EVERY)
+    for i in range(12):
+        limiter.owe_now(f"t{i}")
+    for _ in range(10):
+        limiter.reserve()
+    await limiter.acquire(due_in=5.0)
+    assert clock.now == pytest.approx(5.0)
+    await limiter.acquire(due_in=0.0)
+    assert clock.now == pytest.approx(5.0)
+    limiter.paid_now("t0")  # room again: an early poll goes at once
+    await limiter.acquire(due_in=5.0)
+    assert clock.now == pytest.approx(5.0)

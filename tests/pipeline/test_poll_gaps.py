@@ -37,9 +37,11 @@ class Vendor:
     done_at: float
     interval: float | None = None
     polls: list[float] = field(default_factory=list)
+    due_ins: list[float] = field(default_factory=list)
 
-    async def get_task(self, task_id: str) -> TaskStatus:
+    async def get_task(self, task_id: str, due_in: float = 0.0) -> TaskStatus:
         self.polls.append(self.clock.t)
+        self.due_ins.append(due_in)
         status = "success" if self.clock.t >= self.done_at else "running"
         return TaskStatus(task_id=task_id, status=status, result_url="https://r/x" if status == "success" else None,
                           polling_interval=self.interval)
@@ -113,6 +115,9 @@ def test_no_gap_between_polls_is_longer_than_allowed(duration: float, max_gap: f
         assert all(g >= min(step, cap, allowed) - 1e-9 for g in gaps[1:])
         if resume is None and strategy == "adaptive" and not hooks:  # the first poll at the planned wait from create
             assert gaps[0] == pytest.approx(max(handover, min(first, allowed)))
+        # each poll says how much earlier than the gap requires it is: the limiter keeps room for the required one
+        for gap, due_in in zip(gaps, vendor.due_ins, strict=True):
+            assert due_in == pytest.approx(max(0.0, allowed - gap), abs=1e-6)
     elif webhook == "on_time":  # a delivery is followed by exactly one poll
         assert vendor.polls[-1] == max(duration, handover)
 

@@ -30,6 +30,11 @@ def test_a_polling_window_never_loses_a_task(pipeline_env: Any, tmp_path: Path, 
     # Backdrop's times are real seconds: a 20 vendor-second gap is 2 s here. Everything else would wait far
     # longer than the window (a first poll at 8 s, back-off to 30 s, a webhook safety poll at 60 s).
     monkeypatch.setenv("BACKDROP_POLL_MAX_GAP_SECONDS", str(20 / SCALE))
+    # and the rate limit in the same time: the limiter keeps room to poll every running task every 1.5 s, which the
+    # vendor's 250 per 300 s allows for one or two tasks at once, and 250 per 30 s for eleven
+    monkeypatch.setenv("BACKDROP_RATE_LIMIT_WINDOW_SECONDS", str(300 / SCALE))
+    monkeypatch.setenv("BACKDROP_RATE_LIMIT_PER_SECOND", str(5 * SCALE))
+    monkeypatch.setenv("BACKDROP_RATE_LIMIT_SHORT_WINDOW_SECONDS", str(1 / SCALE))
     monkeypatch.setenv("BACKDROP_POLL_FIRST_SECONDS", "8")
     monkeypatch.setenv("BACKDROP_POLL_MAX_INTERVAL_SECONDS", "30")
     monkeypatch.setenv("BACKDROP_WEBHOOK_SAFETY_POLL_SECONDS", "60")

@@ -23,6 +23,9 @@ DEFAULT_API_URL = "https://yce-api-01.makeupar.com"
 #: the vendor's documented spellings of one API server (contract: "perfectcorp.com answers identically")
 VENDOR_HOSTS = frozenset({"yce-api-01.makeupar.com", "yce-api-01.perfectcorp.com"})
 VENDOR_SERVICE = "yce-api-01.makeupar.com"
+#: share of `poll_max_gap_seconds` a planned wait between two polls of a running task may use (the poll planner), and
+#: how often the limiter keeps room to poll each running task; the rest is for the limiter's queue and the network
+POLL_WAIT_SHARE = 0.75
 
 #: a slug the routes carry; `FeatureSetting` adds `auto` (resolved per run from the account's feature-cost list)
 FeatureSlug = Literal["bg-replace-v2", "bg-replace"]

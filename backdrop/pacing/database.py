@@ -1,14 +1,12 @@
 """Pacing shared by every process and host that uses one API key, through a database.
 
-`DatabaseLimiter` keeps the granted slots in a table, `backdrop_rate_slots(key_id, slot_at)`. One
-acquisition is one short transaction, serialised per key: PostgreSQL takes
-`pg_advisory_xact_lock(<namespace>, hashtext(key_id))`, SQLite opens with `BEGIN IMMEDIATE`. Inside
-it the limiter drops slots too old to matter, finds the earliest time at which every window has
-room (slots granted to others may lie in the future: reserve-ahead, as in `SlidingWindowLimiter`),
-inserts that slot and commits; it then sleeps until the slot outside the transaction, so nothing
-polls and nobody holds a lock while waiting. When the request's answer comes back, `settle` moves its
-slot to that time (one more short transaction), as `SlidingWindowLimiter` does and for the same reason:
-the server counts arrivals, and under load a request leaves after its slot.
+`DatabaseLimiter` keeps the granted slots in a table, `backdrop_rate_slots(key_id, slot_at)`. One acquisition is one
+short transaction, serialised per key: PostgreSQL takes `pg_advisory_xact_lock(<namespace>, hashtext(key_id))`,
+SQLite opens with `BEGIN IMMEDIATE`. Inside it the limiter drops slots too old to matter, finds the earliest time at
+which every window has room (others' slots may lie in the future: reserve-ahead, as in `SlidingWindowLimiter`),
+inserts that slot and commits; it then sleeps until the slot outside the transaction, so nothing polls and nobody
+holds a lock while waiting. When the answer comes back, `settle` moves its slot to that time (one more short
+transaction), as `SlidingWindowLimiter` does: the server counts arrivals, and under load a request leaves late.
 
 The vendor counts per key *and* per client address. A limiter given an `egress_key_id` (`ip:<digest of server and
 egress id>`, shared by every key leaving through that address) takes one slot that fits both budgets and inserts
@@ -16,23 +14,14 @@ it under both keys in the same transaction. It takes the egress budget's lock fi
 database and in the process alike, so two processes never hold one each while waiting for the other, and no
 process sees one budget's slot without the other's.
 
-Slots are wall-clock times (`time.time()`) because they are compared across hosts. Clock skew
-between hosts shifts their requests by the skew: keep hosts on NTP (the windows carry
-`JITTER_MARGIN_SECONDS` of slack, about what NTP keeps clocks within). Old slots are kept
-`SKEW_GRACE_SECONDS` beyond the longest window so that a host whose clock runs ahead does not
-delete slots a host running behind still counts.
+Slots are wall-clock times (`time.time()`), compared across hosts: keep hosts on NTP (the windows carry
+`JITTER_MARGIN_SECONDS` of slack). Old slots are kept `SKEW_GRACE_SECONDS` beyond the longest window so that a host
+whose clock runs ahead does not delete slots a host running behind still counts. Durability is traded for speed
+(SQLite `synchronous=NORMAL`, PostgreSQL `synchronous_commit=off`): a crash of the database host may forget the last
+few slots (at worst a 429, retried); visibility between transactions, which the windows rely on, is unchanged.
 
-Durability is traded for speed: SQLite runs `synchronous=NORMAL` (WAL) and PostgreSQL sessions
-`synchronous_commit=off`, so a crash of the database host may forget the last few slots (at worst a
-429, which the client retries) while an acquisition costs no disk flush. Visibility between
-transactions, which the windows rely on, is unchanged.
-
-Room for polls, as in `SlidingWindowLimiter` (given `poll_every`): the tasks a key owes polls are rows of
-`backdrop_polls_owed`, written by `owe` and deleted by `paid`, so every process sharing the key counts them; a
-create in flight counts as `slot:<row id>` from its booking to its settling, inserted in the booking's transaction.
-An upload or a create is booked only if `windows.polls_fit` says the owed polls still fit.
-
-The tables, their engines and the locks are `backdrop.pacing.slots`'s; `database_limiter` keeps one limiter per URL,
+Room for polls is kept as in `SlidingWindowLimiter` (given `poll_every`), from rows every process on the key
+counts (`queries.OwedRows`). Tables, engines and locks are `slots`'s; `database_limiter` keeps one limiter per URL,
 key and limits in the process (`backdrop.pacing.limiter_for` chooses it when `limiter_url` is set).
 """
 
@@ -40,41 +29,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
-from sqlalchemy import (
-    BindParameter,
-    Integer,
-    Row,
-    Select,
-    bindparam,
-    case,
-    delete,
-    func,
-    insert,
-    literal_column,
-    select,
-    update,
-)
+from sqlalchemy import BindParameter, Row, bindparam, case, delete, insert, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from backdrop.errors import ConfigError
 from backdrop.identity import egress_limiter_key_id, limiter_key_id
-from backdrop.pacing.memory import IN_FLIGHT_MAX_SECONDS, OWED_EXPIRY_ROUNDS
-from backdrop.pacing.slots import engine_for, failure, key_lock, owed, redacted, serialise, slots, transient
-from backdrop.pacing.windows import (
-    checked_windows,
-    key_windows,
-    poll_every,
-    polls_fit,
-    vendor_windows,
-    wait_horizon,
-)
+from backdrop.pacing.memory import IN_FLIGHT_MAX_SECONDS
+from backdrop.pacing.queries import OwedRows, kth_query
+from backdrop.pacing.slots import engine_for, failure, key_lock, redacted, serialise, slots, transient
+from backdrop.pacing.windows import checked_windows, key_windows, poll_every, vendor_windows, wait_horizon
 from backdrop.settings import BackdropSettings
 
 __all__ = ["DatabaseLimiter", "SKEW_GRACE_SECONDS", "Ticket", "database_limiter"]
@@ -132,7 +101,7 @@ class DatabaseLimiter:
         budgets = [(key_id, checked)]
         if egress_key_id is not None:
             budgets.insert(0, (egress_key_id, checked_windows(egress_windows or checked)))
-        self._budgets = [(key, wins, _kth_query(wins)) for key, wins in budgets]
+        self._budgets = [(key, wins, kth_query(wins)) for key, wins in budgets]
         self._horizon = max(wait_horizon(wins) for _, wins in budgets)
         self._longest = max(s for _, wins in budgets for _, s in wins)
         key: BindParameter[str] = bindparam("key")
@@ -150,21 +119,11 @@ class DatabaseLimiter:
         self._settle = update(slots).where(ids).values(
             in_flight=False, slot_at=case((slots.c.slot_at < at, at), else_=slots.c.slot_at))
         self._release = update(slots).where(ids).values(in_flight=False)
-        ref: BindParameter[str] = bindparam("task_ref")
-        self._owed_count = select(func.count()).select_from(owed).where(owed.c.key_id == key,
-                                                                        owed.c.seen_at > bindparam("alive"))
-        self._owed_stale = delete(owed).where(owed.c.key_id == key, owed.c.seen_at <= bindparam("alive"))
-        self._held = select(slots.c.slot_at).where(slots.c.key_id == key, slots.c.slot_at > bindparam("held"))
-        self._owe_again = update(owed).where(owed.c.key_id == key, owed.c.ref == ref).values(seen_at=bindparam("at"))
-        self._owe_new = insert(owed)
-        self._paid = delete(owed).where(owed.c.key_id == key, owed.c.ref == ref)
+        self._owed = OwedRows()
 
     def take_slot(self, horizon: float | None = None) -> float | None:
-        """Take the next free slot in the database; returns its wall-clock time (blocking I/O).
-
-        With a `horizon`, take it only if it is at most that far ahead (else None, nothing taken).
-        The slot counts from its own time: nothing tracks its request (`acquire` and `settle` do).
-        """
+        """Take the next free slot in the database; returns its wall-clock time (blocking I/O). With a `horizon`, take
+        it only if it is at most that far ahead (else None, nothing taken). The slot counts from its own time."""
         taken = self.take(horizon, in_flight=False)
         return None if taken is None else taken[0]
 
@@ -216,7 +175,8 @@ class DatabaseLimiter:
                         slot = max(slot, kth + seconds)
             if horizon is not None and slot - now > horizon:
                 return None
-            if horizon is not None and not self._polls_fit(conn, slot, now, starts_task):
+            if horizon is not None and self.poll_every is not None and not self._owed.room(
+                    conn, [(k, w) for k, w, _ in self._budgets], slot, now, self.poll_every, starts_task):
                 return None  # new work waits until the running tasks' polls leave it room
             row_ids = []
             for key, _, _ in self._budgets:
@@ -226,26 +186,10 @@ class DatabaseLimiter:
                 row_ids.append(int(cast("Row[Any]", inserted.inserted_primary_key)[0]))
             if starts_task and self.poll_every is not None:
                 for key, _, _ in self._budgets:  # the create's task is owed polls until the create is settled
-                    conn.execute(self._owe_new, {"key_id": key, "ref": _slot_ref(row_ids[-1]), "seen_at": now})
+                    self._owed.book(conn, key, row_ids[-1], now)
                 with self._provisional_lock:
                     self._provisional.add(row_ids[-1])
         return slot, (row_ids[0] if len(row_ids) == 1 else (row_ids[0], row_ids[1]))
-
-    def _polls_fit(self, conn: Any, slot: float, now: float, starts_task: bool) -> bool:
-        """Whether new work at `slot` leaves room for the polls every budget owes (its lock held)."""
-        every = self.poll_every
-        if every is None:
-            return True
-        alive = now - OWED_EXPIRY_ROUNDS * every
-        for key, windows, _ in self._budgets:
-            conn.execute(self._owed_stale, {"key": key, "alive": alive})
-            count = int(conn.execute(self._owed_count, {"key": key, "alive": alive}).scalar_one()) + int(starts_task)
-            if count == 0:
-                continue
-            held = sorted([*conn.scalars(self._held, {"key": key, "held": slot - max(s for _, s in windows)}), slot])
-            if not polls_fit(windows, held, slot, count, every):
-                return False
-        return True
 
     def settle_slot(self, slot_id: Ticket, *, sent: bool = True, owe: str | None = None,
                     paid: str | None = None) -> None:
@@ -265,19 +209,10 @@ class DatabaseLimiter:
                 conn.execute(self._settle if sent else self._release, {"slot_ids": slot_ids, "at": at})
                 for key, _, _ in self._budgets if track else ():
                     if provisional:  # a create's (or slot call's) task counted while it was in flight
-                        conn.execute(self._paid, {"key": key, "task_ref": _slot_ref(slot_ids[-1])})
-                    self._note(conn, key, at, owe=owe, paid=paid)
+                        self._owed.unbook(conn, key, slot_ids[-1])
+                    self._owed.note(conn, key, at, owe=owe, paid=paid)
         except (ConfigError, DBAPIError):
             pass
-
-    def _note(self, conn: Any, key: str, at: float, *, owe: str | None, paid: str | None) -> None:
-        """Record under `key` that task `owe` is running or task `paid` needs no more polls."""
-        if owe is not None:
-            task_ref = _task_ref(owe)
-            if conn.execute(self._owe_again, {"key": key, "task_ref": task_ref, "at": at}).rowcount == 0:
-                conn.execute(self._owe_new, {"key_id": key, "ref": task_ref, "seen_at": at})
-        if paid is not None:
-            conn.execute(self._paid, {"key": key, "task_ref": _task_ref(paid)})
 
     def owe_now(self, ref: str) -> None:
         """`owe` (blocking I/O). A database that fails here costs only the room kept for this task's polls."""
@@ -288,16 +223,10 @@ class DatabaseLimiter:
         self._note_now(owe=None, paid=ref)
 
     def _note_now(self, *, owe: str | None, paid: str | None) -> None:
-        if self.poll_every is None:
-            return
-        try:
-            engine = self._engine_or_raise()
-            with self._key_locks(), engine.begin() as conn:
-                at = self._clock()
+        if self.poll_every is not None:
+            with contextlib.suppress(ConfigError, DBAPIError), self._key_locks(), self._engine_or_raise().begin() as c:
                 for key, _, _ in self._budgets:
-                    self._note(conn, key, at, owe=owe, paid=paid)
-        except (ConfigError, DBAPIError):
-            pass
+                    self._owed.note(c, key, self._clock(), owe=owe, paid=paid)
 
     async def owe(self, ref: str) -> None:
         await asyncio.to_thread(self.owe_now, ref)
@@ -368,31 +297,3 @@ def database_limiter(settings: BackdropSettings) -> DatabaseLimiter:
             limiter = _shared[key] = DatabaseLimiter(settings.limiter_url, key[1], key[2], egress_key_id=key[3],
                                                      egress_windows=key[4], poll_every=key[5])
         return limiter
-
-
-def _slot_ref(row_id: int) -> str:
-    """The owed row of a create in flight, by its key's slot row id."""
-    return f"slot:{row_id}"
-
-
-def _task_ref(ref: str) -> str:
-    """A task's owed row: its id, or a digest of an id too long for the column (and never `slot:`-like)."""
-    if len(ref) <= 120 and not ref.startswith("slot:"):
-        return ref
-    return "sha256:" + hashlib.sha256(ref.encode()).hexdigest()
-
-
-def _kth_query(windows: Sequence[tuple[int, float]]) -> Select[Any]:
-    """Per window, the count-th latest slot of `:key` that can still share a window with a slot taken now; one
-    row in one round trip, each an index range scan of at most `count` entries."""
-    key: BindParameter[str] = bindparam("key")
-    return select(*(
-        select(slots.c.slot_at)
-        .where(slots.c.key_id == key, slots.c.slot_at > bindparam(f"since{i}"))
-        .order_by(slots.c.slot_at.desc())
-        # constants, not parameters: PostgreSQL plans a prepared OFFSET $n poorly
-        .offset(literal_column(str(count - 1), Integer))
-        .limit(literal_column("1", Integer))
-        .scalar_subquery()
-        for i, (count, _) in enumerate(windows)
-    ))

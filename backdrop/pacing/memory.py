@@ -37,6 +37,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 from backdrop.identity import process_egress_key, process_limiter_key
+from backdrop.pacing.cells import IN_FLIGHT_MAX_SECONDS, OWED_EXPIRY_ROUNDS, RECENT_EXTRA, Slot
 from backdrop.pacing.windows import checked_windows, key_windows, poll_every, polls_fit, vendor_windows, wait_horizon
 from backdrop.settings import BackdropSettings
 
@@ -97,8 +98,8 @@ class SlidingWindowLimiter:
         self._lock = threading.Lock()
         # Granted slots in grant order. Only the recent ones matter to any window: a slot granted
         # max(n) + RECENT_EXTRA grants ago is long settled.
-        self._slots: deque[_Slot] = deque(maxlen=max(n for n, _ in self.windows) + RECENT_EXTRA)
-        self._open: set[_Slot] = set()  # granted and not yet answered
+        self._slots: deque[Slot] = deque(maxlen=max(n for n, _ in self.windows) + RECENT_EXTRA)
+        self._open: set[Slot] = set()  # granted and not yet answered
         self._owed: dict[str, float] = {}  # task ref -> when it was last said to be running
 
     def reserve(self, horizon: float | None = None) -> float | None:
@@ -116,7 +117,7 @@ class SlidingWindowLimiter:
             stack.enter_context(budget._lock)
         return stack
 
-    def _next_free(self, now: float, *, sent_only: bool = False, excluding: _Slot | None = None) -> float:
+    def _next_free(self, now: float, *, sent_only: bool = False, excluding: Slot | None = None) -> float:
         """The earliest slot from `now` that keeps this budget's windows (its lock held), counting every slot
         booked, with the requests in flight from now; or with `sent_only` those whose request has left (but
         `excluding`), each from when it left or was answered."""
@@ -152,7 +153,7 @@ class SlidingWindowLimiter:
         bisect.insort(times, slot)
         return polls_fit(self.windows, times, slot, owed, every)
 
-    def _reserve(self, horizon: float | None, starts_task: bool = False) -> tuple[float, _Slot] | None:
+    def _reserve(self, horizon: float | None, starts_task: bool = False) -> tuple[float, Slot] | None:
         with self._locked():
             now = self._clock()
             # a later slot keeps a budget's windows too, so the latest of the earliest fits every budget
@@ -163,7 +164,7 @@ class SlidingWindowLimiter:
             if horizon is not None and every is not None and not all(
                     budget._polls_fit(slot, now, every, starts_task) for budget in self._budgets):
                 return None  # new work waits until the running tasks' polls leave it room
-            cell = _Slot(slot)
+            cell = Slot(slot)
             cell.starts_task = starts_task
             for budget in self._budgets:
                 budget._slots.append(cell)
@@ -194,7 +195,7 @@ class SlidingWindowLimiter:
             raise
         return cell
 
-    def _confirm(self, cell: _Slot) -> float:
+    def _confirm(self, cell: Slot) -> float:
         """Right before `cell`'s request leaves: 0 (and the slot counts as sent, from now) if it keeps every
         window counted with the requests that have really left, else how much longer to wait.
 
@@ -218,7 +219,7 @@ class SlidingWindowLimiter:
 
     def settle_now(self, ticket: object, *, owe: str | None = None, paid: str | None = None) -> None:
         """`settle`, from synchronous code."""
-        if isinstance(ticket, _Slot):
+        if isinstance(ticket, Slot):
             with self._locked():
                 now = self._clock()
                 ticket.settle(now)
@@ -248,7 +249,7 @@ class SlidingWindowLimiter:
             for budget in self._budgets:
                 budget._owed.pop(ref, None)
 
-    def _close(self, cell: _Slot) -> None:
+    def _close(self, cell: Slot) -> None:
         with self._locked():
             cell.open, cell.sent = False, True  # never sent, it keeps its time all the same
             for budget in self._budgets:
@@ -257,43 +258,6 @@ class SlidingWindowLimiter:
     def __repr__(self) -> str:
         shared = f", also={list(self.also)!r}" if self.also else ""
         return f"SlidingWindowLimiter({list(self.windows)!r}{shared})"
-
-
-#: Slots kept beyond the longest window's count, for slots settled out of grant order.
-RECENT_EXTRA = 32
-#: A slot still unanswered this long after its time is taken as lost and counts from its own time.
-IN_FLIGHT_MAX_SECONDS = 120.0
-#: A task owed polls and not said running for this many poll rounds (`poll_every`) is no longer counted: its waiter
-#: stopped without saying so (a cancelled run, a crash). Eight rounds (2 minutes at the default gap): a waiter sleeps
-#: at most one between polls, and a poll that times out twice and backs off takes about four.
-OWED_EXPIRY_ROUNDS = 8
-
-
-class _Slot:
-    """One granted slot. `at` is when the server may have counted it: its time, moved to `now` while the
-    request is in flight (it may arrive any moment), then to the moment its answer came back."""
-
-    __slots__ = ("at", "booked", "open", "sent", "starts_task")
-
-    def __init__(self, at: float) -> None:
-        self.at = self.booked = at
-        self.open = True
-        #: a create's slot: its task counts as owed polls while the create is in flight
-        self.starts_task = False
-        #: False while an `acquire` waits for its slot: such a slot does not hold back the requests that
-        #: confirm theirs before it (`SlidingWindowLimiter._confirm`)
-        self.sent = True
-
-    def still_open(self, now: float) -> bool:
-        """Count an unanswered request from now; False once it is no longer taken as in flight."""
-        if not self.open or now - self.booked >= IN_FLIGHT_MAX_SECONDS:
-            return False
-        self.at = max(self.at, now)
-        return True
-
-    def settle(self, now: float) -> None:
-        self.at = max(self.at, now)
-        self.open = False
 
 
 def limiter_from_settings(settings: BackdropSettings) -> SlidingWindowLimiter:

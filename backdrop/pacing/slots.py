@@ -43,7 +43,7 @@ slots = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("key_id", String(200), nullable=False),
-    Column("slot_at", Double, nullable=False),  # when the server may have counted it (see `_Slot`)
+    Column("slot_at", Double, nullable=False),  # when the server may have counted it (see `cells.Slot`)
     Column("booked_at", Double, nullable=False),  # the time it was given
     Column("in_flight", Boolean, nullable=False),  # given and not yet answered
     Index("ix_backdrop_rate_slots_key_slot", "key_id", "slot_at"),

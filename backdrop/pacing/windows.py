@@ -10,9 +10,9 @@ import math
 from bisect import bisect_right
 from collections.abc import Sequence
 
-from backdrop.settings import BackdropSettings
+from backdrop.settings import POLL_WAIT_SHARE, BackdropSettings
 
-__all__ = ["JITTER_MARGIN_SECONDS", "POLL_WAIT_SHARE", "SHORT_WINDOW_MIN_SLACK_SECONDS", "SHORT_WINDOW_SLACK",
+__all__ = ["JITTER_MARGIN_SECONDS", "SHORT_WINDOW_MIN_SLACK_SECONDS", "SHORT_WINDOW_SLACK",
            "checked_windows", "key_windows", "poll_every", "polls_fit", "vendor_windows", "wait_horizon"]
 
 
@@ -78,10 +78,6 @@ def vendor_windows(settings: BackdropSettings) -> tuple[tuple[int, float], ...]:
     )
     return windows
 
-
-#: Share of `poll_max_gap_seconds` a planned wait between two polls of a running task may use; the rest is for
-#: the rate limiter's queue and the network (`backdrop.pipeline.polling`).
-POLL_WAIT_SHARE = 0.75
 
 
 def poll_every(settings: BackdropSettings) -> float:

@@ -22,8 +22,7 @@ from __future__ import annotations
 import math
 import threading
 
-from backdrop.pacing.windows import POLL_WAIT_SHARE
-from backdrop.settings import BackdropSettings
+from backdrop.settings import POLL_WAIT_SHARE, BackdropSettings
 
 __all__ = ["PollPlanner"]
 

@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from backdrop.errors import AmbiguousCreate, InvalidTaskId, TaskTimeout
@@ -73,6 +73,8 @@ def test_polls_fit_when_polling_every_task_at_each_deadline_keeps_the_window(
     step = max(every, 2 * seconds / count)
     polls = [at + (k - 1) * step for k in range(1, math.ceil(seconds / step) + 1) for _ in range(owed)]
     slots = held + polls
+    # a slot exactly on a window's edge is in or out by the last bit of a float sum: not what this test is about
+    assume(all(abs(t - (instant - seconds)) > 1e-6 for t in slots for instant in set(polls)))
     keeps = all(sum(1 for t in slots if instant - seconds < t <= instant) <= count for instant in set(polls))
     assert polls_fit([(count, seconds)], held, at, owed, every) == keeps
 

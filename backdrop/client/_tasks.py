@@ -71,7 +71,9 @@ class TaskCalls(ApiCalls):
         `due_in`: this poll is that many seconds earlier than the poll gap requires (it waits for spare room)."""
 
         def debt(data: Any) -> tuple[str | None, str | None]:
-            running = isinstance(data, dict) and str(data.get("task_status", "")).lower() not in ("success", "error")
+            if not isinstance(data, dict):  # an answer that says nothing of the task: its room stays as it was
+                return None, None
+            running = str(data.get("task_status", "")).lower() not in ("success", "error")
             return (task_id, None) if running else (None, task_id)
 
         try:

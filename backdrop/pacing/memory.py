@@ -18,11 +18,11 @@ A request then takes one slot that fits both budgets, under both locks (the egre
 two keys never wait on each other's locks), and the slot counts in both until it is settled.
 
 A running task must be polled within the vendor's polling window, and its polls share the budget with new pictures.
-Given `poll_every`, the limiter counts the tasks it owes polls (`owe`, `paid`: the client calls them from the
-create's and each poll's answer) and books an upload slot call or a create only if every such task and one more
-could still be polled that often, however long they ran, with the slots left and those the window frees
-(`windows.polls_fit`). Without it a large batch spent the whole window on new pictures in its first minute, and the
-tasks created last waited minutes for a poll. A create's own task counts from the moment it is booked.
+Given `poll_every`, the limiter counts the tasks it owes polls (the client says so as it settles a create's or a
+poll's slot: `settle(owe=..., paid=...)`; `paid` alone for a task gone at the vendor) and books an upload slot call
+or a create only if every such task and one more could still be polled that often, however long they ran, with the
+slots left and those the window frees (`windows.polls_fit`). Without it a large batch spent the whole window on new
+pictures in its first minute, and the tasks created last waited minutes for a poll.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from backdrop.errors import AmbiguousCreate, InvalidTaskId, TaskTimeout
+from backdrop.errors import AmbiguousCreate, BackdropError, InvalidTaskId, TaskTimeout
 from backdrop.pacing.memory import OWED_EXPIRY_ROUNDS, SlidingWindowLimiter
 from backdrop.pacing.windows import key_windows, poll_every, polls_fit, wait_horizon
 from backdrop.pipeline.polling import PollPlanner
@@ -281,7 +281,9 @@ async def test_the_client_tells_the_limiter_which_tasks_still_need_polls() -> No
                     api_json(400, {"status": 400, "error_code": "InvalidTaskId"}),
                     api_json(200, {"status": 200, "data": {"task_id": "t-3"}}),
                     api_json(500, {"status": 500, "error_code": "TaskTimeout"}),
-                    api_json(200, {"status": 200, "data": {"no_task_id": True}})])
+                    api_json(200, {"status": 200, "data": {"no_task_id": True}}),
+                    api_json(200, {"status": 200, "data": {"task_id": "t-4"}}),
+                    api_json(200, {"status": 200, "data": "not an object"})])
     async with make_client(api, limiter=limiter) as client:
         await client.create_task(src_file_id="f", prompt="p")
         assert limiter.owed == {"t-1"}
@@ -297,7 +299,11 @@ async def test_the_client_tells_the_limiter_which_tasks_still_need_polls() -> No
             await client.get_task("t-3")
         with pytest.raises(AmbiguousCreate):  # an answer without a task id owes nothing (and stays ambiguous)
             await client.create_task(src_file_id="f", prompt="p")
-    assert limiter.owed == set()
+        assert limiter.owed == set()
+        await client.create_task(src_file_id="f", prompt="p")
+        with pytest.raises(BackdropError):  # a poll answer that says nothing of the task keeps its room
+            await client.get_task("t-4")
+    assert limiter.owed == {"t-4"}
 
 
 def test_polls_more_often_than_the_gap_needs_do_not_stop_a_batch() -> None:

@@ -3,7 +3,7 @@ bytes to the presigned storage URL it returns (unpaced, no Authorization header)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from backdrop.client import _parse
@@ -27,20 +27,33 @@ class FileCalls(ApiCalls):
         data, request_id = await self._file_call([spec])
         return _parse.upload_slot(data, request_id)
 
-    async def request_uploads(self, files: Sequence[FileSpec]) -> list[UploadSlot]:
+    async def request_uploads(self, files: Sequence[FileSpec], *,
+                              more: Callable[[], Sequence[FileSpec]] | None = None) -> list[UploadSlot]:
         """Register several files in one call (free): one slot per file answered, in the vendor's order.
 
-        The caller checks that it got as many slots as it asked for (`backdrop.pipeline.batching`)."""
-        data, request_id = await self._file_call(list(files))
+        `more` is asked once, right before the request first leaves (after any wait for the rate limiter), for files
+        to add to this call: a call that waited carries the files that came meanwhile. The caller checks that it got
+        as many slots as it asked for (`backdrop.pipeline.batching`)."""
+        data, request_id = await self._file_call(list(files), more)
         return _parse.upload_slots(data, request_id)
 
-    async def _file_call(self, files: list[FileSpec]) -> tuple[object, str | None]:
+    async def _file_call(self, files: list[FileSpec],
+                         more: Callable[[], Sequence[FileSpec]] | None = None) -> tuple[object, str | None]:
         s = self.settings
         path = f"/s2s/v2.0/file/{self._slug()}" if s.upload_route == "feature" else "/s2s/v2.0/file"
-        items = [{"content_type": f["content_type"], "file_name": f["file_name"], "file_size": f["file_size"]}
-                 for f in files]
+        items = [_item(f) for f in files]
+        asked = more is None
+
+        def add_more() -> bool:  # the body's list, filled in before it is first sent (retries send the same)
+            nonlocal asked
+            if not asked:
+                asked = True
+                items.extend(_item(f) for f in more())  # type: ignore[misc]
+            return True
+
         return await self._call(
-            "file", "POST", path, "data", json={"files": items}, feature_route=s.upload_route == "feature"
+            "file", "POST", path, "data", json={"files": items}, feature_route=s.upload_route == "feature",
+            before_send=add_more,
         )
 
     async def put_file(self, slot: UploadSlot, path: Path) -> None:
@@ -79,3 +92,7 @@ class FileCalls(ApiCalls):
         )
         await self.put_file(slot, path)
         return slot.file_id
+
+
+def _item(f: FileSpec) -> dict[str, object]:
+    return {"content_type": f["content_type"], "file_name": f["file_name"], "file_size": f["file_size"]}

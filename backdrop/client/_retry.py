@@ -62,12 +62,13 @@ class Retrier:
         while True:
             # polls first: uploads and creates book only a short way ahead, and only while the polls of the tasks
             # already running and of one more still fit (the task counts as running from its create's booking). A
-            # slot call waits for that room too: its pictures could not create sooner, and while it waits, the
-            # batcher's next call gathers more pictures (fewer slot calls a picture)
+            # slot call waits for that room too, and lets the creates waiting for it go first: its pictures could
+            # not create sooner, and while it waits, the batcher's next call gathers more pictures (fewer slot
+            # calls a picture)
             try:
                 new_work = route in ("file", "create")
-                ticket = await self._limiter.acquire(can_wait=new_work, starts_task=new_work,
-                                                     due_in=due_in) if paced else None
+                ticket = await self._limiter.acquire(can_wait=new_work, starts_task=new_work, due_in=due_in,
+                                                     defer=route == "file") if paced else None
             except Exception as exc:
                 if policy is not Policy.CREATE:
                     raise

@@ -1,8 +1,13 @@
-"""A granted slot of the in-process limiter (`backdrop.pacing.memory`), and the constants of its lifetime."""
+"""A granted slot of the in-process limiter (`backdrop.pacing.memory`), the constants of its lifetime, and the
+count of new work waiting for room that both limiters keep (`Waiting`)."""
 
 from __future__ import annotations
 
-__all__ = ["IN_FLIGHT_MAX_SECONDS", "OWED_EXPIRY_ROUNDS", "RECENT_EXTRA", "Slot"]
+import contextlib
+import threading
+from collections.abc import Iterator
+
+__all__ = ["IN_FLIGHT_MAX_SECONDS", "OWED_EXPIRY_ROUNDS", "RECENT_EXTRA", "Slot", "Waiting"]
 
 #: Slots kept beyond the longest window's count, for slots settled out of grant order.
 RECENT_EXTRA = 32
@@ -39,3 +44,32 @@ class Slot:
     def settle(self, now: float) -> None:
         self.at = max(self.at, now)
         self.open = False
+
+
+class Waiting:
+    """How many acquisitions of new work that does not defer (creates) wait for room in this process, for those
+    that do (upload slot calls): a deferred request books only while none waits. A slot call that waits so is not
+    lost time: its pictures could not create before those already waiting, and its batcher gathers more pictures
+    meanwhile (fewer slot calls a picture). Thread-safe: Prefect may run tasks on several threads."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def joined(self, counts: bool) -> Iterator[None]:
+        """Count this acquisition as waiting while the block runs, if it `counts`."""
+        if not counts:
+            yield
+            return
+        with self._lock:
+            self._count += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._count -= 1
+
+    def busy(self) -> bool:
+        """Whether any such acquisition waits now."""
+        return self._count > 0

@@ -40,6 +40,7 @@ from sqlalchemy.exc import DBAPIError
 
 from backdrop.errors import ConfigError
 from backdrop.identity import egress_limiter_key_id, limiter_key_id
+from backdrop.pacing.cells import Waiting
 from backdrop.pacing.memory import IN_FLIGHT_MAX_SECONDS
 from backdrop.pacing.queries import OwedRows, kth_query
 from backdrop.pacing.slots import engine_for, failure, key_lock, redacted, serialise, slots, transient
@@ -90,12 +91,8 @@ class DatabaseLimiter:
             raise ValueError("key_id must not be empty")
         if egress_key_id == key_id:
             raise ValueError("the egress budget needs a key of its own")
-        self.url = url
-        self.key_id = key_id
-        self.windows = checked
-        self.egress_key_id = egress_key_id
-        self._clock = clock
-        self._sleep = sleep
+        self.url, self.key_id, self.windows, self.egress_key_id = url, key_id, checked, egress_key_id
+        self._clock, self._sleep = clock, sleep
         self.last_slot: float | None = None
         # (key, windows) of every budget a slot must fit, in the one lock order: the egress address's first
         budgets = [(key_id, checked)]
@@ -105,9 +102,7 @@ class DatabaseLimiter:
         self._horizon = max(wait_horizon(wins) for _, wins in budgets)
         self._longest = max(s for _, wins in budgets for _, s in wins)
         key: BindParameter[str] = bindparam("key")
-        self._delete = delete(slots).where(
-            slots.c.key_id == key, slots.c.slot_at < bindparam("stale")
-        )
+        self._delete = delete(slots).where(slots.c.key_id == key, slots.c.slot_at < bindparam("stale"))
         self._insert = insert(slots)
         # a request in flight may arrive any moment: it counts from now (until IN_FLIGHT_MAX_SECONDS)
         self._in_flight = update(slots).where(
@@ -120,6 +115,7 @@ class DatabaseLimiter:
             in_flight=False, slot_at=case((slots.c.slot_at < at, at), else_=slots.c.slot_at))
         self._release = update(slots).where(ids).values(in_flight=False)
         self._owed = OwedRows()
+        self._waiting = Waiting()
 
     def take_slot(self, horizon: float | None = None) -> float | None:
         """Take the next free slot in the database; returns its wall-clock time (blocking I/O). With a `horizon`, take
@@ -247,16 +243,20 @@ class DatabaseLimiter:
                 time.sleep(pause)
         raise AssertionError("unreachable")
 
-    async def acquire(self, *, can_wait: bool = False, starts_task: bool = False, due_in: float = 0.0) -> object:
+    async def acquire(self, *, can_wait: bool = False, starts_task: bool = False, due_in: float = 0.0,
+                      defer: bool = False) -> object:
         due = self._clock() + due_in
-        while True:
-            # an early poll books as new work until it is due; then, as every poll, at once
-            early = not can_wait and self.poll_every is not None and self._clock() < due
-            horizon = self._horizon if can_wait or early else None
-            taken = await asyncio.to_thread(self.take, horizon, starts_task=starts_task)
-            if taken is not None:
-                break
-            await self._sleep(self._horizon / 2 if can_wait else max(0.0, min(self._horizon / 2, due - self._clock())))
+        with self._waiting.joined(can_wait and not defer):  # deferred: after this process's waiting creates
+            while True:
+                # an early poll books as new work until it is due; then, as every poll, at once
+                early = not can_wait and self.poll_every is not None and self._clock() < due
+                horizon = self._horizon if can_wait or early else None
+                if not (can_wait and defer and self._waiting.busy()):
+                    taken = await asyncio.to_thread(self.take, horizon, starts_task=starts_task)
+                    if taken is not None:
+                        break
+                await self._sleep(self._horizon / 2 if can_wait
+                                  else max(0.0, min(self._horizon / 2, due - self._clock())))
         slot, slot_id = taken
         self.last_slot = slot
         wait = slot - self._clock()

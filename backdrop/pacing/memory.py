@@ -37,7 +37,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 from backdrop.identity import process_egress_key, process_limiter_key
-from backdrop.pacing.cells import IN_FLIGHT_MAX_SECONDS, OWED_EXPIRY_ROUNDS, RECENT_EXTRA, Slot
+from backdrop.pacing.cells import IN_FLIGHT_MAX_SECONDS, OWED_EXPIRY_ROUNDS, RECENT_EXTRA, Slot, Waiting
 from backdrop.pacing.windows import checked_windows, key_windows, poll_every, polls_fit, vendor_windows, wait_horizon
 from backdrop.settings import BackdropSettings
 
@@ -47,12 +47,15 @@ __all__ = ["IN_FLIGHT_MAX_SECONDS", "OWED_EXPIRY_ROUNDS", "RateLimiter", "Slidin
 
 @runtime_checkable
 class RateLimiter(Protocol):
-    async def acquire(self, *, can_wait: bool = False, starts_task: bool = False, due_in: float = 0.0) -> object:
+    async def acquire(self, *, can_wait: bool = False, starts_task: bool = False, due_in: float = 0.0,
+                      defer: bool = False) -> object:
         """Wait for a slot; returns a ticket for `settle`. `can_wait`: new work (an upload or a create), which
         books only a short way ahead, and only if the polls of the running tasks still fit; `starts_task`: and
         those of one more, counted among them until the slot is settled (its answer names the task: `settle`'s
         `owe`). A poll books at once, unless it is early (`due_in` seconds before the poll gap requires it): then,
-        until then, it books as new work does, so that it never takes the room kept for other tasks' polls."""
+        until then, it books as new work does, so that it never takes the room kept for other tasks' polls.
+        `defer` (new work only: an upload slot call): book only while no other new work of this process waits
+        for room (`cells.Waiting`)."""
 
     async def settle(self, ticket: object, *, owe: str | None = None, paid: str | None = None) -> None:
         """The request sent in this slot has its answer (or failed): count the slot from now on. `owe`: the answer
@@ -101,6 +104,7 @@ class SlidingWindowLimiter:
         self._slots: deque[Slot] = deque(maxlen=max(n for n, _ in self.windows) + RECENT_EXTRA)
         self._open: set[Slot] = set()  # granted and not yet answered
         self._owed: dict[str, float] = {}  # task ref -> when it was last said to be running
+        self._waiting = Waiting()  # creates waiting for room, which deferred requests let go first
 
     def reserve(self, horizon: float | None = None) -> float | None:
         """Take the next free slot and return how many seconds to wait until it; with a `horizon`,
@@ -171,17 +175,20 @@ class SlidingWindowLimiter:
                 budget._open.add(cell)
             return slot - now, cell
 
-    async def acquire(self, *, can_wait: bool = False, starts_task: bool = False, due_in: float = 0.0) -> object:
+    async def acquire(self, *, can_wait: bool = False, starts_task: bool = False, due_in: float = 0.0,
+                      defer: bool = False) -> object:
         sleep = self._sleep or asyncio.sleep
         horizon = max(wait_horizon(b.windows) for b in self._budgets)
         due = self._clock() + due_in
-        while True:
-            # an early poll books as new work until it is due; then, as every poll, at once
-            early = not can_wait and self.poll_every is not None and self._clock() < due
-            got = self._reserve(horizon if can_wait or early else None, starts_task)
-            if got is not None:
-                break
-            await sleep(horizon / 2 if can_wait else max(0.0, min(horizon / 2, due - self._clock())))
+        with self._waiting.joined(can_wait and not defer):
+            while True:
+                # an early poll books as new work until it is due; then, as every poll, at once
+                early = not can_wait and self.poll_every is not None and self._clock() < due
+                if not (can_wait and defer and self._waiting.busy()):
+                    got = self._reserve(horizon if can_wait or early else None, starts_task)
+                    if got is not None:
+                        break
+                await sleep(horizon / 2 if can_wait else max(0.0, min(horizon / 2, due - self._clock())))
         wait, cell = got
         if wait > 0:
             with self._locked():

@@ -1,14 +1,17 @@
 """Upload slots for several pictures in one File API call: the run's `UploadBatcher` gathers the slot requests
 of concurrent rows and sends one `files[]` request when `max_batch` wait or the oldest has waited `linger`.
 
-One call is in flight at a time: while it waits for the rate limiter, the next batch fills. Each caller gets
-exactly its own slot (or its own error) and PUTs and creates as soon as it has it; nobody waits for a whole
-batch's PUTs. The order of a batched answer is not published, its file names are: slots go to their callers by
-file name (staged names are content hashes, so a name is a picture), never by position. If the vendor refuses a
-batched request (a 400) or answers a different number of slots, a slot without a file name, or slots for other
-file names, batching is off for the rest of the run (`state` says why) and the pictures it carried
-are asked for again one file per request: the fallback fails no picture. Any other error fails exactly the
-pictures of that call (their Prefect task retries them). Free calls only: no money is at stake here.
+One call is in flight at a time, and it waits for the rate limiter (behind this process's creates, which go first:
+`acquire(defer=True)`); right before it leaves, it takes the pictures that came meanwhile, up to `max_batch`
+(`more`). So a call is as full as the pipeline can make it without holding a picture back while the limiter has
+room. Each caller gets exactly its own slot (or its own error) and PUTs and creates as soon as it has it; nobody
+waits for a whole batch's PUTs. The order of a batched answer is not published, its file names are: slots go to
+their callers by file name (staged names are content hashes, so a name is a picture), never by position. If the
+vendor refuses a batched request (a 400) or answers a different number of slots, a slot without a file name, or
+slots for other file names, batching is off for the rest of the run (`state` says why) and the pictures it carried
+are asked for again one file per request: the fallback fails no picture. A call that left with one picture is that
+picture's own request. Any other error fails exactly the pictures of that call (their Prefect task retries them).
+Free calls only: no money is at stake here.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from backdrop.client import UploadSlot
 from backdrop.client.models import FileSpec
@@ -25,8 +29,12 @@ from backdrop.errors import BackdropError
 
 __all__ = ["SendFiles", "UploadBatcher", "by_file_name", "refusal_reason"]
 
-#: one File API call: the files asked for -> the slots answered, in order
-SendFiles = Callable[[Sequence[FileSpec]], Awaitable[list[UploadSlot]]]
+class SendFiles(Protocol):
+    """One File API call: the files asked for, and `more` (asked once, right before the request leaves, for files
+    to add) -> the slots answered, in order (`BackdropClient.request_uploads`)."""
+
+    def __call__(self, files: Sequence[FileSpec], *,
+                 more: Callable[[], Sequence[FileSpec]] | None = None) -> Awaitable[list[UploadSlot]]: ...
 
 
 def refusal_reason(asked: Sequence[FileSpec], answer: list[UploadSlot] | BaseException) -> str | None:
@@ -109,10 +117,7 @@ class UploadBatcher:
 
     async def _one(self, spec: FileSpec) -> UploadSlot:
         self.calls, self.files = self.calls + 1, self.files + 1
-        slots = await self._send([spec])
-        if not slots:  # asked for one: the first slot is its slot (as before batching)
-            raise BackdropError("the File API answered no upload slot")
-        return slots[0]
+        return _only_slot(await self._send([spec]))
 
     def _take(self, n: int) -> list[_Waiting]:
         live = [w for w in self._waiting if not w.future.done()]  # a cancelled caller needs no slot
@@ -153,15 +158,31 @@ class UploadBatcher:
                     t.cancel()
 
     async def _dispatch(self, batch: list[_Waiting]) -> None:
-        if self.refused or len(batch) == 1:
+        if self.refused:
             await asyncio.gather(*(self._single(w) for w in batch))
             return
-        specs = [w.spec for w in batch]
-        self.calls, self.files = self.calls + 1, self.files + len(batch)
+
+        def more() -> list[FileSpec]:  # the call leaves now: the pictures that came while it waited ride along
+            extra = self._take(self.max_batch - len(batch))
+            batch.extend(extra)
+            return [w.spec for w in extra]
+
+        self.calls += 1
         try:
-            answer: list[UploadSlot] | BaseException = await self._send(specs)
+            answer: list[UploadSlot] | BaseException = await self._send([w.spec for w in batch], more=more)
         except Exception as exc:  # noqa: BLE001 - decided below: a refusal, or this batch's error
             answer = exc
+        self.files += len(batch)
+        if len(batch) == 1:  # it left with one file: its own answer, as a one-file request's
+            if not batch[0].future.done():
+                if not isinstance(answer, BaseException) and not answer:
+                    answer = _no_slot()
+                if isinstance(answer, BaseException):
+                    batch[0].future.set_exception(answer)
+                else:
+                    batch[0].future.set_result(answer[0])
+            return
+        specs = [w.spec for w in batch]
         why = refusal_reason(specs, answer)
         if why is not None:
             self.refused = why
@@ -186,3 +207,14 @@ class UploadBatcher:
             return
         if not w.future.done():
             w.future.set_result(slot)
+
+
+def _no_slot() -> BackdropError:
+    return BackdropError("the File API answered no upload slot")
+
+
+def _only_slot(slots: list[UploadSlot]) -> UploadSlot:
+    """The slot of a one-file request: the first (as before batching)."""
+    if not slots:
+        raise _no_slot()
+    return slots[0]

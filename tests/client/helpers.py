@@ -29,7 +29,8 @@ class NoWait:
         self.settled: list[int] = []
         self.owed: set[str] = set()
 
-    async def acquire(self, *, can_wait: bool = False, starts_task: bool = False, due_in: float = 0.0) -> int:
+    async def acquire(self, *, can_wait: bool = False, starts_task: bool = False, due_in: float = 0.0,
+                      defer: bool = False) -> int:
         self.acquired += 1
         return self.acquired
 

@@ -60,3 +60,21 @@ async def test_a_refused_batch_is_the_vendors_400_and_a_short_answer_has_fewer_s
         assert refused.value.status == 400
         sandbox.configure(file_batch="fewer_slots")
         assert len(await client.request_uploads(specs)) == 1
+
+
+async def test_more_is_asked_once_as_the_request_leaves_and_rides_in_the_same_call(sandbox: Any,
+                                                                                  tmp_path: Path) -> None:
+    """`more` is asked after the rate limiter's wait, once, and its files get their slots in the same call."""
+    sandbox.configure(rate_limit_enabled=False)
+    specs = _specs(_pictures(tmp_path, 3))
+    asked: list[int] = []
+
+    def more() -> list[FileSpec]:
+        asked.append(len(asked))
+        return specs[1:]
+
+    async with client_for(sandbox) as client:
+        slots = await client.request_uploads(specs[:1], more=more)
+        assert [s.file_name for s in slots] == ["p0.jpg", "p1.jpg", "p2.jpg"] and asked == [0]
+        assert client.stats.snapshot()["requests"]["file"] == 1
+    assert len([e for e in sandbox.journal() if e.get("route") == "file"]) == 1

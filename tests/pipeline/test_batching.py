@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -62,11 +62,16 @@ class Vendor:
         self.gate: asyncio.Event | None = None
         self.ids = itertools.count()
 
-    async def send(self, files: Sequence[FileSpec]) -> list[UploadSlot]:
+    async def send(self, files: Sequence[FileSpec], *,
+                   more: Callable[[], Sequence[FileSpec]] | None = None) -> list[UploadSlot]:
         names = [f["file_name"] for f in files]
         self.calls.append(names)
-        if self.gate is not None:
+        if self.gate is not None:  # the wait for the rate limiter: then the request leaves, with `more`
             await self.gate.wait()
+        if more is not None:
+            extra = list(more())
+            names.extend(f["file_name"] for f in extra)
+            files = [*files, *extra]
         answer = self.answers.pop(0) if self.answers else "ok"
         if answer == "400-then-hold":  # this call is refused; the next ones wait for the gate
             self.gate, answer = asyncio.Event(), "400"
@@ -130,20 +135,32 @@ async def test_the_cap_splits_a_crowd_and_the_tail_lingers() -> None:
     assert len({s.file_id for s in await asyncio.gather(*tasks)}) == 25
 
 
-async def test_the_next_batch_fills_while_a_call_is_in_flight() -> None:
+async def test_a_call_that_waited_takes_the_pictures_that_came_meanwhile_up_to_n() -> None:
     vendor, clock = Vendor(), Clock()
     vendor.gate = asyncio.Event()
     b = batcher(vendor, clock, n=10)
     first = start(b, range(2))
     await clock.advance(LINGER)
-    assert [len(c) for c in vendor.calls] == [2]  # in flight (waiting for the limiter, say)
+    assert [len(c) for c in vendor.calls] == [2]  # dispatched, waiting for the limiter, say
     later = start(b, range(2, 14))
     await clock.advance(5 * LINGER)
     assert [len(c) for c in vendor.calls] == [2]  # one call at a time
     vendor.gate.set()
-    await settle()  # a full batch at once, then the tail, which waited its linger during the flight
-    assert [len(c) for c in vendor.calls] == [2, 10, 2]
-    assert len(await asyncio.gather(*first, *later)) == 14
+    await settle()  # it leaves with 8 more (N in all), then the tail, which waited its linger during the flight
+    assert vendor.calls == [[f"p{i}.jpg" for i in range(10)], [f"p{i}.jpg" for i in range(10, 14)]]
+    slots = await asyncio.gather(*first, *later)
+    assert [s.file_id.split("-", 1)[1] for s in slots] == [f"p{i}.jpg" for i in range(14)]
+
+
+async def test_a_call_that_left_with_one_file_is_that_file_s_own_request() -> None:
+    """A 400 to a call that carried one picture is that picture's error, not a refusal of batches."""
+    vendor, clock = Vendor("400"), Clock()
+    b = batcher(vendor, clock, n=4)
+    task = start(b, range(1))[0]
+    await clock.advance(LINGER)
+    with pytest.raises(InvalidParameters):
+        await task
+    assert b.state == "on (N=4)" and vendor.calls == [["p0.jpg"]]
 
 
 @pytest.mark.parametrize("answer", ["reversed", "shuffled"])

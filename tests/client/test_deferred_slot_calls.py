@@ -1,0 +1,133 @@
+"""An upload slot call (`acquire(defer=True)`) lets the creates waiting for room go first, in the in-process and
+the database limiter: its pictures could not create before them, and while it waits its batcher gathers more
+pictures for the call (fewer slot calls a picture). Nothing else changes: with no create waiting it books at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from backdrop.pacing.database import DatabaseLimiter
+from backdrop.pacing.memory import SlidingWindowLimiter
+from tests.client.helpers import FakeClock
+
+LONG = [(250, 300.0)]
+EVERY = 15.0
+
+
+class YieldingClock(FakeClock):
+    """A fake clock that stands still (the room changes only when the test pays a task) and whose `sleep` lets the
+    other waiters run, as a real sleep would."""
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(0)
+
+
+Limiter = SlidingWindowLimiter | DatabaseLimiter
+Make = Callable[[FakeClock], Limiter]
+
+
+def _memory(clock: FakeClock) -> Limiter:
+    return SlidingWindowLimiter(LONG, clock=clock, sleep=clock.sleep, poll_every=EVERY)
+
+
+def _database(url: str) -> Make:
+    def make(clock: FakeClock) -> Limiter:
+        return DatabaseLimiter(url, "k", LONG, clock=clock, sleep=clock.sleep, poll_every=EVERY)
+    return make
+
+
+def _no_room(limiter: Limiter) -> None:
+    """Twelve tasks owed and ten slots held: no room for the polls of one more task (13 x 20 rounds > 250 - 11)."""
+    for i in range(12):
+        limiter.owe_now(f"t{i}")
+    for _ in range(10):
+        if isinstance(limiter, SlidingWindowLimiter):
+            limiter.reserve()
+        else:
+            limiter.take_slot()
+
+
+async def _order_of_booking(make: Make, *, defer: bool) -> list[str]:
+    clock = YieldingClock(1_795_000_000.0)
+    limiter = make(clock)
+    _no_room(limiter)
+    booked: list[str] = []
+
+    async def new_work(name: str, **kw: bool) -> None:
+        ticket = await limiter.acquire(can_wait=True, starts_task=True, **kw)
+        booked.append(name)
+        await limiter.settle(ticket, owe=name)
+
+    # the slot call starts waiting first: without `defer` it would be first to find the room
+    slot_call = asyncio.create_task(new_work("slot call", defer=defer))
+    await asyncio.sleep(0)
+    create = asyncio.create_task(new_work("create"))
+    for _ in range(20):  # both wait while there is no room
+        await asyncio.sleep(0.005)
+    assert booked == []
+    for ref in ("t0", "t1"):  # room for one more task: then for the next
+        limiter.paid_now(ref)
+    for _ in range(1000):
+        await asyncio.sleep(0.005)
+        if len(booked) == 1:  # the first one's task and slot take room again: free enough for the second
+            for ref in ("t2", "t3", "t4"):
+                limiter.paid_now(ref)
+        if len(booked) == 2:
+            break
+    await asyncio.wait_for(asyncio.gather(slot_call, create), 10)
+    return booked
+
+
+def _makers(tmp_path: Path) -> list[Make]:
+    return [_memory, _database(f"sqlite:///{tmp_path / 'limiter.db'}")]
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["in-process", "database"])
+def test_a_slot_call_lets_the_waiting_creates_book_first(tmp_path: Path, which: int) -> None:
+    make = _makers(tmp_path)[which]
+    assert asyncio.run(_order_of_booking(make, defer=True)) == ["create", "slot call"]
+
+
+def test_without_defer_the_first_waiter_takes_the_room() -> None:
+    """The control: the same scene without `defer` books the slot call first, so the test above can fail (in
+    process, where the order of two waiters is the event loop's; the database's threads may go either way)."""
+    assert asyncio.run(_order_of_booking(_memory, defer=False)) == ["slot call", "create"]
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["in-process", "database"])
+def test_a_slot_call_with_no_create_waiting_books_at_once(tmp_path: Path, which: int) -> None:
+    clock = YieldingClock(1_795_000_000.0)
+    limiter = _makers(tmp_path)[which](clock)
+
+    async def run() -> None:
+        start = clock.now
+        await asyncio.wait_for(limiter.acquire(can_wait=True, starts_task=True, defer=True), 10)
+        assert clock.now == start
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["in-process", "database"])
+def test_a_cancelled_create_stops_holding_back_the_slot_call(tmp_path: Path, which: int) -> None:
+    clock = YieldingClock(1_795_000_000.0)
+    limiter = _makers(tmp_path)[which](clock)
+    _no_room(limiter)
+
+    async def run() -> None:
+        create = asyncio.create_task(limiter.acquire(can_wait=True, starts_task=True))
+        slot_call = asyncio.create_task(limiter.acquire(can_wait=True, starts_task=True, defer=True))
+        for _ in range(10):
+            await asyncio.sleep(0.005)
+        create.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await create
+        for ref in ("t0", "t1"):
+            limiter.paid_now(ref)
+        await asyncio.wait_for(slot_call, 10)
+
+    asyncio.run(run())

@@ -163,6 +163,23 @@ def _refusals(base: str, key: str, time_scale: float, *more_keys: str) -> dict[s
     return out
 
 
+def _window_use(base: str, key: str, time_scale: float) -> dict[str, Any]:
+    """Where the key's budget went, from the sandbox's journal (vendor time): the API requests it counted in each
+    300 s from the first (at most 250 each), the span from the first to the last, and the share of the budget that
+    span allowed that was used (`(requests - 250) / (250 x (span - 300) / 300)`, the first window's 250 at once)."""
+    got = sorted(e["received"] for e in admin(base, key, "journal")
+                 if e.get("route") not in ("storage_upload", "storage_result") and e["status"] != 429)
+    if len(got) < 2:
+        return {"requests_by_window": [], "span_seconds": 0.0, "budget_used": None}
+    start, span = got[0], (got[-1] - got[0]) * time_scale
+    counts = [0] * (int(span // 300) + 1)
+    for t in got:
+        counts[int((t - start) * time_scale // 300)] += 1
+    used = (len(got) - 250) / (250 * (span - 300) / 300) if span > 300 else None
+    return {"requests_by_window": counts, "span_seconds": round(span, 1),
+            "budget_used": None if used is None else round(used, 3)}
+
+
 def _static_server(folder: Path) -> tuple[http.server.ThreadingHTTPServer, int]:
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def __init__(self, *a: Any, **kw: Any) -> None:
@@ -306,6 +323,9 @@ def _run(args: argparse.Namespace, modes: list[str], results: dict[str, Any]) ->
                 results[mode] = {**_figures(mode, res, s, rows, limit), **results.get(mode, {})}
                 _report_refusals(results, mode, base, key, s)
                 results[mode].update(_poll_wait(base, key, s))
+                results[mode].update(_window_use(base, key, s))
+                print(f"{mode}: API requests in each 300 s {results[mode]['requests_by_window']}; "
+                      f"{results[mode]['budget_used']} of the budget after the first window", flush=True)
                 print(f"{mode}: finished tasks waited for their poll p50 {results[mode]['poll_wait_p50_seconds']} "
                       f"s, p95 {results[mode]['poll_wait_p95_seconds']} s; longest silence of a running task p99 "
                       f"{results[mode]['silence_p99_seconds']} s, max {results[mode]['silence_max_seconds']} s "

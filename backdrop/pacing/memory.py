@@ -121,10 +121,12 @@ class SlidingWindowLimiter:
             stack.enter_context(budget._lock)
         return stack
 
-    def _next_free(self, now: float, *, sent_only: bool = False, excluding: Slot | None = None) -> float:
+    def _next_free(self, now: float, *, sent_only: bool = False,
+                         excluding: Slot | None = None) -> tuple[float, list[float] | None]:
         """The earliest slot from `now` that keeps this budget's windows (its lock held), counting every slot
         booked, with the requests in flight from now; or with `sent_only` those whose request has left (but
-        `excluding`), each from when it left or was answered."""
+        `excluding`), each from when it left or was answered. And the sorted times it counted, if it sorted them
+        (a window was full), for the room check."""
         for cell in list(self._open) if not sent_only else ():  # at most the requests in flight: a handful
             if not cell.still_open(now):
                 self._open.discard(cell)
@@ -139,7 +141,7 @@ class SlidingWindowLimiter:
                                      else [c.at for c in self._slots])
                 if len(ordered) >= count:
                     slot = max(slot, ordered[-count] + seconds)
-        return slot
+        return slot, ordered
 
     def _owed_count(self, now: float, every: float) -> int:
         """The tasks this budget owes polls (its lock held): those said running lately, and the creates in flight."""
@@ -148,12 +150,14 @@ class SlidingWindowLimiter:
             del self._owed[ref]  # a task nobody polled for rounds: its waiter stopped (cancelled, gave up)
         return len(self._owed) + sum(1 for cell in self._open if cell.starts_task)
 
-    def _polls_fit(self, slot: float, now: float, every: float, starts_task: bool) -> bool:
-        """Whether a new picture's request at `slot` leaves room for the polls this budget owes (its lock held)."""
+    def _polls_fit(self, slot: float, now: float, every: float, starts_task: bool,
+                   ordered: list[float] | None = None) -> bool:
+        """Whether a new picture's request at `slot` leaves room for the polls this budget owes (its lock held);
+        `ordered`: its slots' times, sorted, if `_next_free` just sorted them (`slot` is added to it)."""
         owed = self._owed_count(now, every) + int(starts_task)
         if owed == 0:
             return True
-        times = sorted([c.at for c in self._slots])
+        times = ordered if ordered is not None else sorted([c.at for c in self._slots])
         bisect.insort(times, slot)
         return polls_fit(self.windows, times, slot, owed, every)
 
@@ -161,12 +165,14 @@ class SlidingWindowLimiter:
         with self._locked():
             now = self._clock()
             # a later slot keeps a budget's windows too, so the latest of the earliest fits every budget
-            slot = max(budget._next_free(now) for budget in self._budgets)
+            found = [budget._next_free(now) for budget in self._budgets]
+            slot = max(at for at, _ in found)
             if horizon is not None and slot - now > horizon:
                 return None
             every = self.poll_every
             if horizon is not None and every is not None and not all(
-                    budget._polls_fit(slot, now, every, starts_task) for budget in self._budgets):
+                    budget._polls_fit(slot, now, every, starts_task, ordered)
+                    for budget, (_, ordered) in zip(self._budgets, found, strict=True)):
                 return None  # new work waits until the running tasks' polls leave it room
             cell = Slot(slot)
             cell.starts_task = starts_task
@@ -215,7 +221,7 @@ class SlidingWindowLimiter:
         """
         with self._locked():
             now = self._clock()
-            slot = max(budget._next_free(now, sent_only=True, excluding=cell) for budget in self._budgets)
+            slot = max(budget._next_free(now, sent_only=True, excluding=cell)[0] for budget in self._budgets)
             if slot <= now:
                 cell.at, cell.sent = max(cell.at, now), True
                 return 0.0

@@ -47,29 +47,39 @@ class Slot:
 
 
 class Waiting:
-    """How many acquisitions of new work that does not defer (creates) wait for room in this process, for those
-    that do (upload slot calls): a deferred request books only while none waits. A slot call that waits so is not
-    lost time: its pictures could not create before those already waiting, and its batcher gathers more pictures
-    meanwhile (fewer slot calls a picture). Thread-safe: Prefect may run tasks on several threads."""
+    """Requests of this process waiting to book, by urgency: one books only while none more urgent waits. Creates
+    first (their pictures have their slots), then upload slot calls (`defer`: the longer one waits, the more pictures
+    it carries), then polls made before the gap requires them (`due_in`): while new work waits, such a poll waits
+    until it is due (a slot spent on a task that may still be running could have made a picture). A poll that is due
+    waits for nobody. Thread-safe: Prefect may run tasks on several threads."""
+
+    CREATE, SLOT_CALL, EARLY_POLL = 0, 1, 2
 
     def __init__(self) -> None:
-        self._count = 0
+        self._counts = [0, 0, 0]
         self._lock = threading.Lock()
 
     @contextlib.contextmanager
-    def joined(self, counts: bool) -> Iterator[None]:
-        """Count this acquisition as waiting while the block runs, if it `counts`."""
-        if not counts:
+    def joined(self, level: int | None) -> Iterator[None]:
+        """Count this request as waiting at `level` while the block runs (None: not at all)."""
+        if level is None:
             yield
             return
         with self._lock:
-            self._count += 1
+            self._counts[level] += 1
         try:
             yield
         finally:
             with self._lock:
-                self._count -= 1
+                self._counts[level] -= 1
 
-    def busy(self) -> bool:
-        """Whether any such acquisition waits now."""
-        return self._count > 0
+    def ahead(self, level: int | None) -> bool:
+        """Whether a more urgent request waits now."""
+        return level is not None and any(self._counts[:level])
+
+    @classmethod
+    def level(cls, *, can_wait: bool, defer: bool, early: bool) -> int | None:
+        """The urgency of an `acquire`: new work (a slot call if `defer`), or a poll before it is due."""
+        if can_wait:
+            return cls.SLOT_CALL if defer else cls.CREATE
+        return cls.EARLY_POLL if early else None

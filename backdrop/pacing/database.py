@@ -20,9 +20,8 @@ whose clock runs ahead does not delete slots a host running behind still counts.
 (SQLite `synchronous=NORMAL`, PostgreSQL `synchronous_commit=off`): a crash of the database host may forget the last
 few slots (at worst a 429, retried); visibility between transactions, which the windows rely on, is unchanged.
 
-Room for polls is kept as in `SlidingWindowLimiter` (given `poll_every`), from rows every process on the key
-counts (`queries.OwedRows`). Tables, engines and locks are `slots`'s; `database_limiter` keeps one limiter per URL,
-key and limits in the process (`backdrop.pacing.limiter_for` chooses it when `limiter_url` is set).
+Room for polls is kept as in `SlidingWindowLimiter`, from rows every process on the key counts (`queries.OwedRows`).
+Tables, engines, locks: `slots`; `database_limiter`: one limiter per URL, key and limits in the process.
 """
 
 from __future__ import annotations
@@ -127,7 +126,7 @@ class DatabaseLimiter:
              starts_task: bool = False) -> tuple[float, Ticket] | None:
         """`take_slot`, returning (slot time, ticket) for `settle_slot`; the slot is in flight until then. The
         ticket is the slot's row id, or (egress row id, key row id) with an egress budget. With a `horizon` (new
-        work) the slot is taken only if the polls owed still fit; `starts_task`: a create, owed polls until settled."""
+        work) only if the polls owed still fit; `starts_task`: a create, owed polls until settled."""
         engine = self._engine_or_raise()
         with self._key_locks():
             tries = 0
@@ -246,12 +245,13 @@ class DatabaseLimiter:
     async def acquire(self, *, can_wait: bool = False, starts_task: bool = False, due_in: float = 0.0,
                       defer: bool = False) -> object:
         due = self._clock() + due_in
-        with self._waiting.joined(can_wait and not defer):  # deferred: after this process's waiting creates
+        level = Waiting.level(can_wait=can_wait, defer=defer, early=self.poll_every is not None and due_in > 0)
+        with self._waiting.joined(level):  # after more urgent waiters of the process (`cells.Waiting`)
             while True:
-                # an early poll books as new work until it is due; then, as every poll, at once
+                # an early poll books as new work until it is due (after the new work waiting); then at once
                 early = not can_wait and self.poll_every is not None and self._clock() < due
                 horizon = self._horizon if can_wait or early else None
-                if not (can_wait and defer and self._waiting.busy()):
+                if not ((can_wait or early) and self._waiting.ahead(level)):
                     taken = await asyncio.to_thread(self.take, horizon, starts_task=starts_task)
                     if taken is not None:
                         break

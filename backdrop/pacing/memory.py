@@ -7,10 +7,9 @@ slots are counted from there. Without it, two processes sharing one limiter unde
 window's edge and in the first second. And a slot booked ahead is confirmed when its request leaves,
 against the requests that have really left (`_confirm`): a stalled process sends late, never bunched.
 
-The limiter is shared by every call in the process. Prefect may run async tasks in worker threads,
-each with its own event loop, so the state is guarded by a `threading.Lock` (never an asyncio
-primitive, which belongs to one loop). A caller computes its wait under the lock, reserves its
-slot there, and sleeps outside it on its own loop.
+The limiter is shared by every call in the process. Prefect may run async tasks in worker threads, each with its
+own event loop, so the state is guarded by a `threading.Lock` (never an asyncio primitive, which belongs to one
+loop). A caller computes its wait under the lock, reserves its slot there, and sleeps outside it on its own loop.
 
 The vendor counts per key *and* per client address: a key's limiter may be given the budget of its egress
 address (`also`), one `SlidingWindowLimiter` shared by every key of the process that leaves through that address.
@@ -54,8 +53,8 @@ class RateLimiter(Protocol):
         those of one more, counted among them until the slot is settled (its answer names the task: `settle`'s
         `owe`). A poll books at once, unless it is early (`due_in` seconds before the poll gap requires it): then,
         until then, it books as new work does, so that it never takes the room kept for other tasks' polls.
-        `defer` (new work only: an upload slot call): book only while no other new work of this process waits
-        for room (`cells.Waiting`)."""
+        `defer` (new work only: an upload slot call): book only while no create of this process waits; and an
+        early poll books only while no new work waits (`cells.Waiting`)."""
 
     async def settle(self, ticket: object, *, owe: str | None = None, paid: str | None = None) -> None:
         """The request sent in this slot has its answer (or failed): count the slot from now on. `owe`: the answer
@@ -121,8 +120,8 @@ class SlidingWindowLimiter:
             stack.enter_context(budget._lock)
         return stack
 
-    def _next_free(self, now: float, *, sent_only: bool = False,
-                         excluding: Slot | None = None) -> tuple[float, list[float] | None]:
+    def _next_free(self, now: float, *, sent_only: bool = False, excluding: Slot | None = None
+                   ) -> tuple[float, list[float] | None]:
         """The earliest slot from `now` that keeps this budget's windows (its lock held), counting every slot
         booked, with the requests in flight from now; or with `sent_only` those whose request has left (but
         `excluding`), each from when it left or was answered. And the sorted times it counted, if it sorted them
@@ -186,11 +185,12 @@ class SlidingWindowLimiter:
         sleep = self._sleep or asyncio.sleep
         horizon = max(wait_horizon(b.windows) for b in self._budgets)
         due = self._clock() + due_in
-        with self._waiting.joined(can_wait and not defer):
+        level = Waiting.level(can_wait=can_wait, defer=defer, early=self.poll_every is not None and due_in > 0)
+        with self._waiting.joined(level):
             while True:
-                # an early poll books as new work until it is due; then, as every poll, at once
+                # an early poll books as new work until it is due (after the new work waiting); then at once
                 early = not can_wait and self.poll_every is not None and self._clock() < due
-                if not (can_wait and defer and self._waiting.busy()):
+                if not ((can_wait or early) and self._waiting.ahead(level)):
                     got = self._reserve(horizon if can_wait or early else None, starts_task)
                     if got is not None:
                         break
@@ -249,9 +249,8 @@ class SlidingWindowLimiter:
     def owe_now(self, ref: str) -> None:
         """`owe`, from synchronous code."""
         with self._locked():
-            now = self._clock()
             for budget in self._budgets:
-                budget._owed[ref] = now
+                budget._owed[ref] = self._clock()
 
     async def paid(self, ref: str) -> None:
         self.paid_now(ref)
@@ -262,9 +261,9 @@ class SlidingWindowLimiter:
             for budget in self._budgets:
                 budget._owed.pop(ref, None)
 
-    def _close(self, cell: Slot) -> None:
+    def _close(self, cell: Slot) -> None:  # never sent, it keeps its time all the same
         with self._locked():
-            cell.open, cell.sent = False, True  # never sent, it keeps its time all the same
+            cell.open, cell.sent = False, True
             for budget in self._budgets:
                 budget._open.discard(cell)
 

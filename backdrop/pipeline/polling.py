@@ -7,7 +7,9 @@ nudges it up, until the share done at first poll settles at the quantile (a stoc
 controller). A task still running then is usually close to its end (it already ran longer than most): its second
 poll comes after half the first wait, then the waits grow by half each time. At the sandbox's durations (lognormal,
 median 10 s, sigma 0.4) and a 15 s first wait, that costs 0.02 polls a picture more than waiting the full 15 s
-again, and cuts the 95th percentile of the time a finished task waits for its poll from 13.5 s to 10 s.
+again, and cuts the 95th percentile of the time a finished task waits for its poll from 13.5 s to 10 s. Such an
+early poll (`due_in`) takes only the limiter's spare room, and while new work waits it waits until it is due
+(`backdrop.pacing.cells.Waiting`): in a batch the limiter holds back, such polls are not made.
 
 Polling late costs latency, not throughput: with enough pictures in flight the rate limit, not the wait, sets
 the pace. Polling too late loses the task: the vendor times out a task not polled within its polling window (length

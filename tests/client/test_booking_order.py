@@ -1,16 +1,21 @@
-"""An upload slot call (`acquire(defer=True)`) lets the creates waiting for room go first, in the in-process and
-the database limiter: its pictures could not create before them, and while it waits its batcher gathers more
-pictures for the call (fewer slot calls a picture). Nothing else changes: with no create waiting it books at once.
+"""The order in which waiting requests of one process book (`cells.Waiting`), in the in-process and the database
+limiter: creates first; an upload slot call (`acquire(defer=True)`) after the creates waiting (its pictures could not
+create before them, and while it waits its batcher gathers more pictures for the call); a poll made before the gap
+requires it (`due_in`) after all new work waiting, until it is due. With nobody more urgent waiting, each books at
+once, and a due poll always does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from backdrop.pacing.cells import Waiting
 from backdrop.pacing.database import DatabaseLimiter
 from backdrop.pacing.memory import SlidingWindowLimiter
 from tests.client.helpers import FakeClock
@@ -129,5 +134,89 @@ def test_a_cancelled_create_stops_holding_back_the_slot_call(tmp_path: Path, whi
         for ref in ("t0", "t1"):
             limiter.paid_now(ref)
         await asyncio.wait_for(slot_call, 10)
+
+    asyncio.run(run())
+
+
+def _room_for_polls_only(limiter: Limiter) -> None:
+    """Eleven tasks owed and ten slots held: their polls fit (11 x 20 rounds <= 250 - 11), a twelfth task's do not."""
+    _no_room(limiter)
+    limiter.paid_now("t11")
+
+
+async def _early_poll_and_create(make: Make) -> list[str]:
+    """The window is full: an early poll, then a create, wait for it; the window slides (the test moves the clock):
+    who books first?"""
+    clock = YieldingClock(1_795_000_000.0)
+    limiter = make(clock)
+    for _ in range(250):
+        assert limiter.reserve() is not None if isinstance(limiter, SlidingWindowLimiter) else limiter.take_slot()
+    booked: list[str] = []
+
+    async def book(name: str, **kw: Any) -> None:
+        await limiter.acquire(**kw)
+        booked.append(name)
+
+    poll = asyncio.create_task(book("early poll", due_in=1000.0))  # still early after the slide
+    await asyncio.sleep(0.01)
+    create = asyncio.create_task(book("create", can_wait=True, starts_task=True))
+    for _ in range(10):
+        await asyncio.sleep(0.005)
+    assert booked == []
+    clock.now += 301.0
+    await asyncio.wait_for(asyncio.gather(poll, create), 10)
+    return booked
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["in-process", "database"])
+def test_an_early_poll_lets_new_work_waiting_for_the_window_go_first(tmp_path: Path, which: int) -> None:
+    assert asyncio.run(_early_poll_and_create(_makers(tmp_path)[which])) == ["create", "early poll"]
+
+
+def test_without_the_order_the_early_poll_waiting_first_books_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The control: with every request at one urgency, the scene above books the early poll first."""
+    monkeypatch.setattr(Waiting, "ahead", lambda self, level: False)
+    assert asyncio.run(_early_poll_and_create(_memory)) == ["early poll", "create"]
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["in-process", "database"])
+def test_an_early_poll_waits_while_new_work_waits_for_room_too(tmp_path: Path, which: int) -> None:
+    """A create waits for room for its task's polls; the clock stands still, so the early poll never comes due: it
+    books once nobody more urgent waits, though the window and the room had a slot for it all along."""
+    clock = YieldingClock(1_795_000_000.0)
+    limiter = _makers(tmp_path)[which](clock)
+    _room_for_polls_only(limiter)
+
+    async def run() -> None:
+        await asyncio.wait_for(limiter.acquire(due_in=5.0), 10)  # the control: nobody waits, it goes at once
+        create = asyncio.create_task(limiter.acquire(can_wait=True, starts_task=True))  # no room for its task
+        await asyncio.sleep(0.01)
+        poll = asyncio.create_task(limiter.acquire(due_in=5.0))
+        for _ in range(20):
+            await asyncio.sleep(0.005)
+        assert not poll.done() and not create.done()
+        create.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await create
+        await asyncio.wait_for(poll, 10)
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["in-process", "database"])
+def test_a_due_poll_books_at_once_whoever_waits(tmp_path: Path, which: int) -> None:
+    clock = YieldingClock(1_795_000_000.0)
+    limiter = _makers(tmp_path)[which](clock)
+    _no_room(limiter)
+
+    async def run() -> None:
+        create = asyncio.create_task(limiter.acquire(can_wait=True, starts_task=True))
+        slot_call = asyncio.create_task(limiter.acquire(can_wait=True, starts_task=True, defer=True))
+        await asyncio.sleep(0.01)
+        await asyncio.wait_for(limiter.acquire(), 10)  # the clock stands still: it went at once
+        for waiter in (create, slot_call):
+            assert not waiter.done()
+            waiter.cancel()
+        await asyncio.gather(create, slot_call, return_exceptions=True)
 
     asyncio.run(run())

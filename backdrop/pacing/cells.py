@@ -51,9 +51,13 @@ class Waiting:
     first (their pictures have their slots), then upload slot calls (`defer`: the longer one waits, the more pictures
     it carries), then polls made before the gap requires them (`due_in`): while new work waits, such a poll waits
     until it is due (a slot spent on a task that may still be running could have made a picture). A poll that is due
-    waits for nobody. Thread-safe: Prefect may run tasks on several threads."""
+    waits for nobody, and nothing waits for the more urgent longer than `PATIENCE_SLOTS` steady-state slots (another
+    batch's creates on the key in this process never starve this one's uploads). Thread-safe: Prefect may run tasks
+    on several threads."""
 
     CREATE, SLOT_CALL, EARLY_POLL = 0, 1, 2
+    #: 30 s at the vendor's 250 per 300 s: a slot call waits behind its own batch's creates for about 10-25 s
+    PATIENCE_SLOTS = 25
 
     def __init__(self) -> None:
         self._counts = [0, 0, 0]
@@ -73,9 +77,10 @@ class Waiting:
             with self._lock:
                 self._counts[level] -= 1
 
-    def ahead(self, level: int | None) -> bool:
-        """Whether a more urgent request waits now."""
-        return level is not None and any(self._counts[:level])
+    def holds(self, level: int | None, waited: float, horizon: float) -> bool:
+        """Whether a request at `level` that has `waited` so far lets a more urgent one go first (`horizon`: the
+        limiter's `wait_horizon`, two steady-state slots)."""
+        return level is not None and waited < self.PATIENCE_SLOTS * horizon / 2 and any(self._counts[:level])
 
     @classmethod
     def level(cls, *, can_wait: bool, defer: bool, early: bool) -> int | None:

@@ -244,14 +244,15 @@ class DatabaseLimiter:
 
     async def acquire(self, *, can_wait: bool = False, starts_task: bool = False, due_in: float = 0.0,
                       defer: bool = False) -> object:
-        due = self._clock() + due_in
+        start = self._clock()
+        due = start + due_in
         level = Waiting.level(can_wait=can_wait, defer=defer, early=self.poll_every is not None and due_in > 0)
         with self._waiting.joined(level):  # after more urgent waiters of the process (`cells.Waiting`)
             while True:
                 # an early poll books as new work until it is due (after the new work waiting); then at once
                 early = not can_wait and self.poll_every is not None and self._clock() < due
                 horizon = self._horizon if can_wait or early else None
-                if not ((can_wait or early) and self._waiting.ahead(level)):
+                if not ((can_wait or early) and self._waiting.holds(level, self._clock() - start, self._horizon)):
                     taken = await asyncio.to_thread(self.take, horizon, starts_task=starts_task)
                     if taken is not None:
                         break

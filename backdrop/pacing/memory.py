@@ -184,13 +184,14 @@ class SlidingWindowLimiter:
                       defer: bool = False) -> object:
         sleep = self._sleep or asyncio.sleep
         horizon = max(wait_horizon(b.windows) for b in self._budgets)
-        due = self._clock() + due_in
+        start = self._clock()
+        due = start + due_in
         level = Waiting.level(can_wait=can_wait, defer=defer, early=self.poll_every is not None and due_in > 0)
         with self._waiting.joined(level):
             while True:
                 # an early poll books as new work until it is due (after the new work waiting); then at once
                 early = not can_wait and self.poll_every is not None and self._clock() < due
-                if not ((can_wait or early) and self._waiting.ahead(level)):
+                if not ((can_wait or early) and self._waiting.holds(level, self._clock() - start, horizon)):
                     got = self._reserve(horizon if can_wait or early else None, starts_task)
                     if got is not None:
                         break

@@ -172,7 +172,8 @@ class UploadBatcher:
             answer: list[UploadSlot] | BaseException = await self._send([w.spec for w in batch], more=more)
         except Exception as exc:  # noqa: BLE001 - decided below: a refusal, or this batch's error
             answer = exc
-        self.files += len(batch)
+        finally:
+            self.files += len(batch)  # cancelled too: the call may have carried them
         if len(batch) == 1:  # it left with one file: its own answer, as a one-file request's
             if not batch[0].future.done():
                 if not isinstance(answer, BaseException) and not answer:

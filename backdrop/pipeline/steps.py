@@ -121,6 +121,10 @@ class PollResult:
     gap_seconds: float | None = None
 
 
+#: a first poll answered later than this share of its planned wait after it was asked for is not learned from
+LEARN_LATENESS = 0.25
+
+
 async def wait_for_task(
     client: BackdropClient,
     task_id: str,
@@ -168,10 +172,14 @@ async def wait_for_task(
         else:
             await sleep(max(0.0, min(delay - late, remaining)))
         late = 0.0
+        asked = now()
         status = await client.get_task(task_id, due_in=max(0.0, planner.longest_wait() - (now() - mark)))
         polls += 1
         planner.observe_polling_interval(status.polling_interval)
-        if learn and polls == 1:
+        if learn and polls == 1 and now() - asked <= LEARN_LATENESS * delay:
+            # the planner learns when tasks are done at its first wait: a poll the limiter held back (an early one
+            # waits while new pictures do) finds more of them done than that wait would, and would teach it to poll
+            # ever sooner
             planner.observe_first_poll(done=status.status != "running")
         if status.status != "running":
             return PollResult(status=status, polls=polls, gap_seconds=round(now() - last_seen, 3))

@@ -145,11 +145,11 @@ def _room_for_polls_only(limiter: Limiter) -> None:
 
 
 async def _early_poll_and_create(make: Make) -> list[str]:
-    """The window is full: an early poll, then a create, wait for it; the window slides (the test moves the clock):
-    who books first?"""
+    """The window is full: an early poll, then a create, wait for it; the window slides (the test moves the clock, not
+    far enough for the poll to come due): who books first?"""
     clock = YieldingClock(1_795_000_000.0)
     limiter = make(clock)
-    for _ in range(250):
+    for _ in range(10):
         assert limiter.reserve() is not None if isinstance(limiter, SlidingWindowLimiter) else limiter.take_slot()
     booked: list[str] = []
 
@@ -163,20 +163,32 @@ async def _early_poll_and_create(make: Make) -> list[str]:
     for _ in range(10):
         await asyncio.sleep(0.005)
     assert booked == []
-    clock.now += 301.0
+    clock.now += 13.0  # the window slides, well within the patience (30 s)
     await asyncio.wait_for(asyncio.gather(poll, create), 10)
     return booked
 
 
+SHORT = [(10, 12.0)]  # 10 per 12 s: the pace of 250 per 300 s, in a window shorter than the patience
+
+
+def _short(url: str | None) -> Make:
+    def make(clock: FakeClock) -> Limiter:
+        if url is None:
+            return SlidingWindowLimiter(SHORT, clock=clock, sleep=clock.sleep, poll_every=EVERY)
+        return DatabaseLimiter(url, "k", SHORT, clock=clock, sleep=clock.sleep, poll_every=EVERY)
+    return make
+
+
 @pytest.mark.parametrize("which", [0, 1], ids=["in-process", "database"])
 def test_an_early_poll_lets_new_work_waiting_for_the_window_go_first(tmp_path: Path, which: int) -> None:
-    assert asyncio.run(_early_poll_and_create(_makers(tmp_path)[which])) == ["create", "early poll"]
+    make = _short(None if which == 0 else f"sqlite:///{tmp_path / 'limiter.db'}")
+    assert asyncio.run(_early_poll_and_create(make)) == ["create", "early poll"]
 
 
 def test_without_the_order_the_early_poll_waiting_first_books_first(monkeypatch: pytest.MonkeyPatch) -> None:
     """The control: with every request at one urgency, the scene above books the early poll first."""
-    monkeypatch.setattr(Waiting, "ahead", lambda self, level: False)
-    assert asyncio.run(_early_poll_and_create(_memory)) == ["early poll", "create"]
+    monkeypatch.setattr(Waiting, "holds", lambda self, level, waited, horizon: False)
+    assert asyncio.run(_early_poll_and_create(_short(None))) == ["early poll", "create"]
 
 
 @pytest.mark.parametrize("which", [0, 1], ids=["in-process", "database"])
@@ -218,5 +230,42 @@ def test_a_due_poll_books_at_once_whoever_waits(tmp_path: Path, which: int) -> N
             assert not waiter.done()
             waiter.cancel()
         await asyncio.gather(create, slot_call, return_exceptions=True)
+
+    asyncio.run(run())
+
+
+class MovingClock(FakeClock):
+    """A fake clock that every `sleep` moves forward, letting the other waiters run."""
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["in-process", "database"])
+def test_nothing_waits_behind_the_more_urgent_for_ever(tmp_path: Path, which: int) -> None:
+    """A create that cannot book (no room for its task's polls) holds a deferred request back for `PATIENCE_SLOTS`
+    steady-state slots (30 s at the vendor's pace), then that request books: another batch's creates on the key in
+    this process never starve this one's uploads. (Polls every 60 s: 49 tasks owed leave room for a request that
+    starts none, not for a fiftieth task; they would expire only after 8 minutes.)"""
+    clock = MovingClock(1_795_000_000.0)
+    every = 60.0
+    limiter: Limiter = (SlidingWindowLimiter(LONG, clock=clock, sleep=clock.sleep, poll_every=every) if which == 0
+                        else DatabaseLimiter(f"sqlite:///{tmp_path / 'limiter.db'}", "k", LONG, clock=clock,
+                                             sleep=clock.sleep, poll_every=every))
+    for i in range(49):
+        limiter.owe_now(f"t{i}")
+    patience = Waiting.PATIENCE_SLOTS * 300.0 / 250
+
+    async def run() -> None:
+        create = asyncio.create_task(limiter.acquire(can_wait=True, starts_task=True))
+        await asyncio.sleep(0)  # it counts as waiting from its first step
+        start = clock.now
+        await asyncio.wait_for(limiter.acquire(can_wait=True, defer=True), 10)
+        assert clock.now - start >= patience - 1e-6
+        assert not create.done()
+        create.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await create
 
     asyncio.run(run())

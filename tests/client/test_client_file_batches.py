@@ -78,3 +78,41 @@ async def test_more_is_asked_once_as_the_request_leaves_and_rides_in_the_same_ca
         assert [s.file_name for s in slots] == ["p0.jpg", "p1.jpg", "p2.jpg"] and asked == [0]
         assert client.stats.snapshot()["requests"]["file"] == 1
     assert len([e for e in sandbox.journal() if e.get("route") == "file"]) == 1
+
+
+async def test_more_is_asked_after_the_limiter_s_wait_and_a_retry_sends_the_same_files() -> None:
+    """The files `more` adds are asked for once the limiter let the call go (not when it was made), and a retried
+    call (a 503) sends the same body again without asking twice."""
+    import json
+
+    import httpx
+
+    from tests.client.helpers import NoWait, Recorder, api_json, make_client
+
+    log: list[str] = []
+
+    class Logging(NoWait):
+        async def acquire(self, **kw: Any) -> int:
+            log.append("limiter")
+            return await super().acquire(**kw)
+
+    def slots(request: httpx.Request) -> httpx.Response:
+        files = json.loads(request.read())["files"]
+        return api_json(200, {"status": 200, "data": {"files": [
+            {"file_id": f"id-{f['file_name']}", "file_name": f["file_name"],
+             "requests": [{"url": "https://s.example/put", "method": "PUT", "headers": {}}]} for f in files]}})
+
+    api = Recorder([api_json(503, {"status": 503, "error": "busy"}), slots])
+    extra: FileSpec = {"content_type": "image/jpeg", "file_name": "b.jpg", "file_size": 2}
+
+    def more() -> list[FileSpec]:
+        log.append("more")
+        return [extra]
+
+    async with make_client(api, limiter=Logging(), max_retries=2, backoff_base_seconds=0) as client:
+        got = await client.request_uploads([{"content_type": "image/jpeg", "file_name": "a.jpg", "file_size": 1}],
+                                           more=more)
+    assert log == ["limiter", "more", "limiter"]
+    assert [s.file_id for s in got] == ["id-a.jpg", "id-b.jpg"]
+    sent = [[f["file_name"] for f in json.loads(body)["files"]] for body in api.bodies]
+    assert sent == [["a.jpg", "b.jpg"], ["a.jpg", "b.jpg"]]

@@ -284,7 +284,8 @@ async def test_a_refused_create_is_retried_only_for_429_and_never_after_an_ambig
 
 async def test_a_limiter_failure_before_sending_is_not_sent(tmp_path: Path) -> None:
     class Broken:
-        async def acquire(self, *, can_wait: bool = False, starts_task: bool = False) -> int:
+        async def acquire(self, *, can_wait: bool = False, starts_task: bool = False, due_in: float = 0.0,
+                          defer: bool = False) -> int:
             raise RuntimeError("limiter database unavailable")
 
         async def settle(self, ticket: object) -> None:
@@ -293,9 +294,10 @@ async def test_a_limiter_failure_before_sending_is_not_sent(tmp_path: Path) -> N
     api = Recorder([api_json(200, CREATED)])
     ledger = _ledger(tmp_path)
     async with make_client(api, limiter=Broken()) as client:  # type: ignore[arg-type]
-        with pytest.raises(NotSent):
+        with pytest.raises(NotSent) as info:
             await steps.create_task(client, ledger, key="k", attempt=1, src_file_id="file-1", src_file_url=None,
                                     prompt=None, template_id=None, task_type="prompt")
+    assert "RuntimeError" in str(info.value)  # the limiter's own failure, not a call it could not take
     assert api.requests == [] and ledger.latest("k").status == "failed"
 
 

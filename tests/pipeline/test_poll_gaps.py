@@ -192,3 +192,27 @@ def test_a_run_of_vendor_like_tasks_costs_few_polls_and_finished_tasks_wait_litt
     assert 1.15 <= sum(settled) / len(settled) <= 1.21
     assert tail[int(0.95 * len(tail))] <= 11.0
     assert tail[len(tail) // 2] <= 7.0
+
+
+@dataclass
+class HeldBack(Vendor):
+    """A vendor whose polls the rate limiter holds back `held` seconds before they leave (an early poll waits while
+    new pictures do)."""
+
+    held: float = 0.0
+
+    async def get_task(self, task_id: str, due_in: float = 0.0) -> TaskStatus:
+        self.clock.t += self.held
+        return await super().get_task(task_id, due_in)
+
+
+@pytest.mark.parametrize(("held", "learned"), [(0.0, True), (1.0, True), (7.0, False)])
+def test_a_first_poll_the_limiter_held_back_teaches_the_planner_nothing(held: float, learned: bool) -> None:
+    """Planned at 8 s, a task done at 10 s: a poll that left on time says "running at 8 s" (learned); one held back
+    7 s says "done at 15 s", which is not "done at 8 s", and taught the planner to poll ever sooner (not learned)."""
+    cfg = BackdropSettings(poll_first_seconds=8.0)
+    planner = PollPlanner(cfg)
+    vendor = HeldBack(Clock(), done_at=10.0, held=held)
+    _run(cfg, vendor, planner)
+    assert planner.first_polls == int(learned)
+    assert (planner.first_delay() > 8.0) == learned  # it found the task running: the next first poll comes later

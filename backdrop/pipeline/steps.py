@@ -165,15 +165,19 @@ async def wait_for_task(
             raise PollDeadlineExceeded(
                 f"task still running after {settings.poll_deadline_seconds:.0f} s", task_id=task_id
             )
+        delivered = False
         if hooks is not None:
-            # The delivery only says the task ended (no result URL, no error code): one poll fetches them.
-            if await hooks.wait(task_id, max(0.0, min(planner.webhook_wait() - late, remaining))) is not None:
-                last_seen = mark = now()  # the wait for the poll starts at the delivery
+            # The delivery only says the task ended (no result URL, no error code): one poll fetches them, at once
+            # (`due_in` 0: it is sure to find the task ended, and a finished task's window is not published either)
+            delivered = await hooks.wait(task_id, max(0.0, min(planner.webhook_wait() - late, remaining))) is not None
+            if delivered:
+                last_seen = now()  # the wait for the poll starts at the delivery
         else:
             await sleep(max(0.0, min(delay - late, remaining)))
         late = 0.0
         asked = now()
-        status = await client.get_task(task_id, due_in=max(0.0, planner.longest_wait() - (now() - mark)))
+        due_in = 0.0 if delivered else max(0.0, planner.longest_wait() - (now() - mark))
+        status = await client.get_task(task_id, due_in=due_in)
         polls += 1
         planner.observe_polling_interval(status.polling_interval)
         if learn and polls == 1 and now() - asked <= LEARN_LATENESS * delay:

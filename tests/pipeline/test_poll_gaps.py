@@ -167,6 +167,8 @@ def test_webhook_mode_with_a_delivery_polls_once_right_after_it() -> None:
     vendor = Vendor(clock, done_at=9.5)
     result = _run(cfg, vendor, PollPlanner(cfg), Hooks(clock, delivered_at=9.5))
     assert vendor.polls == [9.5] and result.polls == 1 and result.gap_seconds == 0.0
+    # and it books at once: the limiter holds back only polls that may find their task running (`due_in` > 0)
+    assert vendor.due_ins == [0.0]
 
 
 def test_a_run_of_vendor_like_tasks_costs_few_polls_and_finished_tasks_wait_little() -> None:

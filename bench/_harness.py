@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,6 +197,7 @@ def start_batch(csv: Path, out: Path, env: dict[str, str], *args: str,
     proc = subprocess.Popen([sys.executable, str(RUNNER), "run", str(csv), "--out", str(out),
                              "--json-output", *args], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+    proc.backdrop_start = (csv, out, env, args, profile)  # type: ignore[attr-defined]  # for `finish_batch`'s retry
     spy = shutil.which("py-spy", path=str(BIN)) or shutil.which("py-spy")
     if profile is not None and spy:
         # only the thread holding the GIL: the samples approximate Python's CPU time (bench/_profile.py);
@@ -226,10 +228,27 @@ def _last_json(text: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _never_started(stderr: str, out: Path | None) -> bool:
+    """The bench's Prefect server refused to create the batch's flow run (a 503 on POST /flow_runs/, seen on this
+    2-core machine under load): nothing ran, nothing was written, so the batch may simply be started again."""
+    refused = "create_flow_run" in stderr and "503 Service Unavailable" in stderr and "/flow_runs/" in stderr
+    return refused and (out is None or not (out / "summary.json").exists())
+
+
 def finish_batch(proc: subprocess.Popen[str], out: Path | None = None) -> dict[str, Any]:
     """Wait for a batch; returns its summary plus the child's CPU seconds and peak RSS. A batch that printed no
-    summary raises BatchFailed with its stderr's tail and its partial figures (usage, the summary.json it wrote)."""
+    summary raises BatchFailed with its stderr's tail and its partial figures (usage, the summary.json it wrote).
+    A batch whose flow run the Prefect server refused to create (`_never_started`) is started once more, and says
+    so on stderr."""
     stdout, stderr = proc.communicate()
+    start = getattr(proc, "backdrop_start", None)
+    if not _last_json(stdout) and start is not None and _never_started(stderr, out):
+        print(f"the Prefect server refused to create the flow run of {start[0].name} (503): starting it again",
+              file=sys.stderr, flush=True)
+        time.sleep(5)
+        csv, out_dir, env, args, profile = start
+        proc = start_batch(csv, out_dir, env, *args, profile=profile)
+        stdout, stderr = proc.communicate()
     usage = _last_json(stderr)  # the runner's last stderr line: CPU and RSS (absent if the child died)
     summary = _last_json(stdout)
     if not summary:

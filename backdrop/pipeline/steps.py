@@ -121,7 +121,8 @@ class PollResult:
     gap_seconds: float | None = None
 
 
-#: a first poll answered later than this share of its planned wait after it was asked for is not learned from
+#: a first poll that finds its task done, answered later than this share of its planned wait after it was asked for,
+#: is not learned from
 LEARN_LATENESS = 0.25
 
 
@@ -180,11 +181,12 @@ async def wait_for_task(
         status = await client.get_task(task_id, due_in=due_in)
         polls += 1
         planner.observe_polling_interval(status.polling_interval)
-        if learn and polls == 1 and now() - asked <= LEARN_LATENESS * delay:
-            # the planner learns when tasks are done at its first wait: a poll the limiter held back (an early one
-            # waits while new pictures do) finds more of them done than that wait would, and would teach it to poll
-            # ever sooner
-            planner.observe_first_poll(done=status.status != "running")
+        running = status.status == "running"
+        if learn and polls == 1 and (running or now() - asked <= LEARN_LATENESS * delay):
+            # the planner learns whether tasks are done at its first wait. A poll the limiter held back (an early
+            # one waits while new pictures do) that finds its task done says nothing of that wait, and taught the
+            # planner to poll ever sooner; one that finds it running says it ran past that wait too
+            planner.observe_first_poll(done=not running)
         if status.status != "running":
             return PollResult(status=status, polls=polls, gap_seconds=round(now() - last_seen, 3))
         last_seen = mark = now()

@@ -208,13 +208,16 @@ class HeldBack(Vendor):
         return await super().get_task(task_id, due_in)
 
 
-@pytest.mark.parametrize(("held", "learned"), [(0.0, True), (1.0, True), (7.0, False)])
-def test_a_first_poll_the_limiter_held_back_teaches_the_planner_nothing(held: float, learned: bool) -> None:
-    """Planned at 8 s, a task done at 10 s: a poll that left on time says "running at 8 s" (learned); one held back
-    7 s says "done at 15 s", which is not "done at 8 s", and taught the planner to poll ever sooner (not learned)."""
+@pytest.mark.parametrize(("held", "done_at", "learned"),
+                         [(0.0, 10.0, True), (1.0, 10.0, True), (7.0, 10.0, False), (7.0, 20.0, True)])
+def test_a_first_poll_the_limiter_held_back_teaches_the_planner_only_that_the_task_ran_past_it(
+        held: float, done_at: float, learned: bool) -> None:
+    """Planned at 8 s: a poll that left on time says "running at 8 s" of a task done at 10 s (learned); one held
+    back 7 s says "done at 15 s", which is not "done at 8 s", and taught the planner to poll ever sooner (not
+    learned); held back 7 s and finding a task done at 20 s still running, it says it ran past 8 s (learned)."""
     cfg = BackdropSettings(poll_first_seconds=8.0)
     planner = PollPlanner(cfg)
-    vendor = HeldBack(Clock(), done_at=10.0, held=held)
+    vendor = HeldBack(Clock(), done_at=done_at, held=held)
     _run(cfg, vendor, planner)
     assert planner.first_polls == int(learned)
     assert (planner.first_delay() > 8.0) == learned  # it found the task running: the next first poll comes later

@@ -10,8 +10,8 @@ pacing and polling settings are scaled the same way, so figures are reported in 
 
 Modes: upload (one file per slot request), batched_upload (slots for up to N pictures per File API call,
 `--upload-batch`: the ceiling moves to 250 / 300 s / (2 + 1/N) requests, about 1,430 pictures an hour at N = 10),
-url, webhook, batched_webhook (batched slots and webhooks: one poll a task), vendor_sample (fixed 2 s polls, as
-the vendor's sample code), two_workers (two processes, one shared
+url, webhook, batched_webhook (batched slots and webhooks: a poll after each delivery), vendor_sample (fixed 2 s
+polls, as the vendor's sample code), two_workers (two processes, one shared
 limiter in a database), two_keys_one_host (two batches with two keys and two accounts at once on one host: the
 vendor's per-address limit, 250 per 300 s, is shared, through the database limiter); then the peak RSS of a
 10,000-row run and a re-run of a finished batch. Every mode reports how long finished tasks waited for the poll

@@ -56,7 +56,7 @@ class Waiting:
     on several threads."""
 
     CREATE, SLOT_CALL, EARLY_POLL = 0, 1, 2
-    #: 30 s at the vendor's 250 per 300 s: a slot call waits behind its own batch's creates for about 10-25 s
+    #: 30 s at the vendor's 250 per 300 s: time for a batch's creates to go first (ten take 12 s at that pace)
     PATIENCE_SLOTS = 25
 
     def __init__(self) -> None:

@@ -103,7 +103,7 @@ class SlidingWindowLimiter:
         self._slots: deque[Slot] = deque(maxlen=max(n for n, _ in self.windows) + RECENT_EXTRA)
         self._open: set[Slot] = set()  # granted and not yet answered
         self._owed: dict[str, float] = {}  # task ref -> when it was last said to be running
-        self._waiting = Waiting()  # creates waiting for room, which deferred requests let go first
+        self._waiting = Waiting()  # this limiter's waiters by urgency: creates, slot calls, early polls
 
     def reserve(self, horizon: float | None = None) -> float | None:
         """Take the next free slot and return how many seconds to wait until it; with a `horizon`,

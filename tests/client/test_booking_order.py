@@ -92,6 +92,19 @@ def _makers(tmp_path: Path) -> list[Make]:
     return [_memory, _database(f"sqlite:///{tmp_path / 'limiter.db'}")]
 
 
+def _create_and_slot_call(limiter: Limiter) -> tuple[asyncio.Task[object], asyncio.Task[object]]:
+    """A create and a deferred slot call, both waiting to book (started on the running loop)."""
+    return (asyncio.create_task(limiter.acquire(can_wait=True, starts_task=True)),
+            asyncio.create_task(limiter.acquire(can_wait=True, starts_task=True, defer=True)))
+
+
+@pytest.fixture(params=[0, 1], ids=["in-process", "database"])
+def still(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[YieldingClock, Limiter]:
+    """A limiter of each kind on a clock that stands still."""
+    clock = YieldingClock(1_795_000_000.0)
+    return clock, _makers(tmp_path)[request.param](clock)
+
+
 @pytest.mark.parametrize("which", [0, 1], ids=["in-process", "database"])
 def test_a_slot_call_lets_the_waiting_creates_book_first(tmp_path: Path, which: int) -> None:
     make = _makers(tmp_path)[which]
@@ -104,10 +117,8 @@ def test_without_defer_the_first_waiter_takes_the_room() -> None:
     assert asyncio.run(_order_of_booking(_memory, defer=False)) == ["slot call", "create"]
 
 
-@pytest.mark.parametrize("which", [0, 1], ids=["in-process", "database"])
-def test_a_slot_call_with_no_create_waiting_books_at_once(tmp_path: Path, which: int) -> None:
-    clock = YieldingClock(1_795_000_000.0)
-    limiter = _makers(tmp_path)[which](clock)
+def test_a_slot_call_with_no_create_waiting_books_at_once(still: tuple[YieldingClock, Limiter]) -> None:
+    clock, limiter = still
 
     async def run() -> None:
         start = clock.now
@@ -117,15 +128,12 @@ def test_a_slot_call_with_no_create_waiting_books_at_once(tmp_path: Path, which:
     asyncio.run(run())
 
 
-@pytest.mark.parametrize("which", [0, 1], ids=["in-process", "database"])
-def test_a_cancelled_create_stops_holding_back_the_slot_call(tmp_path: Path, which: int) -> None:
-    clock = YieldingClock(1_795_000_000.0)
-    limiter = _makers(tmp_path)[which](clock)
+def test_a_cancelled_create_stops_holding_back_the_slot_call(still: tuple[YieldingClock, Limiter]) -> None:
+    _, limiter = still
     _no_room(limiter)
 
     async def run() -> None:
-        create = asyncio.create_task(limiter.acquire(can_wait=True, starts_task=True))
-        slot_call = asyncio.create_task(limiter.acquire(can_wait=True, starts_task=True, defer=True))
+        create, slot_call = _create_and_slot_call(limiter)
         for _ in range(10):
             await asyncio.sleep(0.005)
         create.cancel()
@@ -191,12 +199,10 @@ def test_without_the_order_the_early_poll_waiting_first_books_first(monkeypatch:
     assert asyncio.run(_early_poll_and_create(_short(None))) == ["early poll", "create"]
 
 
-@pytest.mark.parametrize("which", [0, 1], ids=["in-process", "database"])
-def test_an_early_poll_waits_while_new_work_waits_for_room_too(tmp_path: Path, which: int) -> None:
+def test_an_early_poll_waits_while_new_work_waits_for_room_too(still: tuple[YieldingClock, Limiter]) -> None:
     """A create waits for room for its task's polls; the clock stands still, so the early poll never comes due: it
     books once nobody more urgent waits, though the window and the room had a slot for it all along."""
-    clock = YieldingClock(1_795_000_000.0)
-    limiter = _makers(tmp_path)[which](clock)
+    clock, limiter = still
     _room_for_polls_only(limiter)
 
     async def run() -> None:
@@ -215,15 +221,12 @@ def test_an_early_poll_waits_while_new_work_waits_for_room_too(tmp_path: Path, w
     asyncio.run(run())
 
 
-@pytest.mark.parametrize("which", [0, 1], ids=["in-process", "database"])
-def test_a_due_poll_books_at_once_whoever_waits(tmp_path: Path, which: int) -> None:
-    clock = YieldingClock(1_795_000_000.0)
-    limiter = _makers(tmp_path)[which](clock)
+def test_a_due_poll_books_at_once_whoever_waits(still: tuple[YieldingClock, Limiter]) -> None:
+    _, limiter = still
     _no_room(limiter)
 
     async def run() -> None:
-        create = asyncio.create_task(limiter.acquire(can_wait=True, starts_task=True))
-        slot_call = asyncio.create_task(limiter.acquire(can_wait=True, starts_task=True, defer=True))
+        create, slot_call = _create_and_slot_call(limiter)
         await asyncio.sleep(0.01)
         await asyncio.wait_for(limiter.acquire(), 10)  # the clock stands still: it went at once
         for waiter in (create, slot_call):

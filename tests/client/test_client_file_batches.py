@@ -5,14 +5,17 @@ batcher decides what that means)."""
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from PIL import Image
 
 from backdrop.client.models import FileSpec
 from backdrop.errors import InvalidParameters
+from tests.client.helpers import NoWait, Recorder, api_json, make_client
 from tests.client.test_against_sandbox import client_for
 
 pytestmark = pytest.mark.anyio
@@ -83,12 +86,6 @@ async def test_more_is_asked_once_as_the_request_leaves_and_rides_in_the_same_ca
 async def test_more_is_asked_after_the_limiter_s_wait_and_a_retry_sends_the_same_files() -> None:
     """The files `more` adds are asked for once the limiter let the call go (not when it was made), and a retried
     call (a 503) sends the same body again without asking twice."""
-    import json
-
-    import httpx
-
-    from tests.client.helpers import NoWait, Recorder, api_json, make_client
-
     log: list[str] = []
 
     class Logging(NoWait):

@@ -70,6 +70,36 @@ class PrefectServer:
     process: Background
 
 
+BUSY = 503  # Prefect's server on SQLite answers this when its database is locked; nothing was written
+
+
+class RetryBusy(httpx.BaseTransport):
+    """Sends a request again when the server answers 503, as Prefect's own client does (429, 502 and 503, with
+    exponential back-off): the server rolled the request back, so a create is not made twice. The UI's Run
+    button would show the error and the user would press it again; a test must not fail on that."""
+
+    def __init__(self, delays: tuple[float, ...], inner: httpx.BaseTransport | None = None) -> None:
+        self.delays, self.inner = delays, inner or httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        for delay in self.delays:
+            response = self.inner.handle_request(request)
+            if response.status_code != BUSY:
+                return response
+            response.read()
+            response.close()
+            time.sleep(delay)
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def prefect_api(server: PrefectServer, delays: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)) -> httpx.Client:
+    """A client of the server's REST API that outlasts a busy SQLite database (see `RetryBusy`)."""
+    return httpx.Client(base_url=server.api_url, trust_env=False, timeout=30.0, transport=RetryBusy(delays))
+
+
 def _wait_healthy(bg: Background, api_url: str, deadline_s: float) -> bool:
     """True once /api/health answers; False if the process exits first. Fails on the deadline."""
     deadline = time.monotonic() + deadline_s

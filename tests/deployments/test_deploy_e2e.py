@@ -28,6 +28,7 @@ from tests.deployments.helpers import (
     PrefectServer,
     deployed_server,
     embedded_pictures,
+    prefect_api,
     prefect_worker,
     read_events,
     run_logs,
@@ -122,7 +123,7 @@ def test_the_manual_deployment_runs_on_a_process_worker_against_the_sandbox(
     before = sandbox.ledger()["balance"]
 
     with prefect_worker(server, POOL, worker_env, tmp_path / "worker.log") as worker, \
-            httpx.Client(base_url=server.api_url, trust_env=False, timeout=30.0) as api:
+            prefect_api(server) as api:
         manual_id = _check_deployments(api)
         create = f"/deployments/{manual_id}/create_flow_run"
 
@@ -256,7 +257,7 @@ def _check_event(events: list[dict[str, Any]], run_id: str, deployment_id: str, 
 
 
 def test_the_server_schedules_the_nightly_runs_at_two_in_paris(server: PrefectServer) -> None:
-    with httpx.Client(base_url=server.api_url, trust_env=False, timeout=30.0) as api:
+    with prefect_api(server) as api:
         nightly = api.get("/deployments/name/change-backgrounds/inbox-nightly").raise_for_status()
         query = {"flow_runs": {"deployment_id": {"any_": [nightly.json()["id"]]}}}
         deadline, runs = time.monotonic() + 30.0, []

@@ -13,11 +13,17 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
-import httpx
 import pandas as pd
 import pytest
 
-from tests.deployments.helpers import PrefectServer, deployed_server, prefect_worker, run_logs, wait_final
+from tests.deployments.helpers import (
+    PrefectServer,
+    deployed_server,
+    prefect_api,
+    prefect_worker,
+    run_logs,
+    wait_final,
+)
 from tests.support.images import numbered_products
 from tests.support.sandbox import SandboxHandle
 from tests.support.services import fresh_postgres_database
@@ -79,7 +85,7 @@ def test_two_workers_share_the_key_s_limit_and_never_pay_twice(
     for i in (0, 1):
         (tmp_path / f"host{i}" / "prefect").mkdir(parents=True)
 
-    with ExitStack() as stack, httpx.Client(base_url=server.api_url, trust_env=False, timeout=30.0) as api:
+    with ExitStack() as stack, prefect_api(server) as api:
         workers = [stack.enter_context(prefect_worker(
             server, POOL, _worker_env(sandbox, databases[1], tmp_path / f"host{i}" / "backdrop"),
             tmp_path / f"worker{i}.log", name=f"host{i}", limit=1, home=tmp_path / f"host{i}" / "prefect"))

@@ -31,6 +31,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Any, cast
 
 from sqlalchemy import BindParameter, Row, bindparam, case, delete, insert, update
@@ -42,7 +43,17 @@ from backdrop.identity import egress_limiter_key_id, limiter_key_id
 from backdrop.pacing.cells import Waiting
 from backdrop.pacing.memory import IN_FLIGHT_MAX_SECONDS
 from backdrop.pacing.queries import OwedRows, kth_query
-from backdrop.pacing.slots import engine_for, failure, key_lock, redacted, serialise, slots, transient
+from backdrop.pacing.slots import (
+    RETRY_PAUSES,
+    booked_in_thread,
+    failure,
+    key_lock,
+    opened,
+    redacted,
+    serialise,
+    slots,
+    transient,
+)
 from backdrop.pacing.windows import checked_windows, key_windows, poll_every, vendor_windows, wait_horizon
 from backdrop.settings import BackdropSettings
 
@@ -53,8 +64,6 @@ Ticket = int | tuple[int, int]
 
 #: Slots are deleted only once this much older than the longest window (see the module docstring).
 SKEW_GRACE_SECONDS = 60.0
-#: A database that failed is tried this many times (pauses in seconds) before the error is raised.
-_RETRY_PAUSES = (0.05, 0.25)
 
 
 class DatabaseLimiter:
@@ -127,17 +136,17 @@ class DatabaseLimiter:
         """`take_slot`, returning (slot time, ticket) for `settle_slot`; the slot is in flight until then. The
         ticket is the slot's row id, or (egress row id, key row id) with an egress budget. With a `horizon` (new
         work) only if the polls owed still fit; `starts_task`: a create, owed polls until settled."""
-        engine = self._engine_or_raise()
+        engine = opened(self.url)
         with self._key_locks():
             tries = 0
             while True:
                 try:
                     return self._take_slot_once(engine, horizon, in_flight, starts_task)
                 except DBAPIError as exc:
-                    if tries == len(_RETRY_PAUSES) or not transient(exc):
+                    if tries == len(RETRY_PAUSES) or not transient(exc):
                         message = f"the limiter database {failure(self.url, exc)}"
                         raise ConfigError(message) from exc
-                    time.sleep(_RETRY_PAUSES[tries])
+                    time.sleep(RETRY_PAUSES[tries])
                     tries += 1
 
     def _key_locks(self) -> contextlib.ExitStack:
@@ -198,7 +207,7 @@ class DatabaseLimiter:
             provisional = slot_ids[-1] in self._provisional
             self._provisional.discard(slot_ids[-1])
         try:
-            engine = self._engine_or_raise()
+            engine = opened(self.url)
             with self._key_locks(), engine.begin() as conn:
                 at = self._clock()
                 conn.execute(self._settle if sent else self._release, {"slot_ids": slot_ids, "at": at})
@@ -219,7 +228,7 @@ class DatabaseLimiter:
 
     def _note_now(self, *, owe: str | None, paid: str | None) -> None:
         if self.poll_every is not None:
-            with contextlib.suppress(ConfigError, DBAPIError), self._key_locks(), self._engine_or_raise().begin() as c:
+            with contextlib.suppress(ConfigError, DBAPIError), self._key_locks(), opened(self.url).begin() as c:
                 for key, _, _ in self._budgets:
                     self._owed.note(c, key, self._clock(), owe=owe, paid=paid)
 
@@ -228,19 +237,6 @@ class DatabaseLimiter:
 
     async def paid(self, ref: str) -> None:
         await asyncio.to_thread(self.paid_now, ref)
-
-    def _engine_or_raise(self) -> Engine:
-        """The engine; processes opening one new SQLite file together may find it locked, so that is
-        tried again, as in `take`."""
-        for pause in (*_RETRY_PAUSES, None):
-            try:
-                return engine_for(self.url)
-            except DBAPIError as exc:
-                if pause is None or not transient(exc):
-                    message = f"cannot open the limiter database {failure(self.url, exc)}"
-                    raise ConfigError(message) from exc
-                time.sleep(pause)
-        raise AssertionError("unreachable")
 
     async def acquire(self, *, can_wait: bool = False, starts_task: bool = False, due_in: float = 0.0,
                       defer: bool = False) -> object:
@@ -253,7 +249,8 @@ class DatabaseLimiter:
                 early = not can_wait and self.poll_every is not None and self._clock() < due
                 horizon = self._horizon if can_wait or early else None
                 if not ((can_wait or early) and self._waiting.holds(level, self._clock() - start, self._horizon)):
-                    taken = await asyncio.to_thread(self.take, horizon, starts_task=starts_task)
+                    book = partial(self.take, horizon, starts_task=starts_task)
+                    taken = await booked_in_thread(book, lambda t: self.settle_slot(t[1], sent=False))
                     if taken is not None:
                         break
                 await self._sleep(self._horizon / 2 if can_wait

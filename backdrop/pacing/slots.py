@@ -8,11 +8,16 @@ transaction, which the limiter tries again; a ping would double its round trips)
 first (`BEGIN IMMEDIATE`), and durability traded for speed (`synchronous=NORMAL` on SQLite,
 `synchronous_commit = off` on PostgreSQL: see `backdrop.pacing.database`). Processes starting together would
 race on CREATE TABLE: on PostgreSQL it runs under the per-key advisory lock of a reserved key.
+`booked_in_thread` books off the event loop without losing a booking to a cancelled waiter.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from sqlalchemy import (
     Boolean,
@@ -30,12 +35,18 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError
 
+from backdrop.errors import ConfigError
 from backdrop.store.engine import EngineCache
 
-__all__ = ["engine_for", "engines", "failure", "key_lock", "owed", "redacted", "serialise", "slots", "transient"]
+__all__ = ["RETRY_PAUSES", "booked_in_thread", "engine_for", "engines", "failure", "key_lock", "opened", "owed",
+           "redacted", "serialise", "slots", "transient"]
 
 #: First key of the two-key advisory lock, so our locks never collide with another application's.
 LOCK_NAMESPACE = 0x0BAC_D409
+
+T = TypeVar("T")
+#: A database that failed is tried this many times (pauses in seconds) before the error is raised.
+RETRY_PAUSES = (0.05, 0.25)
 
 metadata = MetaData()
 slots = Table(
@@ -104,6 +115,19 @@ def engine_for(url: str) -> Engine:
     return _engine_cache.get(url)
 
 
+def opened(url: str) -> Engine:
+    """`engine_for`, raising `ConfigError`; processes opening one new SQLite file together may find it locked, so
+    that is tried again, as a booking is."""
+    for pause in (*RETRY_PAUSES, None):
+        try:
+            return engine_for(url)
+        except DBAPIError as exc:
+            if pause is None or not transient(exc):
+                raise ConfigError(f"cannot open the limiter database {failure(url, exc)}") from exc
+            time.sleep(pause)
+    raise AssertionError("unreachable")
+
+
 def key_lock(url: str, key_id: str) -> threading.Lock:
     with _key_locks_lock:
         return _key_locks.setdefault((url, key_id), threading.Lock())
@@ -124,3 +148,20 @@ def failure(url: str, exc: DBAPIError) -> str:
 def transient(exc: DBAPIError) -> bool:
     """A dropped connection or a lock timeout may pass; a bad URL or schema will not."""
     return exc.connection_invalidated or "locked" in str(exc.orig).lower()
+
+
+async def booked_in_thread(book: Callable[[], T | None], give_back: Callable[[T], None]) -> T | None:
+    """`book()` in a worker thread. A waiter cancelled meanwhile (a task's timeout, a cancelled run) cannot stop
+    the thread: what it books once it ends is given back (`give_back`, in a thread of its own), not left booked
+    with nobody to settle it. The cancellation is not delayed."""
+    job = asyncio.ensure_future(asyncio.to_thread(book))
+
+    def orphaned(done: asyncio.Future[T | None]) -> None:
+        if not done.cancelled() and done.exception() is None and (booked := done.result()) is not None:
+            threading.Thread(target=give_back, args=(booked,), daemon=True, name="backdrop-give-back").start()
+
+    try:
+        return await asyncio.shield(job)
+    except BaseException:
+        job.add_done_callback(orphaned)
+        raise

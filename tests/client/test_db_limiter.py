@@ -423,3 +423,45 @@ def test_an_early_poll_waits_for_spare_room_in_the_database_too(db_url: str) -> 
         assert clock.now - start == pytest.approx(10.0)
 
     asyncio.run(run())
+
+
+@pytest.mark.parametrize("booking", ["create", "poll"])
+def test_a_waiter_cancelled_while_its_booking_runs_gives_the_slot_back(db_url: str, booking: str) -> None:
+    """A booking runs in a thread that a cancelled waiter (a task's timeout) cannot stop. What the thread books after
+    the cancellation is given back: it counts from its own time and is no longer in flight, and a create's room for its
+    polls is freed at once rather than held until it expires (2 minutes). The cancellation is not held up."""
+    limiter = DatabaseLimiter(db_url, "k", [(250, 300.0)], poll_every=15.0)
+    entered, go, booked = threading.Event(), threading.Event(), threading.Event()
+    take = limiter.take
+
+    def slow_take(*args: Any, **kwargs: Any) -> Any:
+        entered.set()
+        assert go.wait(10.0)
+        try:
+            return take(*args, **kwargs)
+        finally:
+            booked.set()
+
+    limiter.take = slow_take  # type: ignore[method-assign]
+
+    def in_flight_and_owed() -> tuple[list[bool], int]:
+        with slots_db.engine_for(db_url).connect() as conn:
+            flights = list(conn.scalars(select(slots.c.in_flight).where(slots.c.key_id == "k")))
+            return flights, int(conn.scalar(select(func.count()).select_from(owed)) or 0)
+
+    async def run() -> None:
+        waiter = asyncio.create_task(limiter.acquire(can_wait=booking == "create", starts_task=booking == "create"))
+        assert await asyncio.to_thread(entered.wait, 10.0)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(waiter, 1.0)  # at once, while the booking still waits in its thread
+        assert in_flight_and_owed() == ([], 0)  # nothing booked yet
+        go.set()
+        assert await asyncio.to_thread(booked.wait, 10.0)
+        for _ in range(500):  # the give-back runs in a thread of its own
+            if in_flight_and_owed() == ([False], 0):
+                break
+            await asyncio.sleep(0.02)
+
+    asyncio.run(run())
+    assert in_flight_and_owed() == ([False], 0)

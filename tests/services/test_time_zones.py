@@ -29,6 +29,7 @@ from sqlalchemy import text
 
 from backdrop.cost.rollup import load_attempts
 from backdrop.pacing.database import DatabaseLimiter
+from backdrop.pacing.slots import opened
 from backdrop.store.ledger import Ledger
 
 url = sys.argv[1]
@@ -83,7 +84,7 @@ limiter = DatabaseLimiter(url, "tz-" + uuid.uuid4().hex[:8], [(2, 5.0)])
 t0 = time.time()
 slots = [limiter.take_slot() for _ in range(3)]
 t1 = time.time()
-with limiter._engine_or_raise().connect() as conn:
+with opened(url).connect() as conn:
     stored = sorted(conn.scalars(text("SELECT slot_at FROM backdrop_rate_slots WHERE key_id = :k"),
                                  {"k": limiter.key_id}))
 out["slots_now"] = [t0 <= s <= t1 for s in slots[:2]]

@@ -13,7 +13,7 @@
     │   ├── CreditInsufficiency   400; stop creating, let in-flight tasks finish
     │   ├── InvalidTaskId         400 on a poll: unknown or expired task; fatal for the row
     │   ├── NotFound              404: unknown route (or, on a create, an unknown file id)
-    │   ├── FileNotUploaded       500 unknown_internal_error on a create from a file id: the PUT never completed
+    │   ├── FileNotUploaded       500 unknown_internal_error on a create from a file id: a PUT never completed, or not
     │   └── Forbidden             403 from storage: a signed URL expired or was forged
     ├── EngineError               HTTP 200 with task_status "error"; fatal for the row, not charged
     ├── TransportError            no usable answer
@@ -29,10 +29,11 @@ Every error carries `status`, `error_code`, `message` and `request_id` (the `x-r
 header) where they exist, and `retryable` says whether repeating the same request is safe.
 
 `refused` says the request definitely had no effect (nothing created, nothing charged): the server
-answered with its own error body (`{status, error, error_code}`) and a 4xx status, or with the documented
-500 `unknown_internal_error` for a file never uploaded (FileNotUploaded), or the connection was never made
-(NotSent), or the client refused before sending. Anything a create ends in that is not `refused` may have
-made a task: see `is_definite_refusal` and AmbiguousCreate.
+answered with its own error body (`{status, error, error_code}`) and a 4xx status, or the connection was never
+made (NotSent), or the client refused before sending. The documented 500 `unknown_internal_error` for a file
+never uploaded (FileNotUploaded) is not a refusal: the same answer is the vendor's generic internal error.
+Anything a create ends in that is not `refused` may have made a task: see `is_definite_refusal` and
+AmbiguousCreate.
 No error message ever contains the API key, the webhook secret (masked by `backdrop.redact`) or a signed
 URL's query string.
 """
@@ -196,10 +197,10 @@ class NotFound(ApiError):
 
 
 class FileNotUploaded(ApiError):
-    """A create from a file id answered with the documented 500 `unknown_internal_error` (debugging guide D7):
-    the file's upload PUT never completed, and no task was made. Upload the picture again before creating."""
+    """A create from a file id answered with the documented 500 `unknown_internal_error` (debugging guide D7): the
+    guide's answer for a file whose upload PUT never completed. Not a refusal: the guide does not say that every such
+    answer made no task, and `unknown_internal_error` is the vendor's generic internal error too."""
 
-    refused = True
     code = "file_not_uploaded"
 
     @property

@@ -22,7 +22,7 @@ from backdrop.pipeline.outcomes import ItemResult
 from backdrop.pipeline.plan import WorkItem
 from backdrop.pipeline.preflight import PreparedInput
 from backdrop.settings import BackdropSettings
-from backdrop.store.ledger import Ledger
+from backdrop.store.ledger import Ledger, LedgerEntry
 from flows.progress import emit_progress
 from tasks.preflight import preflight_input
 from tasks.reconcile import settle_lost_creates
@@ -167,9 +167,30 @@ class PictureRun:
             entry = self.ledger.latest(item.key)
         except Exception:  # noqa: BLE001 - the ledger is out of reach: report the row without its task
             entry = None
+        return self._interrupted(entry, reason)
+
+    def _interrupted(self, entry: LedgerEntry | None, reason: str) -> ItemResult:
         charged = entry is not None and entry.charged_run_id == self.run_id
         return ItemResult(status="not_attempted", error_code="interrupted", message=f"{reason} had finished",
                           task_id=entry.task_id if entry else None,
                           units=self.units_per_task if charged else 0,
                           note="the ledger keeps its task: the next run resumes it without paying again"
                           if entry and entry.task_id else None)
+
+    def with_charges(self, results: Results, why: BaseException) -> Results:
+        """`results` of a stopped run, with every charge the ledger holds for this run on its picture's row: a stop
+        may catch a picture after its charge and before its result (in the settle phase, say). Such a row is
+        reported as interrupted, with its task and units; a ledger out of reach leaves `results` as they are."""
+        carried = {r.task_id for _, r in results if r.units}
+        reason = f"the run stopped ({type(why).__name__}) before this picture"
+        out = []
+        for item, result in results:
+            if not result.units and not result.reused:
+                try:
+                    entry = self.ledger.latest(item.key)
+                except Exception:  # noqa: BLE001
+                    return results
+                if entry is not None and entry.charged_run_id == self.run_id and entry.task_id not in carried:
+                    result = self._interrupted(entry, reason)
+            out.append((item, result))
+        return out

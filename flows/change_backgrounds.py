@@ -180,36 +180,39 @@ async def change_backgrounds(
                 results = await settle_in_run(runner, results, settle, wait_seconds=settings.settle_wait_seconds,
                                               settle_after=settings.reconcile_after_seconds)
             processing_seconds = time.monotonic() - processing_started
-            traffic = res.traffic()
             await pictures.finish_progress()
+
+            # report
+            df, summary = reporting.build(results)
+            summary.update(metrics.run_metrics(
+                df, [r for _, r in results], res.traffic(), processing_seconds=processing_seconds,
+                planner=res.used_planner, webhooks=hooks.counters() if hooks is not None else None))
+            summary["upload_batching"] = res.upload_batching(settings)  # "on (N=10)", or why it went off
+            if dry_run:
+                summary.update(metrics.dry_run_estimate([r for _, r in results],
+                                                        units_per_task=settings.units_per_task,
+                                                        unit_price=settings.unit_price))
+            await _reconcile_with_vendor(summary, results, settings, ledger, env, run_started, logger)
+            summary["files"] = write_report(df, summary, out_dir)
         except BaseException as stop:  # cancelled, SIGTERM, a bug: report every row from what exists, then stop
             await pictures.stop()
-            df, summary = reporting.build(results or pictures.so_far(stop),
+            # the ledger's word on charges: a stop in the settle phase may have caught a picture after its charge
+            results = pictures.with_charges(results or pictures.so_far(stop), stop)
+            df, summary = reporting.build(results,
                                           interrupted=f"{type(stop).__name__}: {str(stop)[:200]}".rstrip(": "),
                                           processing_seconds=round(time.monotonic() - processing_started, 3))
             summary["files"] = write_report(df, summary, out_dir)
             logger.error("the run stopped (%s); report.csv lists every row, %d not attempted",
                          type(stop).__name__, summary["not_attempted"])
             with contextlib.suppress(Exception):  # left unreported, a later run's report adopts them
-                ledger.mark_reported(run_id)  # the charges this run recorded are in that report
+                ledger.mark_reported(run_id, metrics.charged_task_ids(r for _, r in results))
             raise
         finally:
             if hooks is not None:
                 res.receiver = None
                 await asyncio.to_thread(hooks.stop)
-
-        # report
-        df, summary = reporting.build(results)
-        summary.update(metrics.run_metrics(
-            df, [r for _, r in results], traffic, processing_seconds=processing_seconds,
-            planner=res.used_planner, webhooks=hooks.counters() if hooks is not None else None))
-        summary["upload_batching"] = res.upload_batching(settings)  # "on (N=10)", or why it went off
-        if dry_run:
-            summary.update(metrics.dry_run_estimate([r for _, r in results], units_per_task=settings.units_per_task,
-                                                    unit_price=settings.unit_price))
-        await _reconcile_with_vendor(summary, results, settings, ledger, env, run_started, logger)
-        summary["files"] = write_report(df, summary, out_dir)
-        ledger.mark_reported(run_id)  # the charges this run recorded are in its report now
+        # only the charges the report carries: one it misses stays for a later run's report to adopt
+        ledger.mark_reported(run_id, metrics.charged_task_ids(r for _, r in results))
 
         # artifacts
         return await _publish(df, summary, out_dir, logger)
@@ -241,7 +244,11 @@ async def _reconcile_with_vendor(summary: dict[str, Any], results: Results, sett
     if not (settings.reconcile_with_vendor and paid_ids):
         return
     since = min([run_started, *(e.created_at for e in ledger.entries(environment=env) if e.task_id in paid_ids)])
-    vendor = await vendor_units_for(settings.feature, paid_ids, since)
+    try:  # a comparison for the reader: the vendor's history out of reach never costs the report
+        vendor = await vendor_units_for(settings.feature, paid_ids, since)
+    except Exception as exc:  # noqa: BLE001
+        logger.warning("reading the vendor's credit history failed: %s: %s", type(exc).__name__, str(exc)[:200])
+        vendor = None
     summary.update(metrics.vendor_figures(vendor, summary["units_charged"]))
     if vendor is None:
         logger.warning("the vendor's credit history could not be read back to this run's start")

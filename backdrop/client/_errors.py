@@ -108,7 +108,9 @@ def error_from_response(
     documented 500 `unknown_internal_error` point at a file that was never uploaded.
 
     The error is `refused` (the request had no effect) only for the vendor's own error body with a
-    4xx status, and for the documented missing-upload 500 on a create (FileNotUploaded).
+    4xx status. The documented missing-upload 500 on a create (FileNotUploaded) is not: the guide says a file never
+    PUT answers it, not that every such answer made no task, and the same code is the vendor's generic internal
+    error. Such a create is ambiguous until the vendor's records settle it.
     """
     status = response.status_code
     message, code = _body_fields(response)
@@ -150,8 +152,8 @@ def error_from_response(
     elif missing_upload:
         cls = FileNotUploaded
         hint = (
-            "no task was made: the file was never uploaded (its upload's PUT never completed); "
-            "upload the picture again, then create"
+            "the vendor's answer when a file was never uploaded (its upload's PUT never completed), and also its "
+            "generic internal error: a task may have been made, and its credit history settles it"
         )
         text = f"{hint} (server said: {text})" if text else hint
     elif status == 500 and (code == "TaskTimeout" or lowered == "task execution timed out"):
@@ -163,7 +165,7 @@ def error_from_response(
     full = text or response.reason_phrase or f"HTTP {status}"
     if with_url:
         full += f" ({response.request.method} {safe_url(response.request.url)})"
-    refused = cls is FileNotUploaded or (vendor_body and 400 <= status < 500)
+    refused = vendor_body and 400 <= status < 500
     return cls(full, status=status, error_code=code, request_id=request_id, refused=refused)
 
 

@@ -102,7 +102,8 @@ class Retrier:
                 ) from exc
             finally:
                 if ticket is not None:  # the answer is in: the server counted the request by now
-                    await self._limiter.settle(ticket, owe=owe, paid=paid)
+                    with contextlib.suppress(Exception):  # costs only pacing precision, never the answer
+                        await self._limiter.settle(ticket, owe=owe, paid=paid)
             if isinstance(err, RateLimited):
                 self._stats.bump("http_429")
             if policy is Policy.CREATE and not err.refused:

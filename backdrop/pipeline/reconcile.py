@@ -29,7 +29,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from backdrop.client.models import CreditHistoryEntry
 from backdrop.pipeline.candidates import Vendor
@@ -50,15 +50,7 @@ if TYPE_CHECKING:  # the lifecycle imports this module; settle_in_run only drive
     from backdrop.pipeline.outcomes import ItemResult
     from backdrop.pipeline.plan import WorkItem
 
-__all__ = [
-    "LOST",
-    "Settlement",
-    "decide",
-    "pending_rows",
-    "is_lost",
-    "settle_in_run",
-    "settle_lost_creates",
-]
+__all__ = ["LOST", "Settlement", "decide", "is_lost", "pending_rows", "settle_in_run", "settle_lost_creates"]
 
 #: ledger states of a create whose answer never came
 LOST = ("ambiguous", "creating", "pending_reconcile")
@@ -78,7 +70,7 @@ class Settlement:
     attributed: dict[str, str] = field(default_factory=dict)  # content_key -> task id
     not_created: list[str] = field(default_factory=list)
     pending: dict[str, list[str]] = field(default_factory=dict)  # content_key -> candidate task ids
-    waiting: list[str] = field(default_factory=list)  # windows still open
+    waiting: list[str] = field(default_factory=list)  # windows still open, or changed by another run
     history_complete: bool = True
 
 
@@ -139,6 +131,13 @@ async def settle_lost_creates(
     complete = history.complete_since
     result.history_complete = complete is not None
     ripe: dict[int, list[str]] = {}  # lost row id -> its candidate charges
+
+    def settled(e: LedgerEntry, **verdict: Any) -> bool:
+        """Record a verdict drawn from this read, unless another run sent the create (or had its answer) since."""
+        if ledger.mark_unchanged(e, **verdict):
+            return True
+        result.waiting.append(e.content_key)
+        return False
     for e in lost.values():
         if key_id is not None and e.key_id is not None and e.key_id != key_id:
             continue  # made with another key: its account may not be this history's
@@ -151,9 +150,9 @@ async def settle_lost_creates(
             continue
         mine = [h.target_id or "" for h in orphans if inside(h, e)]
         if not mine:
-            ledger.mark(e.content_key, e.attempt, status="failed", error_code="ambiguous_not_created",
-                        error_message="no charge of this feature appeared in the lost create's window")
-            result.not_created.append(e.content_key)
+            if settled(e, status="failed", error_code="ambiguous_not_created",
+                       error_message="no charge of this feature appeared in the lost create's window"):
+                result.not_created.append(e.content_key)
             continue
         ripe[e.id] = mine
 
@@ -171,17 +170,16 @@ async def settle_lost_creates(
         same_picture = any(o.id != e.id and o.image_sha256 == e.image_sha256 for o in unsettled)
         chosen = await _attribute(e, mine, holders, attributed_ids, verdict) if not same_picture else None
         if chosen is not None:
-            ledger.mark(e.content_key, e.attempt, status="created", task_id=chosen, error_code="attributed",
-                        error_message="task id recovered from the credit history: the one charge in the lost "
-                                      "create's window whose picture keeps its input's subject, and no other "
-                                      "unsettled create's picture")
-            attributed_ids.add(chosen)
-            result.attributed[e.content_key] = chosen
-            continue
-        ledger.mark(e.content_key, e.attempt, touch=False, status="pending_reconcile",
-                    error_code="ambiguous_create", error_message="candidate charges: " + " ".join(mine))
-        result.pending[e.content_key] = mine
-        await vendor.show(mine)
+            if settled(e, status="created", task_id=chosen, error_code="attributed",
+                       error_message="task id recovered from the credit history: the one charge in the lost "
+                                     "create's window whose picture keeps its input's subject, and no other "
+                                     "unsettled create's picture"):
+                attributed_ids.add(chosen)
+                result.attributed[e.content_key] = chosen
+        elif settled(e, touch=False, status="pending_reconcile", error_code="ambiguous_create",
+                     error_message="candidate charges: " + " ".join(mine)):
+            result.pending[e.content_key] = mine
+            await vendor.show(mine)
     return result
 
 

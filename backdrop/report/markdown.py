@@ -26,7 +26,9 @@ def summary_markdown(s: dict[str, Any]) -> str:
         f"({s['units_per_task']} per success); **rows failed, not charged:** {s['rows_failed_not_charged']}.",
         f"**Cost:** {s['cost']:.2f} {s['currency']} at {s['unit_price']} {s['currency']} per unit.",
     ]
-    if "vendor_units" in s:
+    if "vendor_units" in s and s["vendor_units"] is None:
+        lines.append("**Vendor's credit history:** could not be read back; the units above are the ledger's.")
+    elif "vendor_units" in s:
         diff = s.get("units_difference", 0)
         verdict = "matches the report" if not diff else f"**differs from the report by {diff:+g} units**"
         lines.append(f"**Vendor's credit history:** {s['vendor_units']:g} units for this run's tasks; {verdict}.")

@@ -157,16 +157,30 @@ class Ledger:
         with self.engine.begin() as conn:
             return conn.execute(stmt).rowcount == 1
 
-    def mark_reported(self, run_id: str) -> int:
-        """This run's report is written: the charges it recorded are in it."""
-        stmt = update(work).where(work.c.charged_run_id == run_id, work.c.reported_at.is_(None)).values(
-            reported_at=_now())
+    def mark_reported(self, run_id: str, task_ids: Collection[str]) -> int:
+        """This run's report is written and carries the charges of `task_ids`: those of them this run recorded are
+        reported. A charge of the run that the report does not carry (a stop caught its picture after the charge)
+        stays unreported, for a later run to take over, rather than be marked reported and be in no report."""
+        if not task_ids:
+            return 0
+        stmt = update(work).where(work.c.charged_run_id == run_id, work.c.reported_at.is_(None),
+                                  work.c.task_id.in_(sorted(task_ids))).values(reported_at=_now())
         with self.engine.begin() as conn:
             return conn.execute(stmt).rowcount
 
     def mark(self, content_key: str, attempt: int, *, touch: bool = True, **fields: Any) -> None:
         """Update one attempt (status, task_id, units, output, error...). `touch=False` keeps `updated_at`, which
         for a lost create is when it was last sent or answered: the start of its settling window."""
+        self._update(content_key, attempt, [], touch, fields)
+
+    def mark_unchanged(self, entry: LedgerEntry, *, touch: bool = True, **fields: Any) -> bool:
+        """`mark`, only while the attempt is as `entry` was read (same status and `updated_at`, no task id); False if
+        another run changed it since. A verdict drawn from that read (a lost create settled from the vendor's
+        records) must not overwrite a create another run has sent since, or the answer it got."""
+        same = [work.c.status == entry.status, work.c.updated_at == entry.updated_at, work.c.task_id.is_(None)]
+        return self._update(entry.content_key, entry.attempt, same, touch, fields) == 1
+
+    def _update(self, content_key: str, attempt: int, where: list[Any], touch: bool, fields: dict[str, Any]) -> int:
         unknown = set(fields) - set(FIELDS)
         if unknown:
             raise ValueError(f"unknown ledger fields: {sorted(unknown)}")
@@ -174,11 +188,11 @@ class Ledger:
             fields["updated_at"] = _now()
         stmt = (
             update(work)
-            .where(work.c.content_key == content_key, work.c.attempt == attempt)
+            .where(work.c.content_key == content_key, work.c.attempt == attempt, *where)
             .values(**fields)
         )
         with self.engine.begin() as conn:
-            conn.execute(stmt)
+            return conn.execute(stmt).rowcount
 
     def entries(
         self,

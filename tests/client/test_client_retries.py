@@ -161,7 +161,8 @@ async def test_get_does_not_retry_client_errors(
         httpx.ReadError("reset"),
         httpx.RemoteProtocolError("eof"),
         httpx.WriteTimeout("slow"),
-        # a 500 that is not the documented missing-upload refusal
+        # a 500, the documented missing-upload one included
+        api_json(500, {"status": 500, "error": "unknown_internal_error"}, request_id="rid-miss"),
         api_json(500, {"status": 500, "error": "Internal Server Error"}, request_id="rid-500"),
         api_json(502, "bad gateway", request_id="rid-502"),
         # answered, but without a task_id

@@ -65,3 +65,24 @@ def test_the_default_ledger_is_sqlite_in_backdrop_home_unless_a_url_is_set(tmp_p
     # the status names are stored: they keep their strings
     assert [s.value for s in LedgerStatus] == ["creating", "created", "ambiguous", "pending_reconcile",
                                                "succeeded", "failed"]
+
+
+@pytest.mark.parametrize("meanwhile", ["nothing", "sent", "answered", "settled"])
+def test_a_verdict_is_recorded_only_on_the_attempt_as_it_was_read(tmp_path: Path, meanwhile: str) -> None:
+    """`mark_unchanged` is a compare-and-set on the read: another run touching the claim right before sending,
+    recording its answer, or settling it first, makes the verdict drawn from the older read a no-op."""
+    ledger = Ledger(f"sqlite:///{tmp_path / 'l.db'}")
+    ledger.claim("k", 1, run_id="r1")
+    read = ledger.latest("k")
+    assert read is not None
+    if meanwhile == "sent":
+        assert ledger.touch_claim("k", 1)
+    elif meanwhile == "answered":
+        ledger.mark("k", 1, touch=False, status="created", task_id="T1")
+    elif meanwhile == "settled":
+        ledger.mark("k", 1, touch=False, status="pending_reconcile")
+    took = ledger.mark_unchanged(read, status="failed", error_code="ambiguous_not_created")
+    assert took is (meanwhile == "nothing")
+    after = ledger.latest("k")
+    assert after is not None and (after.status == "failed") is took
+    assert not ledger.mark_unchanged(read, status="failed")  # the verdict itself changed it: not twice

@@ -315,7 +315,7 @@ class MoneyModel(RuleBasedStateMachine):
         assert len(results) == len(items), "a row was lost"
         assert sorted(i.key for i, _ in results) == sorted(i.key for i in items), "a row reported twice"
         self.reports.append(results)
-        self.ledger.mark_reported(run.run_id)
+        self.ledger.mark_reported(run.run_id, {r.task_id for _, r in results if r.task_id and r.units})
         self.runs_done += 1
 
     # ---- invariants ----------------------------------------------------------------------------------------

@@ -72,3 +72,18 @@ def test_workers_opening_a_fresh_ledger_at_once_all_get_it() -> None:
         outputs = [p.communicate(timeout=60) for p in procs]
     assert [(p.returncode, out.strip()) for p, (out, _) in zip(procs, outputs, strict=True)] == [(0, "None")] * 6, \
         [err[-800:] for _, err in outputs]
+
+
+def test_a_verdict_on_an_unchanged_read_is_recorded_once_and_a_stale_one_never(ledger: Ledger) -> None:
+    """The compare-and-set on `updated_at` holds on PostgreSQL's timestamptz too (microseconds, a time zone)."""
+    key = f"test-{uuid.uuid4().hex}"
+    ledger.claim(key, 1, run_id="a")
+    read = ledger.latest(key)
+    assert read is not None
+    assert ledger.mark_unchanged(read, touch=False, status="pending_reconcile")
+    assert not ledger.mark_unchanged(read, status="failed")  # the status changed since the read
+    fresh = ledger.latest(key)
+    assert fresh is not None and fresh.status == "pending_reconcile"
+    with ThreadPoolExecutor(4) as pool:  # four runs holding one read: one verdict
+        took = list(pool.map(lambda _: ledger.mark_unchanged(fresh, status="failed"), range(4)))
+    assert took.count(True) == 1

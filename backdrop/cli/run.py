@@ -42,11 +42,14 @@ def quiet_prefect(verbose: bool) -> None:
 def _run_flow(params: dict[str, Any], *, as_json: bool) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from backdrop.errors import BackdropError
+    from backdrop.errors import BackdropError, ConfigError
     from backdrop.pipeline.inputs import read_rows
     from backdrop.roots import confine_output
 
-    try:  # a bad CSV, or a CSV or output folder outside the roots, fails fast, before Prefect starts
+    try:  # no key at all, a bad CSV, or a CSV or output folder outside the roots fails fast, before Prefect starts
+        if not any(os.environ.get(f"BACKDROP_{name}", "").strip() for name in ("API_KEY", "API_KEY_BLOCK")):
+            raise ConfigError("no API key: set BACKDROP_API_KEY, or BACKDROP_API_KEY_BLOCK to a Prefect Secret block "
+                              "name, or try it on the sandbox with --sandbox")
         confine_output(params["out"])
         read_rows(params["csv"], prompt_override=params.get("prompt"),
                   template_override=params.get("template_id"))

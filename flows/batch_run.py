@@ -185,7 +185,7 @@ class PictureRun:
         reason = f"the run stopped ({type(why).__name__}) before this picture"
         out = []
         for item, result in results:
-            if not result.units and not result.reused:
+            if not result.units and not result.reused and result.error_code != "not_reached":  # never started
                 try:
                     entry = self.ledger.latest(item.key)
                 except Exception:  # noqa: BLE001

@@ -194,6 +194,9 @@ async def change_backgrounds(
                                                         unit_price=settings.unit_price))
             await _reconcile_with_vendor(summary, results, settings, ledger, env, run_started, logger)
             summary["files"] = write_report(df, summary, out_dir)
+            # at once, before anything else can stop the run: only the charges the report carries (one it misses
+            # stays for a later run's report to adopt)
+            ledger.mark_reported(run_id, metrics.charged_task_ids(r for _, r in results))
         except BaseException as stop:  # cancelled, SIGTERM, a bug: report every row from what exists, then stop
             await pictures.stop()
             # the ledger's word on charges: a stop in the settle phase may have caught a picture after its charge
@@ -211,8 +214,6 @@ async def change_backgrounds(
             if hooks is not None:
                 res.receiver = None
                 await asyncio.to_thread(hooks.stop)
-        # only the charges the report carries: one it misses stays for a later run's report to adopt
-        ledger.mark_reported(run_id, metrics.charged_task_ids(r for _, r in results))
 
         # artifacts
         return await _publish(df, summary, out_dir, logger)
@@ -243,8 +244,8 @@ async def _reconcile_with_vendor(summary: dict[str, Any], results: Results, sett
     paid_ids = metrics.charged_task_ids(r for _, r in results)
     if not (settings.reconcile_with_vendor and paid_ids):
         return
-    since = min([run_started, *(e.created_at for e in ledger.entries(environment=env) if e.task_id in paid_ids)])
-    try:  # a comparison for the reader: the vendor's history out of reach never costs the report
+    try:  # a comparison for the reader: the vendor's history (or the ledger) out of reach never costs the report
+        since = min([run_started, *(e.created_at for e in ledger.entries(environment=env) if e.task_id in paid_ids)])
         vendor = await vendor_units_for(settings.feature, paid_ids, since)
     except Exception as exc:  # noqa: BLE001
         logger.warning("reading the vendor's credit history failed: %s: %s", type(exc).__name__, str(exc)[:200])

@@ -55,8 +55,8 @@ class Retrier:
         limiter, told as the slot is settled (`RateLimiter.settle`); `due_in`: a poll this early (`acquire`).
 
         Under Policy.CREATE, once the request may have left only a definite refusal (`err.refused`:
-        the vendor's error body with a 4xx, the documented missing-upload 500, a connection never
-        made) escapes as itself; everything else becomes AmbiguousCreate.
+        the vendor's error body with a 4xx, a connection never made) escapes as itself; everything else
+        (the documented missing-upload 500 included) becomes AmbiguousCreate.
         """
         retry = 0
         while True:

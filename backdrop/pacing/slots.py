@@ -151,9 +151,10 @@ def transient(exc: DBAPIError) -> bool:
 
 
 async def booked_in_thread(book: Callable[[], T | None], give_back: Callable[[T], None]) -> T | None:
-    """`book()` in a worker thread. A waiter cancelled meanwhile (a task's timeout, a cancelled run) cannot stop
-    the thread: what it books once it ends is given back (`give_back`, in a thread of its own), not left booked
-    with nobody to settle it. The cancellation is not delayed."""
+    """`book()` in a worker thread. A waiter cancelled meanwhile (a task's timeout, say) cannot stop the thread: what
+    it books once it ends is given back (`give_back`, in a thread of its own), not left booked with nobody to settle
+    it, as long as the event loop still runs then (else the booking expires as before, in 2 minutes). The
+    cancellation is not delayed."""
     job = asyncio.ensure_future(asyncio.to_thread(book))
 
     def orphaned(done: asyncio.Future[T | None]) -> None:

@@ -176,7 +176,10 @@ async def settle_lost_creates(
                                      "unsettled create's picture"):
                 attributed_ids.add(chosen)
                 result.attributed[e.content_key] = chosen
+        # a `creating` row's touch moves to the last moment it can have been sent: as `pending_reconcile` its window
+        # ends `settle_after` past its touch (as an `ambiguous` row's), and must keep the candidates found now
         elif settled(e, touch=False, status="pending_reconcile", error_code="ambiguous_create",
+                     updated_at=e.updated_at + after(e) - timedelta(seconds=settle_after),
                      error_message="candidate charges: " + " ".join(mine)):
             result.pending[e.content_key] = mine
             await vendor.show(mine)

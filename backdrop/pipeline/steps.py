@@ -65,8 +65,8 @@ async def create_task(
     """Create the vendor task and record its id in the ledger before returning it (and the `polling_interval` its
     answer may carry in the run's `planner`).
 
-    Only a definite refusal (`backdrop.errors.is_definite_refusal`: the vendor's 4xx error body, the
-    documented missing-upload 500, a connection never made) is re-raised as itself with the ledger `failed`
+    Only a definite refusal (`backdrop.errors.is_definite_refusal`: the vendor's 4xx error body, a connection
+    never made) is re-raised as itself with the ledger `failed`
     (no task). Anything else may have made a task: the ledger says `ambiguous` and AmbiguousCreate is raised.
     """
     try:

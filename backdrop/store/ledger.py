@@ -26,6 +26,9 @@ from backdrop.store.schema import FIELDS, LedgerEntry, LedgerStatus, create_tabl
 
 __all__ = ["Ledger", "LedgerEntry", "OWNER", "default_ledger_url", "owner_alive"]
 
+#: task ids a statement of `mark_reported` names at most
+MARK_CHUNK = 1000
+
 
 #: who holds a `creating` row: a run on this host whose process is gone holds nothing any more
 OWNER = f"{socket.gethostname()}:{os.getpid()}"
@@ -161,12 +164,13 @@ class Ledger:
         """This run's report is written and carries the charges of `task_ids`: those of them this run recorded are
         reported. A charge of the run that the report does not carry (a stop caught its picture after the charge)
         stays unreported, for a later run to take over, rather than be marked reported and be in no report."""
-        if not task_ids:
-            return 0
-        stmt = update(work).where(work.c.charged_run_id == run_id, work.c.reported_at.is_(None),
-                                  work.c.task_id.in_(sorted(task_ids))).values(reported_at=_now())
-        with self.engine.begin() as conn:
-            return conn.execute(stmt).rowcount
+        ids, marked, at = sorted(task_ids), 0, _now()
+        with self.engine.begin() as conn:  # in chunks: a statement's parameters are capped (65,535 on PostgreSQL)
+            for start in range(0, len(ids), MARK_CHUNK):
+                stmt = update(work).where(work.c.charged_run_id == run_id, work.c.reported_at.is_(None),
+                                          work.c.task_id.in_(ids[start:start + MARK_CHUNK])).values(reported_at=at)
+                marked += conn.execute(stmt).rowcount
+        return marked
 
     def mark(self, content_key: str, attempt: int, *, touch: bool = True, **fields: Any) -> None:
         """Update one attempt (status, task_id, units, output, error...). `touch=False` keeps `updated_at`, which

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,21 @@ def test_a_verdict_is_recorded_only_on_the_attempt_as_it_was_read(tmp_path: Path
     after = ledger.latest("k")
     assert after is not None and (after.status == "failed") is took
     assert not ledger.mark_unchanged(read, status="failed")  # the verdict itself changed it: not twice
+
+
+def test_a_report_of_many_charges_is_marked_in_chunks_and_only_what_it_carries(tmp_path: Path) -> None:
+    """More task ids than one statement may name (PostgreSQL caps its parameters at 65,535): all are marked, and a
+    charge of the run the report does not carry is not."""
+    from backdrop.store.ledger import MARK_CHUNK
+
+    ledger = Ledger(f"sqlite:///{tmp_path / 'l.db'}")
+    n, at = 2 * MARK_CHUNK + 7, datetime.now(UTC)
+    with ledger.engine.begin() as conn:
+        conn.execute(work.insert(), [{"content_key": f"k{i}", "attempt": 1, "status": "succeeded", "units": 4,
+                                      "task_id": f"T{i}", "charged_run_id": "r1", "created_at": at, "updated_at": at}
+                                     for i in range(n)])
+    carried = {f"T{i}" for i in range(n - 1)}  # the last charge came after the report was built
+    assert ledger.mark_reported("r1", carried) == n - 1
+    left = [e.task_id for e in ledger.entries() if e.reported_at is None]
+    assert left == [f"T{n - 1}"]
+    assert ledger.mark_reported("r1", carried) == 0 and ledger.mark_reported("r1", set()) == 0

@@ -76,3 +76,39 @@ def test_without_the_other_run_the_same_read_settles_it(tmp_path: Path) -> None:
         Quiet(ledger, key), ledger, environment="env", key_id=None, settle_after=SETTLE_AFTER,
         create_window=CREATE_WINDOW))
     assert settled.not_created == [key] and ledger.latest(key).status == "failed"  # type: ignore[union-attr]
+
+
+def test_a_lost_claim_left_pending_keeps_its_send_allowance_on_the_next_settle(tmp_path: Path) -> None:
+    """A dead run's `creating` claim may have been sent up to `create_window` after its last touch, so a charge
+    there is a candidate: the row goes `pending_reconcile`, keeping its touch. The next settle must see the same
+    window, not one without that allowance, in which the charge falls outside and the row is "not created"."""
+    settle_after, create_window = 60.0, 100.0
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    now = datetime.now(UTC)
+    touched = now - timedelta(seconds=400)
+    ledger.claim("K" * 64, 1, run_id="r0", environment="env", image_sha256="k" * 64, prompt="p")
+    ledger.mark("K" * 64, 1, status="succeeded", task_id="KNOWN")  # a known task calibrates the vendor's clock
+    key = "L" * 64
+    ledger.claim(key, 1, run_id="run-X", environment="env", image_sha256="s" * 64, prompt="beach")
+    with ledger.engine.begin() as conn:
+        conn.execute(update(work).where(work.c.task_id == "KNOWN").values(
+            created_at=touched - timedelta(seconds=60), updated_at=touched - timedelta(seconds=58),
+            charged_at=touched - timedelta(seconds=58), charged_run_id="r0"))
+        conn.execute(update(work).where(work.c.content_key == key).values(
+            owner="otherhost:4242", created_at=touched, updated_at=touched))
+    history = [CreditHistoryEntry(id="1", timestamp=touched - timedelta(seconds=59), action="change_background",
+                                  target_id="KNOWN", units=-4),
+               # sent 95 s after the touch (inside create_window), charged 55 s later (inside settle_after)
+               CreditHistoryEntry(id="2", timestamp=touched + timedelta(seconds=150), action="change_background",
+                                  target_id="ORPHAN", units=-4)]
+
+    class Vendor(SendsWhileRead):
+        async def history_page(self, token: str | None) -> tuple[list[CreditHistoryEntry], str | None]:
+            return history, None
+
+    for _ in range(2):
+        settled = asyncio.run(reconcile.settle_lost_creates(
+            Vendor(ledger, key), ledger, environment="env", key_id=None, settle_after=settle_after,
+            create_window=create_window, now=now))
+        assert settled.pending == {key: ["ORPHAN"]} and settled.not_created == []
+        assert ledger.latest(key).status == "pending_reconcile"  # type: ignore[union-attr]
